@@ -1,0 +1,49 @@
+# One venv, made on first use. On Linux, pip would pull a multi-GB CUDA build for a plain
+# `torch`, so we install the CPU build first; override TORCH_SPEC (and TORCH_INDEX_URL,
+# e.g. https://download.pytorch.org/whl/cpu) for other machines.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.toykit-installed
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+PYTEST := $(PY) -m pytest
+NBVAL_ARGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300
+
+.PHONY: lab test unit notebooks sync book lint clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC) \
+		$(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (toykit)" >/dev/null
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab chapters/
+
+# Unit tests (including the book build), nbval of every solution notebook, the sync check.
+test: $(STAMP)
+	$(VENV)/bin/toykit chapters check
+	$(PYTEST) tests solutions $(NBVAL_ARGS)
+	$(VENV)/bin/ruff check .
+
+unit: $(STAMP)
+	$(PYTEST) tests
+
+notebooks: $(STAMP)
+	$(PYTEST) solutions $(NBVAL_ARGS)
+
+sync: $(STAMP)
+	$(VENV)/bin/toykit chapters build
+
+book: $(STAMP)
+	$(VENV)/bin/toykit book build
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,170 @@
+"""Hook semantics, on a two-layer model defined here (independent of any chapter)."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from toykit import ActivationCache, HookedRootModule, HookPoint
+
+
+class Block(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(d, d)
+        self.hook_pre = HookPoint()
+        self.hook_post = HookPoint()
+
+    def forward(self, x):
+        return self.hook_post(torch.relu(self.hook_pre(self.lin(x))))
+
+
+class Net(HookedRootModule):
+    def __init__(self, d: int = 4, n_layers: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.hook_in = HookPoint()
+        self.blocks = nn.ModuleList(Block(d) for _ in range(n_layers))
+        self.setup()
+
+    def forward(self, x):
+        x = self.hook_in(x)
+        for block in self.blocks:
+            x = block(x)
+        return x.sum(-1)
+
+
+@pytest.fixture
+def net():
+    return Net()
+
+
+X = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+
+
+def n_hooks(model):
+    return sum(len(hp._handles) for hp in model.hook_points())
+
+
+def test_hook_points_are_named_after_their_path(net):
+    assert list(net.hook_dict) == ["hook_in", "blocks.0.hook_pre", "blocks.0.hook_post",
+                                   "blocks.1.hook_pre", "blocks.1.hook_post"]
+    assert net.blocks[1].hook_pre.name == "blocks.1.hook_pre"
+
+
+def test_hook_reads_activation_and_sees_its_name(net):
+    seen = {}
+
+    def read(act, hook):
+        seen[hook.name] = act.clone()
+
+    out = net.run_with_hooks(X, fwd_hooks=[("blocks.0.hook_pre", read)])
+    assert torch.allclose(out, net(X))
+    assert torch.allclose(seen["blocks.0.hook_pre"], net.blocks[0].lin(X))
+    assert n_hooks(net) == 0
+
+
+def test_hook_replacement_changes_the_output(net):
+    zero = net.run_with_hooks(X, fwd_hooks=[("blocks.1.hook_post", lambda a, hook: torch.zeros_like(a))])
+    assert torch.equal(zero, torch.zeros(3))
+    assert not torch.equal(net(X), zero)
+
+
+def test_filter_forms_select_hooks(net):
+    for f, expected in [
+        ("hook_in", 1),
+        (["blocks.0.hook_pre", "blocks.1.hook_pre"], 2),
+        (lambda name: name.endswith("post"), 2),
+        (None, 5),
+    ]:
+        _, cache = net.run_with_cache(X, names_filter=f)
+        assert len(cache) == expected, f
+
+
+def test_run_with_cache_matches_manual_forward(net):
+    out, cache = net.run_with_cache(X)
+    assert isinstance(cache, ActivationCache)
+    h0 = torch.relu(net.blocks[0].lin(X))
+    assert torch.allclose(cache["blocks.0.hook_post"], h0)
+    assert torch.allclose(cache["pre", 1], net.blocks[1].lin(h0))  # (short, layer) shorthand
+    assert torch.allclose(out, net(X))
+    assert not cache["hook_in"].requires_grad
+    assert n_hooks(net) == 0
+
+
+def test_hooks_are_removed_after_an_exception(net):
+    def boom(act, hook):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        net.run_with_hooks(X, fwd_hooks=[("blocks.0.hook_pre", boom)])
+    assert n_hooks(net) == 0
+    with pytest.raises(RuntimeError):
+        with net.hooks(fwd_hooks=[("hook_in", lambda a, hook: None)]):
+            raise RuntimeError("inside the block")
+    assert n_hooks(net) == 0
+    with pytest.raises(TypeError):
+        net.run_with_cache(X, names_filter=None, not_an_arg=True)  # the forward itself raises
+    assert n_hooks(net) == 0
+
+
+def test_context_manager_keeps_hooks_added_elsewhere(net):
+    net.add_hook("hook_in", lambda a, hook: a * 2)
+    with net.hooks(fwd_hooks=[("blocks.0.hook_pre", lambda a, hook: None)]):
+        assert n_hooks(net) == 2
+    assert n_hooks(net) == 1
+    _, cache = net.run_with_cache(X)
+    assert torch.allclose(cache["hook_in"], 2 * X)  # the cache sees the earlier hook's output
+    net.reset_hooks()
+    assert n_hooks(net) == 0
+
+
+def test_permanent_hooks_survive_reset(net):
+    net.add_hook("hook_in", lambda a, hook: None, is_permanent=True)
+    net.reset_hooks()
+    assert n_hooks(net) == 1
+    net.reset_hooks(including_permanent=True)
+    assert n_hooks(net) == 0
+
+
+def test_unknown_hook_name_lists_near_names(net):
+    with pytest.raises(KeyError, match="did you mean 'blocks.0.hook_pre'"):
+        net.run_with_hooks(X, fwd_hooks=[("blocks.0.hook_pr", lambda a, hook: None)])
+    assert n_hooks(net) == 0
+
+
+def test_bad_replacement_is_a_clear_error(net):
+    with pytest.raises(ValueError, match=r"returned shape \[3\].*activation has shape \[3, 4\]"):
+        net.run_with_hooks(X, fwd_hooks=[("hook_in", lambda a, hook: a.sum(-1))])
+    with pytest.raises(TypeError, match="must return None or a tensor"):
+        net.run_with_hooks(X, fwd_hooks=[("hook_in", lambda a, hook: 3.0)])
+    with pytest.raises(TypeError, match="callable"):
+        net.add_hook("hook_in", "not a function")
+    with pytest.raises(ValueError, match="dir must be"):
+        net.add_hook("hook_in", lambda a, hook: None, dir="sideways")
+    assert n_hooks(net) == 0
+
+
+def test_backward_hooks_see_gradients(net):
+    grads = {}
+
+    def save_grad(grad, hook):
+        grads[hook.name] = grad.clone()
+
+    x = X.clone().requires_grad_(True)
+    out = net.run_with_hooks(x, bwd_hooks=[("blocks.1.hook_post", save_grad)], reset_hooks_end=False)
+    out.sum().backward()
+    net.reset_hooks()
+    # out = sum over the last axis, so d(out.sum())/d(post) is all ones.
+    assert torch.equal(grads["blocks.1.hook_post"], torch.ones(3, 4))
+    with pytest.raises(ValueError, match="reset_hooks_end=False"):
+        net.run_with_hooks(x, bwd_hooks=[("hook_in", save_grad)])
+    assert n_hooks(net) == 0
+
+
+def test_model_without_setup_is_a_clear_error():
+    class NoSetup(HookedRootModule):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(RuntimeError, match="setup"):
+        NoSetup().run_with_cache(X)

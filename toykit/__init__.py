@@ -1,0 +1,17 @@
+"""toykit: the small library behind an offline, CPU-first course in mechanistic interpretability."""
+
+from toykit.cache import ActivationCache, get_act_name
+from toykit.hooks import HookedRootModule, HookPoint
+from toykit.runtime import get_device, set_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationCache",
+    "HookPoint",
+    "HookedRootModule",
+    "get_act_name",
+    "get_device",
+    "set_seed",
+    "__version__",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from toykit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,229 @@
+"""Hook points: named places in a model where activations can be read or replaced.
+
+The semantics follow TransformerLens, so that what you learn here carries over:
+
+- A ``HookPoint`` is an identity module placed wherever an activation is worth naming.
+- A hook function is ``fn(activation, hook) -> None | replacement``; ``hook.name`` says where
+  it fired. Returning a tensor replaces the activation for the rest of the forward pass.
+- ``HookedRootModule`` names every hook point after its attribute path and offers
+  ``add_hook``, ``reset_hooks``, the ``hooks(...)`` context manager, ``run_with_hooks`` and
+  ``run_with_cache``. Temporary hooks are removed even when the forward pass raises.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Union
+
+import torch
+import torch.nn as nn
+
+from toykit.cache import ActivationCache
+
+HookFn = Callable[[torch.Tensor, "HookPoint"], torch.Tensor | None]
+NameFilter = Union[None, str, Sequence[str], Callable[[str], bool]]  # noqa: UP007 (runtime alias)
+
+
+class HookPoint(nn.Module):
+    """An identity module that calls the hook functions attached to it.
+
+    Forward hooks see the activation; backward hooks see the gradient of the loss with
+    respect to it. ``name`` is set by the root model.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name: str | None = None
+        self._handles: list[tuple[torch.utils.hooks.RemovableHandle, bool]] = []
+
+    def add_hook(
+        self, fn: HookFn, dir: str = "fwd", is_permanent: bool = False
+    ) -> torch.utils.hooks.RemovableHandle:
+        """Attach ``fn(activation, hook)``; dir is "fwd" or "bwd". Returns a handle whose
+        ``.remove()`` detaches just this hook."""
+        if not callable(fn):
+            raise TypeError(f"add_hook: fn must be callable as fn(activation, hook), got {type(fn).__name__}")
+        if dir == "fwd":
+
+            def forward_hook(module: nn.Module, inputs: tuple, output: torch.Tensor):
+                result = fn(output, hook=self)
+                if result is not None:
+                    self._check_replacement(result, output, fn)
+                return result
+
+            handle = self.register_forward_hook(forward_hook)
+        elif dir == "bwd":
+
+            def backward_hook(module: nn.Module, grad_input: tuple, grad_output: tuple):
+                result = fn(grad_output[0], hook=self)
+                if result is not None:
+                    self._check_replacement(result, grad_output[0], fn)
+                    return (result,)
+                return None
+
+            handle = self.register_full_backward_hook(backward_hook)
+        else:
+            raise ValueError(f"add_hook: dir must be 'fwd' or 'bwd', got {dir!r}")
+        self._handles.append((handle, is_permanent))
+        return handle
+
+    def remove_handle(self, handle: torch.utils.hooks.RemovableHandle) -> None:
+        handle.remove()
+        self._handles = [(h, p) for h, p in self._handles if h is not handle]
+
+    def _check_replacement(self, new: object, old: torch.Tensor, fn: Callable) -> None:
+        name = getattr(fn, "__name__", repr(fn))
+        if not isinstance(new, torch.Tensor):
+            raise TypeError(
+                f"hook {name!r} at {self.name!r} returned {type(new).__name__}; "
+                "a hook must return None or a tensor to replace the activation"
+            )
+        if new.shape != old.shape:
+            raise ValueError(
+                f"hook {name!r} at {self.name!r} returned shape {list(new.shape)}, "
+                f"but the activation has shape {list(old.shape)}"
+            )
+
+    def remove_hooks(self, including_permanent: bool = False) -> None:
+        kept = []
+        for handle, permanent in self._handles:
+            if permanent and not including_permanent:
+                kept.append((handle, permanent))
+            else:
+                handle.remove()
+        self._handles = kept
+
+    @property
+    def has_hooks(self) -> bool:
+        return bool(self._handles)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+class HookedRootModule(nn.Module):
+    """Base class for models with hook points. Call ``self.setup()`` at the end of __init__."""
+
+    def setup(self) -> None:
+        """Name every HookPoint after its attribute path, e.g. ``blocks.0.hook_pre``."""
+        self.hook_dict: dict[str, HookPoint] = {}
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                module.name = name
+                self.hook_dict[name] = module
+
+    def hook_points(self) -> list[HookPoint]:
+        return list(self.hook_dict.values())
+
+    # -- finding hook points --------------------------------------------------------------
+
+    def _resolve(self, name_or_filter: NameFilter) -> list[HookPoint]:
+        if not hasattr(self, "hook_dict"):
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call self.setup()")
+        if name_or_filter is None:
+            return self.hook_points()
+        if isinstance(name_or_filter, str):
+            if name_or_filter not in self.hook_dict:
+                raise KeyError(self._unknown_hook_message(name_or_filter))
+            return [self.hook_dict[name_or_filter]]
+        if callable(name_or_filter):
+            return [hp for name, hp in self.hook_dict.items() if name_or_filter(name)]
+        if isinstance(name_or_filter, Sequence):
+            return [hp for name in name_or_filter for hp in self._resolve(name)]
+        raise TypeError(
+            "a hook name must be a str, a list of str, or a callable name -> bool, "
+            f"got {type(name_or_filter).__name__}"
+        )
+
+    def _unknown_hook_message(self, name: str) -> str:
+        near = difflib.get_close_matches(name, list(self.hook_dict), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        return (
+            f"unknown hook name {name!r} for {type(self).__name__}{hint} "
+            f"(model.hook_dict lists all {len(self.hook_dict)})"
+        )
+
+    # -- adding and removing hooks ----------------------------------------------------------
+
+    def add_hook(
+        self, name_or_filter: NameFilter, fn: HookFn, dir: str = "fwd", is_permanent: bool = False
+    ) -> list[tuple[HookPoint, torch.utils.hooks.RemovableHandle]]:
+        """Attach ``fn`` to one hook point (by name) or to every one a filter accepts.
+        Returns ``(hook_point, handle)`` pairs for removing exactly these hooks later."""
+        return [(hp, hp.add_hook(fn, dir=dir, is_permanent=is_permanent)) for hp in self._resolve(name_or_filter)]
+
+    def reset_hooks(self, including_permanent: bool = False) -> None:
+        for hp in self.hook_points():
+            hp.remove_hooks(including_permanent=including_permanent)
+
+    @contextmanager
+    def hooks(
+        self,
+        fwd_hooks: Sequence[tuple[NameFilter, HookFn]] = (),
+        bwd_hooks: Sequence[tuple[NameFilter, HookFn]] = (),
+        reset_hooks_end: bool = True,
+    ) -> Iterator[HookedRootModule]:
+        """Context manager: the hooks are attached inside the block and removed on exit,
+        even if the block raises. Hooks attached elsewhere are left alone."""
+        added: list[tuple[HookPoint, torch.utils.hooks.RemovableHandle]] = []
+        try:
+            for name, fn in fwd_hooks:
+                added += self.add_hook(name, fn, dir="fwd")
+            for name, fn in bwd_hooks:
+                added += self.add_hook(name, fn, dir="bwd")
+            yield self
+        finally:
+            if reset_hooks_end:
+                for hp, handle in added:
+                    hp.remove_handle(handle)
+
+    def run_with_hooks(
+        self,
+        *model_args: Any,
+        fwd_hooks: Sequence[tuple[NameFilter, HookFn]] = (),
+        bwd_hooks: Sequence[tuple[NameFilter, HookFn]] = (),
+        reset_hooks_end: bool = True,
+        **model_kwargs: Any,
+    ) -> Any:
+        """Run the model with temporary hooks: ``fwd_hooks=[(name_or_filter, fn), ...]``.
+
+        With ``bwd_hooks`` you must call ``.backward()`` yourself, so pass
+        ``reset_hooks_end=False`` and call ``model.reset_hooks()`` afterwards.
+        """
+        if bwd_hooks and reset_hooks_end:
+            raise ValueError(
+                "run_with_hooks: bwd_hooks fire during .backward(), after this call returns; "
+                "pass reset_hooks_end=False and call model.reset_hooks() when done"
+            )
+        with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end=reset_hooks_end):
+            return self(*model_args, **model_kwargs)
+
+    def run_with_cache(
+        self,
+        *model_args: Any,
+        names_filter: NameFilter = None,
+        device: str | torch.device | None = None,
+        remove_batch_dim: bool = False,
+        **model_kwargs: Any,
+    ) -> tuple[Any, ActivationCache]:
+        """Run the model and return ``(output, cache)``, caching every activation that
+        ``names_filter`` accepts (all of them when None). Cached tensors are detached."""
+        store: dict[str, torch.Tensor] = {}
+
+        def save(act: torch.Tensor, hook: HookPoint) -> None:
+            act = act.detach()
+            store[hook.name] = act if device is None else act.to(device)
+
+        with self.hooks(fwd_hooks=[(names_filter, save)]):
+            out = self(*model_args, **model_kwargs)
+        # Order the cache like the model's own hook points, not by firing order.
+        ordered = {name: store[name] for name in self.hook_dict if name in store}
+        cache = ActivationCache(ordered, self)
+        if remove_batch_dim:
+            cache = cache.remove_batch_dim()
+        return out, cache

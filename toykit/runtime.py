@@ -1,0 +1,57 @@
+"""Where tensors live and how runs are made repeatable."""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+
+import numpy as np
+import torch
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Pick the device to train on.
+
+    With no argument: CUDA when a GPU is present, otherwise the CPU. Apple's MPS is used
+    only when asked for (``prefer="mps"``), because some results differ there.
+
+    prefer: None, "cpu", "cuda" or "mps".
+    """
+    if prefer is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(prefer, str) or prefer.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"get_device: prefer must be None, 'cpu', 'cuda' or 'mps', got {prefer!r}")
+    kind = prefer.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("get_device: prefer='cuda' but no CUDA device is available")
+    if kind == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise RuntimeError("get_device: prefer='mps' but MPS is not available")
+        warnings.warn(
+            "Using MPS: some kernels differ from CPU/CUDA, so a few asserted numbers in the "
+            "chapters may not match exactly.",
+            stacklevel=2,
+        )
+    return torch.device(prefer)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device=None`` means get_device(); anything else is passed to torch.device."""
+    if device is None:
+        return get_device()
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be None, a torch.device or a string like 'cpu', got {device!r}") from e
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices). Returns a CPU generator seeded the same."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"set_seed: seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    return torch.Generator().manual_seed(seed)
