@@ -8,7 +8,7 @@ STAMP := $(VENV)/.toykit-installed
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 PYTEST := $(PY) -m pytest
-NBVAL_ARGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300
+NBVAL_ARGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300
 
 .PHONY: lab test unit notebooks sync book lint clean-venv
 
@@ -27,8 +27,9 @@ lab: $(STAMP)
 # Unit tests (including the book build), nbval of every solution notebook, the sync check.
 test: $(STAMP)
 	$(VENV)/bin/toykit chapters check
-	$(PYTEST) tests solutions $(NBVAL_ARGS)
 	$(VENV)/bin/ruff check .
+	$(PYTEST) tests solutions $(NBVAL_ARGS); rc=$$?; \
+		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 
 unit: $(STAMP)
 	$(PYTEST) tests

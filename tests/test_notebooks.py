@@ -98,6 +98,20 @@ def test_build_is_deterministic_and_check_detects_stale_chapters(course, capsys)
     assert course.stale() == ["chapters/02_orphan.ipynb has no solutions/02_orphan.ipynb"]
 
 
+def test_build_does_not_overwrite_a_learners_work(course, capsys):
+    course.build()
+    chapter = course.chapters / "01_demo.ipynb"
+    nb = nbformat.read(chapter, as_version=4)
+    nb.cells[1].execution_count = 1  # the learner ran it
+    nbformat.write(nb, chapter)
+    work = chapter.read_bytes()
+    assert main(["chapters", "build", "--root", str(course.root)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert chapter.read_bytes() == work
+    assert main(["chapters", "build", "--root", str(course.root), "--force"]) == 0
+    assert course.stale() == []
+
+
 def test_solution_names_resolve_by_number_or_stem(course):
     assert [p.name for p in course.solution_paths(["01"])] == ["01_demo.ipynb"]
     assert [p.name for p in course.solution_paths(["01_demo"])] == ["01_demo.ipynb"]

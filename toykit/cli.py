@@ -65,7 +65,7 @@ def chapters(args: argparse.Namespace) -> int:
     course = Course(find_root(Path(args.root) if args.root else None))
     try:
         if args.action == "build":
-            changed = course.build()
+            changed = course.build(force=args.force)
             for path in changed:
                 print(f"wrote {path.relative_to(course.root)}")
             print(f"chapters/ up to date ({len(course.solution_paths())} notebooks, {len(changed)} written)")
@@ -83,7 +83,7 @@ def chapters(args: argparse.Namespace) -> int:
             for path in course.execute(args.names or None, timeout=args.timeout):
                 print(f"executed {path.relative_to(course.root)}")
             return 0
-    except (FenceError, FileNotFoundError) as err:
+    except (FenceError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     raise AssertionError(args.action)
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="notebooks to execute (e.g. 01 or 01_superposition)")
     p.add_argument("--root", help="the course folder (default: found from the current folder)")
     p.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds for execute")
+    p.add_argument("--force", action="store_true", help="build: overwrite chapters that hold outputs")
     p.set_defaults(func=chapters)
 
     p = sub.add_parser("book", help="build the book offline into book/_build/html")

@@ -90,6 +90,14 @@ def dumps(nb: nbformat.NotebookNode) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def _has_been_run(path: Path) -> bool:
+    try:
+        nb = nbformat.read(path, as_version=NB_VERSION)
+    except Exception:
+        return True  # unreadable: don't guess, don't overwrite
+    return any(c.cell_type == "code" and (c.outputs or c.execution_count) for c in nb.cells)
+
+
 @dataclass
 class Course:
     root: Path
@@ -121,17 +129,28 @@ class Course:
         nb = nbformat.read(solution, as_version=NB_VERSION)
         return dumps(learner_notebook(nb, where=str(solution.relative_to(self.root))))
 
-    def build(self) -> list[Path]:
-        """Write chapters/ from solutions/; returns the files that changed."""
+    def build(self, force: bool = False) -> list[Path]:
+        """Write chapters/ from solutions/; returns the files that changed.
+
+        A chapter that has been run (it holds outputs) is a learner's work in progress, so
+        it is not overwritten unless ``force`` is set.
+        """
         self.chapters.mkdir(exist_ok=True)
-        changed = []
+        planned = []
         for sol in self.solution_paths():
             target = self.chapters / sol.name
             text = self.expected_chapter(sol)
-            if not target.exists() or target.read_text(encoding="utf-8") != text:
-                target.write_text(text, encoding="utf-8")
-                changed.append(target)
-        return changed
+            if target.exists() and target.read_text(encoding="utf-8") == text:
+                continue
+            if target.exists() and not force and _has_been_run(target):
+                raise FileExistsError(
+                    f"chapters/{target.name} holds outputs, so it looks like someone's work in "
+                    "progress; save it elsewhere, or pass --force to overwrite it"
+                )
+            planned.append((target, text))
+        for target, text in planned:
+            target.write_text(text, encoding="utf-8")
+        return [target for target, _ in planned]
 
     def stale(self) -> list[str]:
         """Problems that make chapters/ out of date, one line each (empty when in sync)."""
