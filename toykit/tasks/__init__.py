@@ -1,0 +1,6 @@
+"""Synthetic tasks whose ground truth is known, so interpretability methods can be checked against it.
+
+``toykit.tasks.tinylang``: TinyLang, a small English-like language mixing sentence families
+(indirect object identification, number agreement, entity tracking, cyclic successors,
+repeated spans and factual recall), each example carrying its latent labels.
+"""
