@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["build"])
     p.add_argument("--root", help="the course folder (default: found from the current folder)")
     p.set_defaults(func=book)
+
+    from toykit.train_recipes import register as register_train
+
+    register_train(sub)
     return parser
 
 

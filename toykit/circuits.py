@@ -1,0 +1,340 @@
+"""Find attention heads by what they do, and measure how heads compose.
+
+**Head-detection scores** read an attention pattern on a repeated random sequence
+(``toykit.tasks.repeated_tokens.generate_repeated_tokens``): a random block of S tokens
+followed by the same block again, optionally after a BOS token. Write n for the sequence
+length (2S or 2S + 1) and call the positions n - S .. n - 1 the *second copy*; the token at
+second-copy position q first occurred at position q - S.
+
+- prefix-matching (induction) score: the attention that second-copy queries pay to the
+  token *after* the first occurrence of their own token, i.e. pattern[q, q - S + 1], averaged
+  over the S second-copy queries (and the batch). An induction head scores near 1; a head
+  attending uniformly over its causal window scores about mean_q 1 / (q + 1).
+- duplicate-token score: the same with key q - S (the earlier copy of the token itself).
+- previous-token score: pattern[q, q - 1] averaged over every query q >= 1 (any text works).
+
+Olsson et al. (2022) call the first the prefix-matching score; TransformerLens and ARENA call
+it the induction score (ARENA's version also averages two first-copy queries; ours does not).
+
+**Composition scores** (Elhage et al., 2021) say how much a later head reads what an earlier
+head writes. For matrices W_A (applied first) and W_B, in toykit's right-multiplied
+convention (x @ W):
+
+    composition(W_A, W_B) = ‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F)
+
+with W_A = the earlier head's OV circuit W_V W_O and W_B = the later head's
+W_QK = W_Q W_Kᵀ (Q-composition: the query reads the earlier output), W_QKᵀ (K-composition:
+the key reads it) or W_OV (V-composition). The paper writes matrices for column vectors,
+where W_QK is our W_QKᵀ and W_OV our W_OVᵀ, so its K-composition ‖W_QKᵀ W_OV‖_F is our
+‖W_OV W_QKᵀ‖_F: the same number. Scores lie in [0, 1]; independent random matrices of the
+heads' shapes already score about 1/sqrt(d_head) or so (see ``composition_score_baseline``),
+so compare against that.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from toykit.factored_matrix import FactoredMatrix
+from toykit.tasks.repeated_tokens import generate_repeated_tokens
+from toykit.transformer import HookedTransformer
+from toykit.validation import check_positive_int, check_tensor
+
+__all__ = [
+    "ablated_loss_by_position",
+    "attention_head_scores",
+    "composition_score",
+    "composition_score_baseline",
+    "duplicate_token_score",
+    "induction_score",
+    "k_composition_score",
+    "loss_by_position",
+    "prefix_matching_score",
+    "previous_token_score",
+    "q_composition_score",
+    "v_composition_score",
+]
+
+
+# -- head-detection scores from attention patterns ----------------------------------------------
+
+
+def _as_batched_pattern(pattern: torch.Tensor) -> torch.Tensor:
+    """[batch, n_heads, q, k] or [n_heads, q, k] -> [batch, n_heads, q, k], checked."""
+    if isinstance(pattern, torch.Tensor) and pattern.ndim == 3:
+        pattern = pattern[None]
+    check_tensor("pattern", pattern, ["batch", "n_heads", "pos", "pos"], dtype="float")
+    return pattern
+
+
+def _stripe_mean(pattern: torch.Tensor, queries: torch.Tensor, offset: int) -> torch.Tensor:
+    """Mean over batch and the given queries of pattern[..., q, q + offset]: [n_heads]."""
+    return pattern[:, :, queries, queries + offset].mean(dim=(0, 2))
+
+
+def _second_copy(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
+    check_positive_int("seq_len", seq_len)
+    n = pattern.shape[-1]
+    if n not in (2 * seq_len, 2 * seq_len + 1):
+        raise ValueError(
+            f"pattern has {n} positions, but a repeated sequence with seq_len={seq_len} has "
+            f"{2 * seq_len} (no BOS) or {2 * seq_len + 1} (with BOS) positions"
+        )
+    return torch.arange(n - seq_len, n, device=pattern.device)
+
+
+def prefix_matching_score(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """The induction (prefix-matching) score of each head.
+
+    pattern: [batch, n_heads, pos, pos] or [n_heads, pos, pos], attention probabilities on
+        repeated sequences of a block of ``seq_len`` tokens (pos = 2 * seq_len, or
+        2 * seq_len + 1 with a BOS at position 0).
+    Returns [n_heads]: mean over batch and second-copy queries q (the last seq_len positions)
+    of pattern[..., q, q - seq_len + 1], the attention to the token after the first
+    occurrence of the query's token. 1 for a perfect induction head.
+    """
+    pattern = _as_batched_pattern(pattern)
+    return _stripe_mean(pattern, _second_copy(pattern, seq_len), 1 - seq_len)
+
+
+def duplicate_token_score(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """The duplicate-token score of each head.
+
+    pattern: as for ``prefix_matching_score``. Returns [n_heads]: mean over batch and
+    second-copy queries q of pattern[..., q, q - seq_len], the attention to the earlier
+    occurrence of the query's own token.
+    """
+    pattern = _as_batched_pattern(pattern)
+    return _stripe_mean(pattern, _second_copy(pattern, seq_len), -seq_len)
+
+
+def previous_token_score(pattern: torch.Tensor) -> torch.Tensor:
+    """The previous-token score of each head.
+
+    pattern: [batch, n_heads, pos, pos] or [n_heads, pos, pos] with pos >= 2, on any text.
+    Returns [n_heads]: mean over batch and queries q = 1 .. pos - 1 of pattern[..., q, q - 1].
+    """
+    pattern = _as_batched_pattern(pattern)
+    n = pattern.shape[-1]
+    if n < 2:
+        raise ValueError(f"previous_token_score needs at least 2 positions, got pattern of shape {list(pattern.shape)}")
+    return _stripe_mean(pattern, torch.arange(1, n, device=pattern.device), -1)
+
+
+# -- the same scores for every head of a model -------------------------------------------------------
+
+
+def _repeated_tokens_for(model: HookedTransformer, seq_len: int | None, batch: int, bos: int | None,
+                         seed: int) -> tuple[torch.Tensor, int]:
+    if not isinstance(model, HookedTransformer):
+        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    extra = 1 if bos is not None else 0
+    if seq_len is None:
+        seq_len = (model.cfg.n_ctx - extra) // 2
+    check_positive_int("seq_len", seq_len)
+    if 2 * seq_len + extra > model.cfg.n_ctx:
+        raise ValueError(f"seq_len={seq_len} makes {2 * seq_len + extra} tokens, more than n_ctx={model.cfg.n_ctx}")
+    tokens = generate_repeated_tokens(batch, seq_len, model.cfg.d_vocab, bos=bos, seed=seed, device=model.device)
+    return tokens, seq_len
+
+
+@torch.no_grad()
+def attention_head_scores(model: HookedTransformer, tokens: torch.Tensor, seq_len: int) -> dict[str, torch.Tensor]:
+    """Every head's prefix-matching, duplicate-token and previous-token score.
+
+    tokens: [batch, pos], repeated sequences as from ``generate_repeated_tokens`` (block
+        length seq_len; pos = 2 * seq_len or 2 * seq_len + 1).
+    Returns {"prefix_matching", "duplicate_token", "previous_token"}: each [n_layers, n_heads],
+    on the CPU.
+    """
+    if not isinstance(model, HookedTransformer):
+        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_pattern"),
+                                    return_type=None)
+    scores: dict[str, list[torch.Tensor]] = {"prefix_matching": [], "duplicate_token": [], "previous_token": []}
+    for layer in range(model.cfg.n_layers):
+        pattern = cache["pattern", layer]
+        scores["prefix_matching"].append(prefix_matching_score(pattern, seq_len))
+        scores["duplicate_token"].append(duplicate_token_score(pattern, seq_len))
+        scores["previous_token"].append(previous_token_score(pattern))
+    return {name: torch.stack(values).cpu() for name, values in scores.items()}
+
+
+def induction_score(
+    model: HookedTransformer,
+    seq_len: int | None = None,
+    batch: int = 32,
+    bos: int | None = 0,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Every head's prefix-matching score on fresh repeated random tokens: [n_layers, n_heads].
+
+    seq_len: the repeated block's length; None takes the longest that fits in n_ctx.
+    batch, seed: how many sequences, and the seed that draws them.
+    bos: the BOS token id placed first (None: no BOS). toykit's shipped models use 0.
+    """
+    check_positive_int("batch", batch)
+    tokens, seq_len = _repeated_tokens_for(model, seq_len, batch, bos, seed)
+    return attention_head_scores(model, tokens, seq_len)["prefix_matching"]
+
+
+# -- losses -----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def loss_by_position(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss at each position: tokens [batch, pos] -> [pos - 1] on the CPU.
+
+    Entry i is the loss of predicting tokens[:, i + 1] from tokens[:, :i + 1], averaged over
+    the batch. On repeated sequences, ``repeated_half_slices`` picks out the two blocks.
+    """
+    if not isinstance(model, HookedTransformer):
+        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    return model(tokens, return_type="loss", loss_per_token=True).mean(0).cpu()
+
+
+@torch.no_grad()
+def ablated_loss_by_position(
+    model: HookedTransformer,
+    tokens: torch.Tensor,
+    heads: list[tuple[int, int]],
+    method: str = "mean",
+) -> torch.Tensor:
+    """``loss_by_position`` with some heads knocked out: [pos - 1] on the CPU.
+
+    heads: (layer, head) pairs whose output z (blocks.{layer}.attn.hook_z[:, :, head]) is
+        replaced: by its mean over batch and positions ("mean", on these same tokens) or by
+        zero ("zero").
+    """
+    if not isinstance(model, HookedTransformer):
+        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    if method not in ("mean", "zero"):
+        raise ValueError(f"method must be 'mean' or 'zero', got {method!r}")
+    by_layer: dict[int, list[int]] = {}
+    for pair in heads:
+        if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+                or not 0 <= pair[0] < model.cfg.n_layers or not 0 <= pair[1] < model.cfg.n_heads):
+            raise ValueError(f"heads must be (layer, head) pairs with layer < {model.cfg.n_layers} and "
+                             f"head < {model.cfg.n_heads}, got {pair!r}")
+        by_layer.setdefault(int(pair[0]), []).append(int(pair[1]))
+
+    def ablate(z: torch.Tensor, hook) -> torch.Tensor:
+        layer = int(hook.name.split(".")[1])
+        z = z.clone()
+        for h in by_layer[layer]:
+            z[:, :, h] = z[:, :, h].mean(dim=(0, 1)) if method == "mean" else 0.0
+        return z
+
+    fwd_hooks = [(f"blocks.{layer}.attn.hook_z", ablate) for layer in by_layer]
+    loss = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks, return_type="loss", loss_per_token=True)
+    return loss.mean(0).cpu()
+
+
+# -- composition -------------------------------------------------------------------------------
+
+
+def _frobenius(M: torch.Tensor | FactoredMatrix) -> torch.Tensor:
+    return M.norm() if isinstance(M, FactoredMatrix) else torch.linalg.matrix_norm(M)
+
+
+def composition_score(W_A: torch.Tensor | FactoredMatrix, W_B: torch.Tensor | FactoredMatrix) -> torch.Tensor:
+    """‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F), with W_A applied first (x @ W_A @ W_B).
+
+    W_A: [..., d, d], W_B: [..., d, d] (tensors or FactoredMatrix; leading dims broadcast).
+    Returns [...] in [0, 1] (by submultiplicativity of the Frobenius norm).
+    """
+    for name, M in (("W_A", W_A), ("W_B", W_B)):
+        if not isinstance(M, (torch.Tensor, FactoredMatrix)):
+            raise TypeError(f"{name} must be a torch.Tensor or a FactoredMatrix, got {type(M).__name__}")
+        if M.ndim < 2:
+            raise ValueError(f"{name} must have shape [..., d, d], got {list(M.shape)}")
+    if W_A.shape[-1] != W_B.shape[-2]:
+        raise ValueError(f"W_A [..., d, d] and W_B [..., d, d] must share d, got {list(W_A.shape)} and "
+                         f"{list(W_B.shape)}")
+    if isinstance(W_A, torch.Tensor) and isinstance(W_B, FactoredMatrix):
+        W_A = FactoredMatrix(W_A, torch.eye(W_A.shape[-1], dtype=W_A.dtype, device=W_A.device))
+    product = W_A @ W_B
+    return _frobenius(product) / (_frobenius(W_A) * _frobenius(W_B))
+
+
+def _layer_pair(model: HookedTransformer, src_layer: int, dst_layer: int) -> None:
+    if not isinstance(model, HookedTransformer):
+        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    L = model.cfg.n_layers
+    for name, layer in (("src_layer", src_layer), ("dst_layer", dst_layer)):
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < L:
+            raise ValueError(f"{name} must be an int in [0, n_layers={L}), got {layer!r}")
+    if src_layer >= dst_layer:
+        raise ValueError(f"a head can only compose with heads in later layers: need src_layer < dst_layer, "
+                         f"got {src_layer} and {dst_layer}")
+
+
+def _circuits(model: HookedTransformer, process: bool) -> HookedTransformer:
+    if process and model.cfg.normalization_type == "LN":
+        # LayerNorm weights scale what each head reads; fold them in so the circuits are the
+        # maps the heads really apply (up to LayerNorm's per-position scale).
+        from toykit.weight_processing import process_weights
+
+        return process_weights(model)
+    return model
+
+
+@torch.no_grad()
+def q_composition_score(model: HookedTransformer, src_layer: int = 0, dst_layer: int = 1,
+                        process: bool = True) -> torch.Tensor:
+    """Q-composition of every (earlier head, later head) pair: [n_heads (src), n_heads (dst)].
+
+    Entry [i, j] = composition_score(OV[src_layer, i], QK[dst_layer, j]): how much head j's
+    queries read head i's output. process: fold LayerNorm weights in first (a copy; the model
+    is unchanged).
+    """
+    _layer_pair(model, src_layer, dst_layer)
+    m = _circuits(model, process)
+    return composition_score(m.OV[src_layer][:, None], m.QK[dst_layer][None]).cpu()
+
+
+@torch.no_grad()
+def k_composition_score(model: HookedTransformer, src_layer: int = 0, dst_layer: int = 1,
+                        process: bool = True) -> torch.Tensor:
+    """K-composition of every (earlier head, later head) pair: [n_heads (src), n_heads (dst)].
+
+    Entry [i, j] = composition_score(OV[src_layer, i], QK[dst_layer, j]ᵀ): how much head j's
+    keys read head i's output (the paper's ‖W_QKᵀ W_OV‖_F / (‖W_QK‖_F ‖W_OV‖_F)). A
+    previous-token head feeding an induction head's keys scores high. process: as for
+    ``q_composition_score``.
+    """
+    _layer_pair(model, src_layer, dst_layer)
+    m = _circuits(model, process)
+    return composition_score(m.OV[src_layer][:, None], m.QK[dst_layer][None].T).cpu()
+
+
+@torch.no_grad()
+def v_composition_score(model: HookedTransformer, src_layer: int = 0, dst_layer: int = 1,
+                        process: bool = True) -> torch.Tensor:
+    """V-composition of every (earlier head, later head) pair: [n_heads (src), n_heads (dst)].
+
+    Entry [i, j] = composition_score(OV[src_layer, i], OV[dst_layer, j]): how much of head i's
+    output head j moves on. process: as for ``q_composition_score``.
+    """
+    _layer_pair(model, src_layer, dst_layer)
+    m = _circuits(model, process)
+    return composition_score(m.OV[src_layer][:, None], m.OV[dst_layer][None]).cpu()
+
+
+def composition_score_baseline(d_model: int, d_head: int, n_samples: int = 200, seed: int = 0) -> float:
+    """The mean composition score of random heads: W_A = W_V W_O and W_B = W_Q W_Kᵀ with
+    independent Gaussian factors of shapes [d_model, d_head] and [d_head, d_model].
+
+    Scores of trained heads mean something only well above this.
+    """
+    check_positive_int("d_model", d_model)
+    check_positive_int("d_head", d_head)
+    check_positive_int("n_samples", n_samples)
+    g = torch.Generator().manual_seed(seed)
+
+    def random_circuit() -> FactoredMatrix:
+        return FactoredMatrix(torch.randn(n_samples, d_model, d_head, generator=g),
+                              torch.randn(n_samples, d_head, d_model, generator=g))
+
+    return composition_score(random_circuit(), random_circuit()).mean().item()

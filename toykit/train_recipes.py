@@ -1,0 +1,245 @@
+"""How each shipped checkpoint is trained: ``toykit train NAME`` reruns a recipe.
+
+A recipe is any object with a ``name``, ``train(device=None, seed=None, progress=True) ->
+(model, history)``, ``final_metrics(model, history) -> dict`` and ``describe() -> dict``
+(its settings, stored in the manifest). ``RECIPES`` maps names to recipes; ``save`` trains
+one and writes its weights, history and manifest entry. A recipe for a new model (TinyLang,
+say) only has to provide those four members and be added to ``RECIPES``.
+
+The attention-only recipes train on periodic random tokens
+(``toykit.tasks.repeated_tokens.generate_periodic_tokens``): every row repeats a random
+block whose length changes from row to row, so only in-context copying predicts the repeats.
+A 2-layer model forms induction heads after a plateau (the phase change); a 1-layer model
+cannot, and is the control. Training runs on the CPU with one thread by default, so that the
+written files are bit-for-bit repeatable (same torch build): the models are so small that a
+second thread buys almost nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toykit.circuits import attention_head_scores
+from toykit.pretrained import CHECKPOINT_DIR, MANIFEST_NAME, config_to_json, manifest
+from toykit.runtime import resolve_device
+from toykit.tasks.repeated_tokens import generate_periodic_tokens, generate_repeated_tokens, repeated_half_slices
+from toykit.training import train_lm
+from toykit.transformer import HookedTransformer, TransformerConfig
+
+__all__ = ["RECIPES", "AttnOnlyRecipe", "phase_change_step", "register", "save"]
+
+#: Token 0 is the BOS token of every attention-only checkpoint.
+BOS = 0
+
+
+@dataclass(frozen=True)
+class AttnOnlyRecipe:
+    """An attention-only transformer trained on periodic random tokens.
+
+    Model: n_layers, d_model, n_heads, d_vocab, n_ctx, normalization_type (cfg.seed = seed).
+    Data: each training row is [BOS] + a block of period p ~ U[min_period, max_period]
+        repeated to n_ctx tokens.
+    Training: train_lm with steps, batch_size, lr, weight_decay, warmup, schedule.
+    Logging: every log_every steps, on a fixed batch of eval_batch repeated sequences with
+        block length eval_seq_len (drawn with eval_seed, never seen in training): every
+        head's prefix-matching, previous-token and duplicate-token scores, and the mean loss
+        on the first and on the repeated block.
+    """
+
+    name: str
+    n_layers: int
+    d_model: int = 64
+    n_heads: int = 4
+    d_vocab: int = 128
+    n_ctx: int = 65
+    normalization_type: str | None = "LN"
+    min_period: int = 8
+    max_period: int = 32
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 0
+    schedule: str = "constant"
+    log_every: int = 25
+    eval_batch: int = 64
+    eval_seq_len: int = 32
+    eval_seed: int = 10_000
+    seed: int = 0
+    cpu_threads: int | None = 1
+
+    def config(self, seed: int | None = None, device: str | torch.device | None = None) -> TransformerConfig:
+        return TransformerConfig(
+            n_layers=self.n_layers, d_model=self.d_model, n_heads=self.n_heads, d_vocab=self.d_vocab,
+            n_ctx=self.n_ctx, attn_only=True, normalization_type=self.normalization_type,
+            seed=self.seed if seed is None else seed, device=resolve_device(device),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, **dataclasses.asdict(self)}
+
+    def eval_tokens(self, device: str | torch.device | None = "cpu") -> torch.Tensor:
+        """The fixed evaluation batch: [eval_batch, 1 + 2 * eval_seq_len]."""
+        return generate_repeated_tokens(self.eval_batch, self.eval_seq_len, self.d_vocab, bos=BOS,
+                                        seed=self.eval_seed, device=device)
+
+    def evaluate(self, model: HookedTransformer) -> dict[str, Any]:
+        """Head scores ([n_layers][n_heads] lists) and first/repeated-block losses."""
+        tokens = self.eval_tokens(model.device)
+        scores = attention_head_scores(model, tokens, self.eval_seq_len)
+        loss = model(tokens, return_type="loss", loss_per_token=True)
+        first, repeated = repeated_half_slices(tokens.shape[1], self.eval_seq_len)
+        return {
+            "induction_score": scores["prefix_matching"].tolist(),
+            "previous_token_score": scores["previous_token"].tolist(),
+            "duplicate_token_score": scores["duplicate_token"].tolist(),
+            "loss_first_half": loss[:, first].mean().item(),
+            "loss_repeated_half": loss[:, repeated].mean().item(),
+        }
+
+    def train(self, device: str | torch.device | None = None, seed: int | None = None,
+              progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
+        """Train from scratch. seed: None uses the recipe's (it seeds the weights and the
+        batches). Returns (model in eval mode, history)."""
+        seed = self.seed if seed is None else seed
+        model = HookedTransformer(self.config(seed, device))
+
+        def batch_fn(step: int, generator: torch.Generator) -> torch.Tensor:
+            return generate_periodic_tokens(self.batch_size, self.n_ctx, self.d_vocab, self.min_period,
+                                            self.max_period, bos=BOS, generator=generator)
+
+        history = train_lm(
+            model, batch_fn, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+            weight_decay=self.weight_decay, warmup=self.warmup, schedule=self.schedule,
+            log_every=self.log_every, eval_fn=lambda m, step: self.evaluate(m), device=model.device,
+            seed=seed, progress=progress, cpu_threads=self.cpu_threads,
+        )
+        return model, history
+
+    __call__ = train
+
+    def final_metrics(self, model: HookedTransformer, history: dict[str, list]) -> dict[str, Any]:
+        """What the manifest records about the trained model (from the last logged step)."""
+        ind = torch.tensor(history["induction_score"][-1])
+        prev = torch.tensor(history["previous_token_score"][-1])
+        top_ind = divmod(int(ind.argmax()), self.n_heads)
+        top_prev = divmod(int(prev.argmax()), self.n_heads)
+        return {
+            "top_induction_head": list(top_ind),
+            "top_induction_score": round(float(ind.max()), 4),
+            "top_previous_token_head": list(top_prev),
+            "top_previous_token_score": round(float(prev.max()), 4),
+            "loss_first_half": round(history["loss_first_half"][-1], 4),
+            "loss_repeated_half": round(history["loss_repeated_half"][-1], 4),
+            "phase_change_step": phase_change_step(history),
+        }
+
+
+def phase_change_step(history: dict[str, list], threshold: float = 0.3) -> int | None:
+    """The first logged step at which some head's induction score reaches ``threshold``
+    (None if none ever does): where the sharp rise of the phase change is under way."""
+    for step, scores in zip(history["step"], history["induction_score"]):
+        if max(max(row) for row in scores) >= threshold:
+            return int(step)
+    return None
+
+
+RECIPES: dict[str, AttnOnlyRecipe] = {
+    "attn-only-2l": AttnOnlyRecipe(name="attn-only-2l", n_layers=2),
+    "attn-only-1l": AttnOnlyRecipe(name="attn-only-1l", n_layers=1),
+}
+
+
+def _state_dict_bytes(model: HookedTransformer) -> bytes:
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sorted(model.state_dict().items())}
+    buffer = io.BytesIO()  # saving to a buffer keeps the file name out of the zip's contents
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def save(recipe: str | Any, out_dir: str | Path | None = None, device: str | torch.device | None = None,
+         seed: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train a recipe (a name in RECIPES, or a recipe object) and write its checkpoint.
+
+    Writes ``{name}.pt`` (float32 state dict), ``{name}.history.json`` and the entry ``name``
+    of ``manifest.json`` in out_dir (default: toykit/checkpoints; other entries are kept).
+    Returns the manifest entry.
+    """
+    if isinstance(recipe, str):
+        if recipe not in RECIPES:
+            raise KeyError(f"no recipe named {recipe!r}; recipes: {', '.join(sorted(RECIPES))}")
+        recipe = RECIPES[recipe]
+    out = CHECKPOINT_DIR if out_dir is None else Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    model, history = recipe.train(device=device, seed=seed, progress=progress)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+    weights = _state_dict_bytes(model)
+    history_bytes = (json.dumps(history, separators=(",", ":")) + "\n").encode()
+    weights_file, history_file = f"{recipe.name}.pt", f"{recipe.name}.history.json"
+    (out / weights_file).write_bytes(weights)
+    (out / history_file).write_bytes(history_bytes)
+    describe = recipe.describe()
+    entry = {
+        "file": weights_file,
+        "sha256": hashlib.sha256(weights).hexdigest(),
+        "history": history_file,
+        "history_sha256": hashlib.sha256(history_bytes).hexdigest(),
+        "config": config_to_json(model.cfg),
+        "recipe": describe,
+        "training": {
+            "steps": describe.get("steps"),
+            "seed": describe.get("seed") if seed is None else seed,
+            "device": str(model.device),
+            "cpu_threads": describe.get("cpu_threads"),
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "wall_time_s": round(wall, 1),
+            "cpu_time_s": round(cpu, 1),
+        },
+        "metrics": recipe.final_metrics(model, history),
+    }
+    entries = manifest(out)
+    entries[recipe.name] = entry
+    (out / MANIFEST_NAME).write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
+    return entry
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def _cli_train(args: argparse.Namespace) -> int:
+    entry = save(args.name, out_dir=args.out, device=args.device, seed=args.seed, progress=not args.no_progress)
+    out = CHECKPOINT_DIR if args.out is None else Path(args.out)
+    print(f"wrote {out / entry['file']} (sha256 {entry['sha256']})")
+    print(f"wrote {out / entry['history']} and the manifest entry {args.name!r}")
+    t = entry["training"]
+    print(f"trained {t['steps']} steps on {t['device']} in {t['wall_time_s']} s (cpu {t['cpu_time_s']} s)")
+    for key, value in entry["metrics"].items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``toykit train NAME [--device D] [--out DIR] [--seed S] [--no-progress]``."""
+    p = subparsers.add_parser("train", help="retrain a shipped checkpoint from scratch (deterministic)")
+    p.add_argument("name", choices=sorted(RECIPES), help="which checkpoint to train")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--out", default=None, help=f"folder to write to (default: {CHECKPOINT_DIR})")
+    p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cli_train)
+    return p
