@@ -222,9 +222,14 @@ def save(recipe: str | Any, out_dir: str | Path | None = None, device: str | tor
 
 
 def _cli_train(args: argparse.Namespace) -> int:
-    entry = save(args.name, out_dir=args.out, device=args.device, seed=args.seed, progress=not args.no_progress)
-    out = CHECKPOINT_DIR if args.out is None else Path(args.out)
+    # Never overwrite the shipped files by default: a run on another machine may differ.
+    out = Path(args.out)
+    entry = save(args.name, out_dir=out, device=args.device, seed=args.seed, progress=not args.no_progress)
     print(f"wrote {out / entry['file']} (sha256 {entry['sha256']})")
+    shipped = manifest().get(args.name, {}).get("sha256")
+    if shipped is not None:
+        same = "yes" if shipped == entry["sha256"] else "no (bytes depend on device, torch build and threads)"
+        print(f"identical to the shipped checkpoint: {same}")
     print(f"wrote {out / entry['history']} and the manifest entry {args.name!r}")
     t = entry["training"]
     print(f"trained {t['steps']} steps on {t['device']} in {t['wall_time_s']} s (cpu {t['cpu_time_s']} s)")
@@ -238,7 +243,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="retrain a shipped checkpoint from scratch (deterministic)")
     p.add_argument("name", choices=sorted(RECIPES), help="which checkpoint to train")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--out", default=None, help=f"folder to write to (default: {CHECKPOINT_DIR})")
+    p.add_argument("--out", default="toykit-checkpoints",
+                   help=f"folder to write to (default: ./toykit-checkpoints; maintainers pass {CHECKPOINT_DIR})")
     p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cli_train)
