@@ -90,9 +90,13 @@ def chapters(args: argparse.Namespace) -> int:
 
 
 def book(args: argparse.Namespace) -> int:
-    from toykit.book import build
+    from toykit.book import BookBuildError, build
 
-    out = build(Path(args.root) if args.root else None)
+    try:
+        out = build(Path(args.root) if args.root else None)
+    except (BookBuildError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"book built: {out / 'index.html'}")
     return 0
 
