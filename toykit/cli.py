@@ -123,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="the course folder (default: found from the current folder)")
     p.set_defaults(func=book)
 
+    from toykit.grading import register as register_grading
     from toykit.train_recipes import register as register_train
 
     register_train(sub)
+    register_grading(sub)
     return parser
 
 

@@ -1,0 +1,310 @@
+"""Grade a batch of submissions: ``--jobs`` workers at a time, each under a time limit.
+
+The parent process never runs student code. For each submission it makes a private scratch
+folder, starts :mod:`toykit.grading.worker` in a new session, and waits. A worker that runs
+past the per-notebook limit is killed with its whole session, and so is its kernel's process
+group. Each finished submission becomes a row in the report at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import re
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import toykit
+from toykit.grading.report import Report, make_row, read_results
+from toykit.grading.sandbox import landlock_abi
+from toykit.grading.spec import ChapterSpec, chapter_spec
+from toykit.grading.worker import kill_kernel
+
+# The worker imports toykit.grading without toykit/__init__ (which imports torch, a second or
+# two per submission that the worker does not need): a bare package object stands in for it.
+_WORKER = ("import sys, types; toykit = types.ModuleType('toykit'); toykit.__path__ = [sys.argv[1]]; "
+           "sys.modules['toykit'] = toykit; from toykit.grading.worker import main; sys.exit(main([]))")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class _Task:
+    key: str
+    path: Path
+    sha256: str
+    scratch: Path = Path()
+    nonce: str = ""
+    started: float = 0.0
+    timed_out: bool = False
+
+
+@dataclass
+class _Worker:
+    """A long-lived worker process, fed one job at a time; its stdout says "done" per job."""
+
+    proc: subprocess.Popen
+    log: Path
+    task: _Task | None = None
+    lines: queue.Queue = field(default_factory=queue.Queue)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+        self.lines.put(None)  # the worker has exited
+
+    def send(self, task: _Task, job: dict) -> None:
+        self.task, task.started = task, time.monotonic()
+        self.proc.stdin.write((json.dumps(job) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def poll(self) -> str | None:
+        """"done", "dead", or None while the job runs."""
+        try:
+            line = self.lines.get_nowait()
+        except queue.Empty:
+            return None
+        if line is None:
+            return "dead"
+        # the line must name this job's nonce: a kernel writing "done" to the pipe proves nothing
+        return "done" if line == f"done {self.task.nonce}".encode() else None
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def find_submissions(paths: list[str | Path]) -> list[Path]:
+    """Files given, plus every ``*.ipynb`` under folders given (checkpoints skipped), in order."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.rglob("*.ipynb")
+                            if ".ipynb_checkpoints" not in q.parts and q.is_file())
+        elif p.exists():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"no such submission: {p}")
+    unique = list(dict.fromkeys(q.resolve() for q in found))
+    if not unique:
+        raise FileNotFoundError("no submissions found (give notebook files or folders holding them)")
+    return unique
+
+
+def submission_keys(paths: list[Path]) -> dict[Path, str]:
+    """A short, unique, file-name-safe key for each submission: its file name, with its folder's
+    name in front when several submissions share a file name (alice/ch01.ipynb, bob/ch01.ipynb)."""
+    def safe(text: str) -> str:
+        return _SAFE.sub("_", text).strip("._") or "submission"
+
+    stems = [safe(p.stem) for p in paths]
+    keys: dict[Path, str] = {}
+    for p, stem in zip(paths, stems):
+        key = stem if stems.count(stem) == 1 else f"{safe(p.parent.name)}-{stem}"
+        base, n = key, 2
+        while key in keys.values():
+            key, n = f"{base}-{n}", n + 1
+        keys[p] = key
+    return keys
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return ""
+    return h.hexdigest()
+
+
+def _rmtree(path: Path) -> None:
+    def unlock(func, p, _exc):  # a kernel may leave read-only files or folders behind
+        try:
+            os.chmod(p, stat.S_IRWXU)
+            parent = os.path.dirname(p)
+            os.chmod(parent, stat.S_IRWXU)
+            func(p)
+        except OSError:
+            pass
+    shutil.rmtree(path, onerror=unlock)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | Path, *, jobs: int = 1,
+          timeout: float = 600, cell_timeout: float | None = None, memory_mb: int | None = 4096,
+          force: bool = False, root: Path | None = None, sandbox: bool = True,
+          log: Callable[[str], None] | None = print) -> dict[str, dict]:
+    """Grade ``submissions`` (files or folders) against ``chapter``; write the report to ``out``.
+
+    jobs: submissions graded at once. timeout: seconds per notebook (its kernel is killed after).
+    cell_timeout: seconds per cell (interrupted, then the next cell runs); default min(timeout, 120).
+    memory_mb: the kernel's address-space limit in MB (None: none). force: regrade submissions
+    already in the report. sandbox: use Landlock where the kernel offers it.
+    Returns the report's rows by submission key (including earlier ones).
+    """
+    say = log or (lambda _msg: None)
+    spec = chapter if isinstance(chapter, ChapterSpec) else chapter_spec(chapter, root)
+    if jobs < 1 or timeout <= 0:
+        raise ValueError("--jobs must be at least 1 and --timeout positive")
+    cell_timeout = float(cell_timeout or min(timeout, 120))
+    abi = landlock_abi() if sandbox else 0
+    limits = {"timeout": timeout, "cell_timeout": cell_timeout, "memory_mb": memory_mb}
+    settings = {**limits, "jobs": jobs,
+                "sandbox": f"landlock (ABI {abi})" if abi else "none: limits only (use a container or VM)"}
+    paths = find_submissions(list(submissions))
+    keys = submission_keys(paths)
+    report = Report(Path(out), spec, settings)
+    out_dir = Path(out).resolve()
+    tasks: deque[_Task] = deque()
+    for p in paths:
+        if out_dir in p.parents:
+            raise ValueError(f"{p} lies inside the output folder {out_dir}: keep submissions elsewhere")
+        task = _Task(keys[p], p, _sha256(p))
+        if not force and report.graded(task.key, task.sha256):
+            say(f"skip {task.key}: already graded (use --force to grade again)")
+            continue
+        tasks.append(task)
+    if not abi and sandbox:
+        say("warning: Linux Landlock is not available here, so a kernel can read and write anything "
+            "you can; the time and memory limits still hold. Grade inside a container or VM.")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    toykit_dir = os.path.realpath(os.path.dirname(toykit.__file__))
+    exercises = [{"id": e.id, "name": e.name, "module": e.module, "check": e.check, "points": e.points}
+                 for e in spec.exercises]
+    scratch_root = Path(tempfile.mkdtemp(prefix="toykit-grade-"))
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("TOYKIT_CHECK_LOG", None)
+    total, done = len(tasks), 0
+    workers: list[_Worker] = []
+    index = 0
+
+    def new_worker() -> _Worker:
+        log_path = scratch_root / f"worker-{secrets.token_hex(4)}.log"
+        with open(log_path, "wb") as logf:
+            proc = subprocess.Popen([sys.executable, "-c", _WORKER, toykit_dir], cwd=scratch_root,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf, env=env,
+                                    start_new_session=True)
+        return _Worker(proc, log_path)
+
+    def start(worker: _Worker, task: _Task) -> None:
+        nonlocal index
+        task.scratch = scratch_root / f"{index:04d}"
+        index += 1
+        task.scratch.mkdir(mode=0o700)
+        task.nonce = secrets.token_hex(16)
+        worker.send(task, {
+            "scratch": str(task.scratch), "chapter": spec.stem, "solution": str(spec.solution),
+            "exercises": exercises, "submission": str(task.path), "nonce": task.nonce, "toykit_dir": toykit_dir,
+            "cell_timeout": cell_timeout, "memory_mb": memory_mb, "landlock": bool(abi), "threads": threads})
+
+    def finish(worker: _Worker, state: str) -> None:
+        nonlocal done
+        task, worker.task = worker.task, None
+        ctl = task.scratch / "ctl"
+        outcome = _read_json(ctl / "outcome.json") if state == "done" else None
+        if outcome is None:
+            kill_kernel(ctl)
+        cells = _read_int(ctl / "cells")
+        if task.timed_out:
+            cell = _read_int(ctl / "progress")
+            interrupted = _read_int(ctl / "interrupted")  # the first learner cell that was interrupted
+            if interrupted is not None:
+                where = f" (cell {interrupted + 1} ran past the per-cell limit and ignored the interrupt)"
+            elif cell is not None and cells and cell < cells:
+                where = f" (it was running cell {cell + 1})"
+            else:
+                where = " (the grader was checking the exercises)" if cell is not None else ""
+            outcome = {"status": "timeout", "cells": cells or 0, "cell_errors": [],
+                       "detail": f"the notebook ran longer than {timeout:g} s and was stopped{where}",
+                       "seconds": round(time.monotonic() - task.started, 2)}
+        elif outcome is None:
+            outcome = {"status": "grader_error", "cells": 0, "cell_errors": [],
+                       "detail": f"the grading worker stopped (exit code {worker.proc.poll()}): {_tail(worker.log)}"}
+        records, problems = read_results(ctl / f"results-{task.nonce}.jsonl", task.nonce, spec)
+        row = make_row(task.key, task.path, task.sha256, spec, outcome, records, problems, limits)
+        report.add(row)
+        done += 1
+        say(f"[{done}/{total}] {task.key}: {row['total']:g}/{row['max']:g} {row['status']}"
+            f" ({row.get('seconds') or 0:.1f} s)")
+        _rmtree(task.scratch)
+
+    try:
+        while tasks or any(w.task for w in workers):
+            for i, worker in enumerate(workers):
+                if worker.task is None and worker.proc.poll() is not None:
+                    workers[i] = new_worker()  # replace one that was stopped or died
+            while len(workers) < min(jobs, total):
+                workers.append(new_worker())
+            for worker in workers:
+                if worker.task is None and tasks:
+                    start(worker, tasks.popleft())
+            time.sleep(0.02)
+            for worker in workers:
+                if worker.task is None:
+                    continue
+                state = worker.poll()
+                if state is None and time.monotonic() - worker.task.started > timeout:
+                    worker.task.timed_out = True
+                    worker.stop()
+                    kill_kernel(worker.task.scratch / "ctl")
+                    state = "dead"
+                if state is not None:
+                    finish(worker, state)
+                    if state == "dead":
+                        worker.stop()
+    finally:
+        for worker in workers:  # done, or interrupted (Ctrl-C): stop everything we started
+            if worker.task is not None:
+                kill_kernel(worker.task.scratch / "ctl")
+            with contextlib.suppress(OSError):
+                worker.proc.stdin.close()
+            worker.stop()
+        _rmtree(scratch_root)
+    return report.rows
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _read_int(path: Path) -> int | None:
+    """The first integer in a small file written by a worker, or None."""
+    try:
+        return int(path.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _tail(path: Path, n: int = 600) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    return text[-n:]

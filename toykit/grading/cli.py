@@ -1,0 +1,75 @@
+"""The ``toykit grade`` and ``toykit assign`` commands (registered by ``toykit.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from toykit.grading.batch import grade
+
+    try:
+        rows = grade(args.chapter, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
+                     cell_timeout=args.cell_timeout, memory_mb=args.memory or None, force=args.force,
+                     root=Path(args.root) if args.root else None, sandbox=not args.no_sandbox)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(rows)} submission(s) in {Path(args.out) / 'grades.csv'}")
+    return 0
+
+
+def _assign(args: argparse.Namespace) -> int:
+    from toykit.grading.assign import assign
+
+    try:
+        written = assign(args.chapter, args.out, root=Path(args.root) if args.root else None, force=args.force)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def add_grade_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``grade`` to a ``parser.add_subparsers()`` object; returns the new parser."""
+    p = subparsers.add_parser(
+        "grade", help="grade student notebooks of a chapter in fresh, limited kernels",
+        description="Run each submission in a fresh kernel with time and memory limits, run the "
+                    "chapter's checks on what it defines, and write grades.csv, grades.json and "
+                    "feedback/<submission>.md to --out. This runs student code: see book/grading.md.")
+    p.add_argument("chapter", help="the chapter, e.g. 00 or 00_how_this_course_works")
+    p.add_argument("submissions", nargs="+", help="notebook files, or folders holding them")
+    p.add_argument("--out", required=True, help="the folder for grades.csv, grades.json and feedback/")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
+    p.add_argument("--cell-timeout", type=float, default=None,
+                   help="seconds per cell, after which it is interrupted (default min(timeout, 120))")
+    p.add_argument("--memory", type=int, default=4096,
+                   help="memory limit per kernel in MB, as address space (default 4096; 0: none)")
+    p.add_argument("--force", action="store_true", help="grade again submissions already in --out")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="do not use Linux Landlock even where available (limits still apply)")
+    p.add_argument("--root", help="the course folder (default: found from the current folder)")
+    p.set_defaults(func=_grade)
+    return p
+
+
+def add_assign_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``assign`` to a ``parser.add_subparsers()`` object; returns the new parser."""
+    p = subparsers.add_parser("assign", help="write a chapter's learner notebook and a README for students")
+    p.add_argument("chapter", help="the chapter, e.g. 00 or 00_how_this_course_works")
+    p.add_argument("--out", required=True, help="the folder to write into")
+    p.add_argument("--force", action="store_true", help="overwrite files that differ")
+    p.add_argument("--root", help="the course folder (default: found from the current folder)")
+    p.set_defaults(func=_assign)
+    return p
+
+
+def register(subparsers) -> None:
+    """Add both ``grade`` and ``assign``."""
+    add_grade_parser(subparsers)
+    add_assign_parser(subparsers)
