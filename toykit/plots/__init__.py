@@ -1,0 +1,1 @@
+"""Plots for the chapters: each function returns a matplotlib Figure."""
