@@ -35,3 +35,16 @@ def test_set_seed_makes_all_generators_repeatable():
         set_seed(-1)
     with pytest.raises(ValueError, match="non-negative int"):
         set_seed(1.5)
+
+
+def test_cpu_thread_count_restores_the_old_count_even_after_an_error():
+    from toykit.runtime import cpu_thread_count
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with cpu_thread_count(1, torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with cpu_thread_count(None, torch.device("cpu")):
+        assert torch.get_num_threads() == before

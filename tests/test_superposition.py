@@ -245,7 +245,7 @@ def test_training_restores_the_thread_count():
     (dict(steps=0), "steps must be a positive int"),
     (dict(cpu_threads=0), "cpu_threads must be a positive int"),
     (dict(lr=-1.0), "lr must be a positive number"),
-    (dict(lr_schedule="linear"), "lr_schedule must be"),
+    (dict(lr_schedule="exponential"), "lr_schedule: schedule must be"),
     (dict(seed=1.5), "seed must be a non-negative int"),
 ])
 def test_training_argument_errors(kwargs, match):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -55,3 +57,20 @@ def set_seed(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def cpu_thread_count(n: int | None, device: torch.device) -> Iterator[None]:
+    """Run the block with ``n`` CPU threads (None: leave as is), then restore the old count.
+
+    Tiny models train faster on one thread: the matrices are too small to split.
+    """
+    before = torch.get_num_threads()
+    change = device.type == "cpu" and n not in (None, before)
+    if change:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(before)

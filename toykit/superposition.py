@@ -34,7 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toykit.hooks import HookedRootModule, HookPoint
-from toykit.runtime import resolve_device
+from toykit.runtime import cpu_thread_count, resolve_device
+from toykit.schedules import lr_factor
 from toykit.validation import check_positive_int, check_probability, check_tensor
 
 with warnings.catch_warnings():
@@ -412,16 +413,6 @@ def importance_weighted_loss(
     return (importance * (x - out) ** 2).sum(dim=-1).mean(dim=0)
 
 
-def _lr_factor(schedule: str | Callable[[int, int], float], step: int, steps: int) -> float:
-    if callable(schedule):
-        return float(schedule(step, steps))
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":  # from 1 down to 0 over the run
-        return 0.5 * (1 + math.cos(math.pi * step / steps))
-    raise ValueError(f"lr_schedule must be 'constant', 'cosine' or a callable, got {schedule!r}")
-
-
 def train_toy_model(
     model: ToyModel,
     steps: int = 5_000,
@@ -464,22 +455,18 @@ def train_toy_model(
     check_positive_int("log_every", log_every)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    _lr_factor(lr_schedule, 0, steps)  # fail early on a bad schedule
+    try:
+        lr_factor(lr_schedule, 0, steps)  # fail early on a bad schedule
+    except ValueError as err:
+        raise ValueError(f"lr_schedule: {err}") from None
     if cpu_threads is not None:
         check_positive_int("cpu_threads", cpu_threads)
 
     device = resolve_device(device)
     model.to(device)
-    threads_before = torch.get_num_threads()
-    change_threads = device.type == "cpu" and cpu_threads not in (None, threads_before)
-    if change_threads:
-        torch.set_num_threads(cpu_threads)
-    try:
+    with cpu_thread_count(cpu_threads, device):
         return _train(model, steps, batch_size, lr, lr_schedule, log_every, device, seed,
                       progress)
-    finally:
-        if change_threads:
-            torch.set_num_threads(threads_before)
 
 
 def _train(model: ToyModel, steps: int, batch_size: int, lr: float,
@@ -490,7 +477,7 @@ def _train(model: ToyModel, steps: int, batch_size: int, lr: float,
     history: dict[str, list] = {"step": [], "loss": [], "lr": []}
     window_sum, window_len = torch.zeros(model.n_instances, device=device), 0
     for step in tqdm(range(steps), disable=not progress, desc="training toy model"):
-        step_lr = lr * _lr_factor(lr_schedule, step, steps)
+        step_lr = lr * lr_factor(lr_schedule, step, steps)
         for group in optimiser.param_groups:
             group["lr"] = step_lr
         x = model.generate_batch(batch_size, generator=generator)

@@ -9,14 +9,14 @@ the batches are the same on every device.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from toykit.runtime import resolve_device
+from toykit.runtime import cpu_thread_count, resolve_device
+from toykit.schedules import lr_factor
 from toykit.transformer import HookedTransformer
 from toykit.validation import check_positive_int, check_tensor
 
@@ -24,28 +24,6 @@ __all__ = ["lr_factor", "train_lm"]
 
 BatchFn = Callable[[int, torch.Generator], torch.Tensor]
 EvalFn = Callable[[HookedTransformer, int], dict[str, Any]]
-SCHEDULES = ("constant", "cosine", "linear")
-
-
-def lr_factor(schedule: str | Callable[[int, int], float], step: int, steps: int, warmup: int = 0) -> float:
-    """The multiplier of the base learning rate at ``step`` (0-based) of ``steps``.
-
-    A linear warm-up from 1/warmup to 1 over the first ``warmup`` steps, then the schedule
-    over the remaining steps: "constant" (1), "cosine" (1 down to 0) or "linear" (1 down to 0);
-    a callable ``f(step, steps) -> factor`` replaces the whole rule (warm-up included).
-    """
-    if callable(schedule):
-        return float(schedule(step, steps))
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES} or a callable f(step, steps), got {schedule!r}")
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    frac = (step - warmup) / max(1, steps - warmup)
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * frac))
-    return 1.0 - frac
 
 
 def _batch_from_tensor(data: torch.Tensor, batch_size: int) -> BatchFn:
@@ -131,16 +109,9 @@ def train_lm(
 
     device = resolve_device(device)
     model.to(device)
-    threads_before = torch.get_num_threads()
-    change_threads = device.type == "cpu" and cpu_threads not in (None, threads_before)
-    if change_threads:
-        torch.set_num_threads(cpu_threads)
-    try:
+    with cpu_thread_count(cpu_threads, device):
         return _train(model, batch_fn, steps, lr, weight_decay, betas, warmup, schedule, log_every, eval_fn,
                       device, seed, progress, grad_clip)
-    finally:
-        if change_threads:
-            torch.set_num_threads(threads_before)
 
 
 def _train(model: HookedTransformer, batch_fn: BatchFn, steps: int, lr: float, weight_decay: float,
