@@ -135,19 +135,24 @@ def plot_features_2d(W: torch.Tensor, importance: torch.Tensor | None = None,
             x, y = W[i, 0, j].item(), W[i, 1, j].item()
             ax.plot([0, x], [0, y], color=c, lw=1.8)
             ax.scatter([x], [y], color=c, s=22, zorder=3)
-        ax.axhline(0, color="0.85", lw=0.6, zorder=0)
-        ax.axvline(0, color="0.85", lw=0.6, zorder=0)
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
-        ax.set_title(titles[i], fontsize=10)
-        ax.set_xlabel("hidden dim 0")
-        if i == 0:
-            ax.set_ylabel("hidden dim 1")
+        _style_2d_axes(ax, lim, titles[i], first=i == 0)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(vmin, vmax))
     fig.colorbar(sm, ax=axes[0].tolist(), shrink=0.85, label=label)
     fig.suptitle(suptitle)
     return fig
+
+
+def _style_2d_axes(ax: plt.Axes, lim: float, title: str, first: bool) -> None:
+    """Square axes through the origin, the same scale in every panel."""
+    ax.axhline(0, color="0.85", lw=0.6, zorder=0)
+    ax.axvline(0, color="0.85", lw=0.6, zorder=0)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("hidden dim 0")
+    if first:
+        ax.set_ylabel("hidden dim 1")
 
 
 def _plot_groups_2d(W: torch.Tensor, groups: list[int], group_name: str, titles: list[str],
@@ -164,15 +169,7 @@ def _plot_groups_2d(W: torch.Tensor, groups: list[int], group_name: str, titles:
             ax.plot([0, x], [0, y], color=colours(groups[j] % 10), lw=1.8, label=label)
             ax.scatter([x], [y], color=colours(groups[j] % 10), s=22, zorder=3)
             ax.annotate(str(j), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
-        ax.axhline(0, color="0.85", lw=0.6, zorder=0)
-        ax.axvline(0, color="0.85", lw=0.6, zorder=0)
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
-        ax.set_title(titles[i], fontsize=10)
-        ax.set_xlabel("hidden dim 0")
-        if i == 0:
-            ax.set_ylabel("hidden dim 1")
+        _style_2d_axes(ax, lim, titles[i], first=i == 0)
     fig.legend(loc="outside right center", fontsize=8)
     fig.suptitle(suptitle)
     return fig
