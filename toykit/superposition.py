@@ -430,8 +430,8 @@ def train_toy_model(
     The optimised objective is model.loss(...).sum(): the per-instance losses added up, so
     instances train independently of each other.
 
-    lr_schedule: "constant", "cosine" (decays to 0), or ``f(step, steps) -> factor`` (lr is
-        multiplied by the factor).
+    lr_schedule: "constant", "cosine" or "linear" (both decay to 0), or
+        ``f(step, steps) -> factor`` (lr is multiplied by the factor); see toykit.schedules.
     log_every: record the loss every this many steps (default: 100 points over the run,
         plus the last step).
     device: where to train (None: toykit.runtime.get_device()); the model is moved there.
