@@ -10,7 +10,7 @@ TORCH_INDEX_URL ?=
 PYTEST := $(PY) -m pytest
 NBVAL_ARGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300
 
-.PHONY: lab test unit notebooks sync book lint clean-venv
+.PHONY: lab test unit notebooks sync book bench lint clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PYTEST) solutions $(NBVAL_ARGS)
+
+# Speed and memory figures: benchmarks/results.{json,md} and book/benchmarks.md (about 20 min on 2 cores).
+bench: $(STAMP)
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 sync: $(STAMP)
 	$(VENV)/bin/toykit chapters build

@@ -17,10 +17,11 @@ from toykit.circuits import (
 )
 from toykit.pretrained import CheckpointError
 from toykit.tasks.repeated_tokens import generate_repeated_tokens, repeated_half_slices
-from toykit.train_recipes import RECIPES, AttnOnlyRecipe, phase_change_step, register, save
+from toykit.tasks import tinylang
+from toykit.train_recipes import RECIPES, AttnOnlyRecipe, TinyLangRecipe, phase_change_step, register, save
 from toykit.transformer import HookedTransformer
 
-SHIPPED = ["attn-only-1l", "attn-only-2l"]
+SHIPPED = ["attn-only-1l", "attn-only-2l", "tinylang"]
 SEQ_LEN = 32
 
 
@@ -219,3 +220,33 @@ def test_train_command(tmp_path, monkeypatch, capsys):
     assert pretrained.manifest(tmp_path)["tiny"]["sha256"] in out
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "no-such-model"])
+
+
+# -- the TinyLang model -----------------------------------------------------------------------------
+
+
+def test_tinylang_model_meets_its_targets():
+    """The shipped TinyLang model meets every target of toykit.tasks.tinylang.TARGETS on held-out data."""
+    model = pretrained.load("tinylang", device="cpu")
+    assert model.cfg.normalization_type == "LN" and model.cfg.act_fn == "gelu" and not model.cfg.attn_only
+    assert 2 <= model.cfg.n_layers <= 4 and 128 <= model.cfg.d_model <= 256
+    results = tinylang.evaluate(model, n_per_family=300, seed=1)  # not the recipe's logged evaluation (seed 0)
+    met = tinylang.meets_targets(results)
+    assert all(met.values()), {f: (met[f], results[f]) for f in results}
+    entry = pretrained.manifest()["tinylang"]
+    assert all(entry["metrics"]["meets_targets"].values())
+    assert entry["training"]["wall_time_s"] <= 30 * 60
+
+
+def test_tinylang_recipe_runs_and_repeats(tmp_path):
+    tiny = TinyLangRecipe(name="tiny-lang", n_layers=1, d_model=16, n_heads=2, d_mlp=32, steps=6, batch_size=4,
+                          log_every=2, eval_every=4, eval_n=5)
+    a = save(tiny, out_dir=tmp_path / "a", device="cpu", progress=False)
+    b = save(tiny, out_dir=tmp_path / "b", device="cpu", progress=False)
+    assert a["sha256"] == b["sha256"] and a["history_sha256"] == b["history_sha256"]
+    history = pretrained.load_history("tiny-lang", root=tmp_path / "a")
+    assert history["step"] == [0, 2, 4, 5] and history["eval_step"] == [0, 4, 5]
+    assert set(a["metrics"]["meets_targets"]) == set(tinylang.FAMILIES)
+    assert pretrained.load("tiny-lang", device="cpu", root=tmp_path / "a").cfg.d_vocab == tinylang.TOKENIZER.vocab_size
+    with pytest.raises(ValueError, match="eval_every must be a multiple of log_every"):
+        TinyLangRecipe(name="x", log_every=50, eval_every=120)

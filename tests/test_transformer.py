@@ -389,3 +389,21 @@ def test_same_results_on_cuda():
     _, cache = gpu.run_with_cache(t.cuda())
     assert cache["pattern", 1].device.type == "cuda"
     assert gpu.generate(t, 3, seed=0).device.type == "cuda"
+
+
+def test_start_at_layer_continues_from_the_residual_stream():
+    model = HookedTransformer(TransformerConfig(n_layers=3, d_model=16, n_heads=2, d_mlp=32, d_vocab=20, n_ctx=8,
+                                                act_fn="gelu", seed=1))
+    tokens = torch.randint(0, 20, (2, 8), generator=torch.Generator().manual_seed(0))
+    logits, cache = model.run_with_cache(tokens)
+    for layer in range(4):
+        resid = cache[f"blocks.{layer}.hook_resid_pre"] if layer < 3 else cache["blocks.2.hook_resid_post"]
+        torch.testing.assert_close(model(resid, start_at_layer=layer), logits)
+    mid = model(cache["blocks.1.hook_resid_pre"], start_at_layer=1, stop_at_layer=2)
+    torch.testing.assert_close(mid, cache["blocks.2.hook_resid_pre"])
+    with pytest.raises(ValueError, match="a loss needs the tokens"):
+        model(cache["blocks.1.hook_resid_pre"], start_at_layer=1, return_type="loss")
+    with pytest.raises(ValueError, match=r"start_at_layer must be an int in \[0, 3\]"):
+        model(cache["blocks.1.hook_resid_pre"], start_at_layer=4)
+    with pytest.raises(ValueError, match="the residual stream"):
+        model(tokens, start_at_layer=1)

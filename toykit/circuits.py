@@ -33,8 +33,11 @@ so compare against that.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
+from toykit.ablation import head_ablation_hook
 from toykit.factored_matrix import FactoredMatrix
 from toykit.tasks.repeated_tokens import generate_repeated_tokens
 from toykit.transformer import HookedTransformer
@@ -219,14 +222,8 @@ def ablated_loss_by_position(
                              f"head < {model.cfg.n_heads}, got {pair!r}")
         by_layer.setdefault(int(pair[0]), []).append(int(pair[1]))
 
-    def ablate(z: torch.Tensor, hook) -> torch.Tensor:
-        layer = int(hook.name.split(".")[1])
-        z = z.clone()
-        for h in by_layer[layer]:
-            z[:, :, h] = z[:, :, h].mean(dim=(0, 1)) if method == "mean" else 0.0
-        return z
-
-    fwd_hooks = [(f"blocks.{layer}.attn.hook_z", ablate) for layer in by_layer]
+    fwd_hooks = [(f"blocks.{layer}.attn.hook_z", partial(head_ablation_hook, head_index=h, method=method))
+                 for layer, h in by_layer.items()]
     loss = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks, return_type="loss", loss_per_token=True)
     return loss.mean(0).cpu()
 

@@ -74,3 +74,19 @@ def cpu_thread_count(n: int | None, device: torch.device) -> Iterator[None]:
     finally:
         if change:
             torch.set_num_threads(before)
+
+
+@contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """Run the block with ``torch.use_deterministic_algorithms(True)``, then restore the setting.
+
+    With more than one CPU thread some backward kernels (the embedding's, for one) add up
+    gradients in a varying order; this mode picks kernels that repeat bit for bit. An op with
+    no such kernel (some CUDA ones) only warns, so the same code still runs on a GPU.
+    """
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

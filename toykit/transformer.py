@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from toykit.factored_matrix import FactoredMatrix
 from toykit.hooks import HookedRootModule, HookPoint
 from toykit.runtime import resolve_device
+from toykit.sampling import sample_next_token
 from toykit.validation import check_tensor
 
 ACT_FNS = {"relu": F.relu, "gelu": F.gelu}
@@ -453,6 +454,7 @@ class HookedTransformer(HookedRootModule):
         return_type: str | None = "logits",
         stop_at_layer: int | None = None,
         loss_per_token: bool = False,
+        start_at_layer: int | None = None,
     ) -> Any:
         """Run the model.
 
@@ -466,21 +468,38 @@ class HookedTransformer(HookedRootModule):
             the embeddings; negative values count from the end). return_type is then ignored.
         loss_per_token: the loss is [batch, pos - 1] (position i predicts token i + 1)
             instead of its mean.
+        start_at_layer: if given, ``tokens`` is instead the residual stream [batch, pos, d_model]
+            at the input of block start_at_layer, and only the blocks from there on run (as in
+            TransformerLens; for patching a late activation without recomputing early ones).
+            return_type must then be "logits" or None, since a loss needs the tokens.
         """
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
-        tokens = self._check_tokens(tokens)
-        if return_type in ("loss", "both") and stop_at_layer is None and tokens.shape[1] < 2:
-            raise ValueError(f"a loss needs tokens with at least 2 positions, got shape {list(tokens.shape)}")
-        n_run = self.cfg.n_layers
+        L = self.cfg.n_layers
+        n_run = L
         if stop_at_layer is not None:
-            L = self.cfg.n_layers
-            if not isinstance(stop_at_layer, int) or not -L <= stop_at_layer <= L:
+            if not isinstance(stop_at_layer, int) or isinstance(stop_at_layer, bool) or not -L <= stop_at_layer <= L:
                 raise ValueError(f"stop_at_layer must be an int in [-{L}, {L}], got {stop_at_layer!r}")
-            n_run = stop_at_layer % self.cfg.n_layers if stop_at_layer < 0 else stop_at_layer
-
-        resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
-        for block in self.blocks[:n_run]:
+            n_run = stop_at_layer % L if stop_at_layer < 0 else stop_at_layer
+        if start_at_layer is None:
+            tokens = self._check_tokens(tokens)
+            if return_type in ("loss", "both") and stop_at_layer is None and tokens.shape[1] < 2:
+                raise ValueError(f"a loss needs tokens with at least 2 positions, got shape {list(tokens.shape)}")
+            first = 0
+            resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
+        else:
+            if not isinstance(start_at_layer, int) or isinstance(start_at_layer, bool) or not 0 <= start_at_layer <= L:
+                raise ValueError(f"start_at_layer must be an int in [0, {L}], got {start_at_layer!r}")
+            if return_type in ("loss", "both"):
+                raise ValueError("return_type must be 'logits' or None with start_at_layer: a loss needs the tokens")
+            check_tensor("tokens (the residual stream, with start_at_layer)", tokens,
+                         ["batch", "pos", self.cfg.d_model], dtype="float")
+            if tokens.shape[1] > self.cfg.n_ctx:
+                raise ValueError(
+                    f"the residual stream has {tokens.shape[1]} positions, more than n_ctx={self.cfg.n_ctx}"
+                )
+            first, resid = start_at_layer, tokens.to(self.device)
+        for block in self.blocks[first:n_run]:
             resid = block(resid)
         if stop_at_layer is not None:
             return resid
@@ -532,14 +551,7 @@ class HookedTransformer(HookedRootModule):
         finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=self.device)
         for _ in range(max_new_tokens):
             logits = self(tokens[:, -self.cfg.n_ctx:])[:, -1, :]  # [batch, d_vocab]
-            if greedy:
-                next_tok = logits.argmax(dim=-1)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    kth = logits.topk(top_k, dim=-1).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                next_tok = torch.multinomial(logits.softmax(dim=-1), 1, generator=gen)[:, 0]
+            next_tok = sample_next_token(logits, 0 if greedy else temperature, top_k, generator=gen)
             if stop_token is not None:
                 next_tok = next_tok.masked_fill(finished, stop_token)
                 finished |= next_tok == stop_token
