@@ -26,7 +26,6 @@ measure, and the analytic two-features-in-one-dimension losses.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -34,14 +33,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toykit.hooks import HookedRootModule, HookPoint
+from toykit.progress import tqdm
 from toykit.runtime import cpu_thread_count, resolve_device
 from toykit.schedules import lr_factor
 from toykit.validation import check_positive_int, check_probability, check_tensor
-
-with warnings.catch_warnings():
-    # In Jupyter without ipywidgets, tqdm.auto warns and falls back to a text bar, which is fine.
-    warnings.simplefilter("ignore")
-    from tqdm.auto import tqdm
 
 __all__ = [
     "STICKY_FRACTIONS",

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from toykit.progress import tqdm
 from toykit.runtime import cpu_thread_count, resolve_device
 from toykit.schedules import lr_factor
 from toykit.transformer import HookedTransformer
