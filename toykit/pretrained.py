@@ -36,6 +36,7 @@ __all__ = [
     "config_to_json",
     "load",
     "load_history",
+    "load_snapshots",
     "manifest",
     "sha256_file",
 ]
@@ -174,3 +175,38 @@ def load_history(name: str, root: str | Path | None = None) -> dict[str, list]:
         raise CheckpointError(f"checkpoint {name!r}: the history {root / entry['history']} is not valid JSON: "
                               f"{e}") from e
     return history
+
+
+def load_snapshots(name: str, device: str | torch.device | None = None,
+                   root: str | Path | None = None) -> dict[int, HookedTransformer]:
+    """The weights saved during the training of ``name``: {epoch or step: model in eval mode}.
+
+    Read from the manifest's extra file ``{name}.snapshots.pt`` (sha256-checked, unpickled with
+    ``weights_only=True``), which holds "epochs" [n] and each weight stacked over snapshots,
+    [n, *shape], in half precision; the models are float32 (cfg.dtype) on ``device``.
+    Raises CheckpointError if the checkpoint ships no snapshots.
+    """
+    root = _root(root)
+    entry = _entry(name, root)
+    file = f"{name}.snapshots.pt"
+    expected = entry.get("extra_files", {}).get(file)
+    if expected is None:
+        raise CheckpointError(f"checkpoint {name!r} ships no snapshots (no {file} in its manifest entry)")
+    data = _read_verified(name, root, file, expected)
+    try:
+        stacked = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        epochs = stacked.pop("epochs").tolist()
+    except Exception as e:  # torch raises several types for a damaged zip or pickle
+        raise CheckpointError(f"checkpoint {name!r}: {root / file} could not be read as snapshots "
+                              f"({type(e).__name__}: {e})") from e
+    cfg = config_from_json(entry["config"], device)
+    models = {}
+    for i, epoch in enumerate(epochs):
+        model = HookedTransformer(cfg)
+        try:
+            model.load_state_dict({k: v[i].to(cfg.dtype) for k, v in stacked.items()})
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint {name!r}: the snapshots in {root / file} do not fit its config: "
+                                  f"{e}") from e
+        models[int(epoch)] = model.eval()
+    return models

@@ -31,13 +31,15 @@ from typing import Any
 import torch
 
 from toykit.circuits import attention_head_scores
+from toykit.grokking import GrokkingRecipe
 from toykit.pretrained import CHECKPOINT_DIR, MANIFEST_NAME, config_to_json, manifest
-from toykit.runtime import resolve_device
+from toykit.runtime import deterministic_algorithms, resolve_device
+from toykit.tasks import tinylang
 from toykit.tasks.repeated_tokens import generate_periodic_tokens, generate_repeated_tokens, repeated_half_slices
 from toykit.training import train_lm
 from toykit.transformer import HookedTransformer, TransformerConfig
 
-__all__ = ["RECIPES", "AttnOnlyRecipe", "phase_change_step", "register", "save"]
+__all__ = ["RECIPES", "AttnOnlyRecipe", "TinyLangRecipe", "phase_change_step", "register", "save"]
 
 #: Token 0 is the BOS token of every attention-only checkpoint.
 BOS = 0
@@ -155,9 +157,106 @@ def phase_change_step(history: dict[str, list], threshold: float = 0.3) -> int |
     return None
 
 
-RECIPES: dict[str, AttnOnlyRecipe] = {
+@dataclass(frozen=True)
+class TinyLangRecipe:
+    """A transformer with LayerNorm and a GELU MLP trained on the TinyLang mix.
+
+    Model: n_layers, d_model, n_heads, d_mlp, act_fn, LN; d_vocab is TinyLang's vocabulary and
+        n_ctx 64 (cfg.seed = seed).
+    Data: a fresh batch every step, ``generate_corpus(batch_size, n_ctx, seed=data_seed + step,
+        mix=mix, split="train")`` (None: the default mix), so no sequence is seen twice and the
+        held-out IOI names and agreement nouns are never seen.
+    Training: train_lm with steps, lr, weight_decay, warmup, schedule, betas.
+    Logging: the training loss every log_every steps; every eval_every steps (and at the end),
+        ``toykit.tasks.tinylang.evaluate(model, eval_n)`` on held-out examples, stored as
+        ``eval_step`` and ``<family>_<metric>`` lists.
+    """
+
+    name: str
+    n_layers: int = 3
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+    act_fn: str = "gelu"
+    n_ctx: int = 64
+    mix: tuple[tuple[str, float], ...] | None = None
+    steps: int = 6000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup: int = 200
+    schedule: str = "cosine"
+    log_every: int = 50
+    eval_every: int = 500
+    eval_n: int = 200
+    seed: int = 0
+    data_seed: int = 0
+    cpu_threads: int | None = 2
+
+    def __post_init__(self) -> None:
+        if self.eval_every % self.log_every != 0:  # the evaluation runs at logged steps only
+            raise ValueError(f"eval_every must be a multiple of log_every={self.log_every}, got {self.eval_every}")
+
+    def config(self, seed: int | None = None, device: str | torch.device | None = None) -> TransformerConfig:
+        return TransformerConfig(
+            n_layers=self.n_layers, d_model=self.d_model, n_heads=self.n_heads, d_mlp=self.d_mlp,
+            d_vocab=tinylang.TOKENIZER.vocab_size, n_ctx=self.n_ctx, act_fn=self.act_fn,
+            normalization_type="LN", seed=self.seed if seed is None else seed, device=resolve_device(device),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, **dataclasses.asdict(self)}
+
+    def evaluate(self, model: HookedTransformer, step: int) -> dict[str, Any]:
+        if step % self.eval_every != 0 and step != self.steps - 1:
+            return {}
+        results = tinylang.evaluate(model, n_per_family=self.eval_n)
+        out: dict[str, Any] = {"eval_step": step}
+        for family, metrics in results.items():
+            for metric, value in metrics.items():
+                if metric != "n":
+                    out[f"{family}_{metric}"] = round(value, 5)
+        return out
+
+    def train(self, device: str | torch.device | None = None, seed: int | None = None,
+              progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
+        """Train from scratch. seed: None uses the recipe's (it seeds the weights; the data
+        stream is fixed by data_seed). Returns (model in eval mode, history)."""
+        seed = self.seed if seed is None else seed
+        model = HookedTransformer(self.config(seed, device))
+        mix = None if self.mix is None else dict(self.mix)
+
+        def batch_fn(step: int, generator: torch.Generator) -> torch.Tensor:
+            return tinylang.generate_corpus(self.batch_size, self.n_ctx, seed=self.data_seed + step, mix=mix)
+
+        with deterministic_algorithms():  # two threads: keep the run repeatable bit for bit
+            history = train_lm(
+                model, batch_fn, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                weight_decay=self.weight_decay, warmup=self.warmup, schedule=self.schedule, betas=self.betas,
+                log_every=self.log_every, eval_fn=self.evaluate, device=model.device, seed=seed,
+                progress=progress, cpu_threads=self.cpu_threads,
+            )
+        return model, history
+
+    __call__ = train
+
+    def final_metrics(self, model: HookedTransformer, history: dict[str, list]) -> dict[str, Any]:
+        """The last evaluation, per family, and whether it meets ``tinylang.TARGETS``."""
+        results: dict[str, dict[str, float]] = {}
+        for key, values in history.items():
+            for family in tinylang.FAMILIES:
+                if key.startswith(family + "_"):
+                    results.setdefault(family, {})[key[len(family) + 1:]] = values[-1]
+        return {"eval": results, "meets_targets": tinylang.meets_targets(results),
+                "final_train_loss": round(history["loss"][-1], 4)}
+
+
+RECIPES: dict[str, AttnOnlyRecipe | TinyLangRecipe | GrokkingRecipe] = {
     "attn-only-2l": AttnOnlyRecipe(name="attn-only-2l", n_layers=2),
     "attn-only-1l": AttnOnlyRecipe(name="attn-only-1l", n_layers=1),
+    "tinylang": TinyLangRecipe(name="tinylang"),
+    "grokking": GrokkingRecipe(),
 }
 
 
@@ -174,6 +273,8 @@ def save(recipe: str | Any, out_dir: str | Path | None = None, device: str | tor
 
     Writes ``{name}.pt`` (float32 state dict), ``{name}.history.json`` and the entry ``name``
     of ``manifest.json`` in out_dir (default: toykit/checkpoints; other entries are kept).
+    A recipe may also have ``extra_files(model, history) -> {file name: bytes}`` (snapshots,
+    say): those files are written too and listed with their sha256 under "extra_files".
     Returns the manifest entry.
     """
     if isinstance(recipe, str):
@@ -192,12 +293,18 @@ def save(recipe: str | Any, out_dir: str | Path | None = None, device: str | tor
     weights_file, history_file = f"{recipe.name}.pt", f"{recipe.name}.history.json"
     (out / weights_file).write_bytes(weights)
     (out / history_file).write_bytes(history_bytes)
+    extra = recipe.extra_files(model, history) if hasattr(recipe, "extra_files") else {}
+    for file, data in extra.items():
+        if Path(file).name != file or file in (weights_file, history_file, MANIFEST_NAME):
+            raise ValueError(f"extra_files: {file!r} must be a plain file name, not one of the recipe's own files")
+        (out / file).write_bytes(data)
     describe = recipe.describe()
     entry = {
         "file": weights_file,
         "sha256": hashlib.sha256(weights).hexdigest(),
         "history": history_file,
         "history_sha256": hashlib.sha256(history_bytes).hexdigest(),
+        **({"extra_files": {file: hashlib.sha256(data).hexdigest() for file, data in extra.items()}} if extra else {}),
         "config": config_to_json(model.cfg),
         "recipe": describe,
         "training": {
