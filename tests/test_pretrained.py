@@ -16,8 +16,8 @@ from toykit.circuits import (
     loss_by_position,
 )
 from toykit.pretrained import CheckpointError
-from toykit.tasks.repeated_tokens import generate_repeated_tokens, repeated_half_slices
 from toykit.tasks import tinylang
+from toykit.tasks.repeated_tokens import generate_repeated_tokens, repeated_half_slices
 from toykit.train_recipes import RECIPES, AttnOnlyRecipe, TinyLangRecipe, phase_change_step, register, save
 from toykit.transformer import HookedTransformer
 

@@ -1,0 +1,126 @@
+"""Splicing an SAE into a model: replace the activation at a hook point with the SAE's output.
+
+Everything here is an ordinary forward hook (toykit.hooks), so it works on any
+HookedRootModule, e.g. a HookedTransformer at ``blocks.1.hook_resid_post``:
+
+- ``sae_replacement_hook(sae)``: the activation x becomes x̂ = sae(x). Comparing the model's
+  loss with the SAE spliced in, clean, and with the activation zeroed gives the *loss
+  recovered* (``spliced_losses``).
+- ``clamp_latent_hook(sae, latent, value)``: steering. The activation becomes
+  x − x̂ + decode(f with latent set to value): the SAE's error term x − x̂ is kept, so the only
+  change to the model is the one latent's contribution.
+- ``run_with_sae`` and ``generate_with_clamped_latent`` wrap the two for one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from toykit.hooks import HookedRootModule, HookPoint
+from toykit.sae import SAE
+from toykit.sae_metrics import loss_recovered
+from toykit.validation import check_positive_int, check_tensor
+
+__all__ = [
+    "clamp_latent_hook",
+    "generate_with_clamped_latent",
+    "run_with_sae",
+    "sae_replacement_hook",
+    "spliced_losses",
+    "zero_ablation_hook",
+]
+
+HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
+
+
+def _check_sae(sae: object) -> None:
+    if not isinstance(sae, SAE):
+        raise TypeError(f"sae must be an SAE from toykit.sae, got {type(sae).__name__}")
+
+
+def _check_model(model: object, hook_name: str) -> None:
+    if not isinstance(model, HookedRootModule):
+        raise TypeError(f"model must be a HookedRootModule (e.g. a HookedTransformer), got {type(model).__name__}")
+    model._resolve(hook_name)  # a clear KeyError, with suggestions, for an unknown name
+
+
+def sae_replacement_hook(sae: SAE) -> HookFn:
+    """A forward hook replacing the activation [..., d_in] by the SAE's reconstruction."""
+    _check_sae(sae)
+
+    def replace_with_sae(activation: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        return sae(activation)
+
+    return replace_with_sae
+
+
+def zero_ablation_hook(activation: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+    """A forward hook replacing the activation by zeros."""
+    return torch.zeros_like(activation)
+
+
+def clamp_latent_hook(sae: SAE, latent: int, value: float, keep_error: bool = True) -> HookFn:
+    """A forward hook that sets one SAE latent to ``value`` at every position.
+
+    The activation x becomes decode(f') + (x − x̂), where f' is f = encode(x) with f[latent] =
+    value and x̂ = decode(f); with ``keep_error=False`` the error term x − x̂ is dropped.
+    """
+    _check_sae(sae)
+    if not isinstance(latent, int) or isinstance(latent, bool) or not 0 <= latent < sae.d_sae:
+        raise ValueError(f"latent must be an int in [0, d_sae={sae.d_sae}), got {latent!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"value must be a number, got {type(value).__name__}")
+
+    def clamp_latent(activation: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        acts = sae.encode(activation)
+        error = activation - sae.decode(acts) if keep_error else 0.0
+        acts = acts.clone()
+        acts[..., latent] = value
+        return sae.decode(acts) + error
+
+    return clamp_latent
+
+
+def run_with_sae(model: HookedRootModule, sae: SAE, *model_args: Any, hook_name: str, **model_kwargs: Any) -> Any:
+    """Run ``model(*model_args, **model_kwargs)`` with the SAE spliced in at ``hook_name``."""
+    _check_sae(sae)
+    _check_model(model, hook_name)
+    return model.run_with_hooks(*model_args, fwd_hooks=[(hook_name, sae_replacement_hook(sae))], **model_kwargs)
+
+
+@torch.no_grad()
+def spliced_losses(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook_name: str,
+                   batch_size: int = 64) -> dict[str, float]:
+    """The model's next-token loss on tokens [batch, pos]: clean, with the SAE spliced in at
+    ``hook_name``, and with that activation zeroed, plus the loss recovered,
+    (L_zero − L_sae) / (L_zero − L_clean). Runs in batches of ``batch_size`` sequences.
+    Returns {"clean_loss", "sae_loss", "zero_ablation_loss", "loss_recovered"}.
+    """
+    _check_sae(sae)
+    _check_model(model, hook_name)
+    check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
+    check_positive_int("batch_size", batch_size)
+    hooks = {"clean_loss": [], "sae_loss": [(hook_name, sae_replacement_hook(sae))],
+             "zero_ablation_loss": [(hook_name, zero_ablation_hook)]}
+    totals = dict.fromkeys(hooks, 0.0)
+    for chunk in tokens.split(batch_size):
+        for key, fwd_hooks in hooks.items():
+            loss = model.run_with_hooks(chunk, return_type="loss", fwd_hooks=fwd_hooks)
+            totals[key] += loss.item() * chunk.shape[0]  # every sequence has the same length
+    out = {key: total / tokens.shape[0] for key, total in totals.items()}
+    out["loss_recovered"] = loss_recovered(out["clean_loss"], out["sae_loss"], out["zero_ablation_loss"])
+    return out
+
+
+def generate_with_clamped_latent(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook_name: str, latent: int,
+                                 value: float, max_new_tokens: int, keep_error: bool = True,
+                                 **generate_kwargs: Any) -> torch.Tensor:
+    """``model.generate(tokens, max_new_tokens, ...)`` with one SAE latent clamped to ``value``
+    at ``hook_name`` (see clamp_latent_hook). Returns [batch, pos + n_new]."""
+    _check_model(model, hook_name)
+    hook = clamp_latent_hook(sae, latent, value, keep_error=keep_error)
+    with model.hooks(fwd_hooks=[(hook_name, hook)]):
+        return model.generate(tokens, max_new_tokens, **generate_kwargs)
