@@ -21,7 +21,7 @@ from toykit.tasks.repeated_tokens import generate_repeated_tokens, repeated_half
 from toykit.train_recipes import RECIPES, AttnOnlyRecipe, TinyLangRecipe, phase_change_step, register, save
 from toykit.transformer import HookedTransformer
 
-SHIPPED = ["attn-only-1l", "attn-only-2l", "tinylang"]
+SHIPPED = ["attn-only-1l", "attn-only-2l", "grokking", "tinylang"]
 SEQ_LEN = 32
 
 
@@ -59,6 +59,9 @@ def test_available_and_manifest_entries():
         path = pretrained.CHECKPOINT_DIR / entry["file"]
         assert pretrained.sha256_file(path) == entry["sha256"]
         total += path.stat().st_size + (pretrained.CHECKPOINT_DIR / entry["history"]).stat().st_size
+        for extra, sha in entry.get("extra_files", {}).items():
+            assert pretrained.sha256_file(pretrained.CHECKPOINT_DIR / extra) == sha
+            total += (pretrained.CHECKPOINT_DIR / extra).stat().st_size
     assert total < 20 * 2**20
 
 
