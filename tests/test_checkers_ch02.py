@@ -8,31 +8,13 @@ Mistake functions inside the checks, so that a check is tested on real code, not
 import pytest
 import torch
 import torch.nn.functional as F
+from checker_helpers import not_done, rejects
 
 from toykit import sae as ref
 from toykit import sae_metrics
-from toykit.exercises import CheckFailure, ch02, clear_results, results
+from toykit.exercises import ch02
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 from toykit.sae_training import reinitialise_latents
-
-
-@pytest.fixture(autouse=True)
-def fresh():
-    clear_results()
-
-
-def rejects(check, fn, hint_part: str) -> CheckFailure:
-    with pytest.raises(CheckFailure) as info:
-        check(fn)
-    err = info.value
-    assert hint_part in err.hint, f"expected a hint containing {hint_part!r}, got {err.hint!r}"
-    assert results()[-1].passed is False
-    return err
-
-
-def not_done(*args, **kwargs):
-    raise NotImplementedError()
-
 
 ALL_CHECKS = [
     ch02.check_sae_forward,

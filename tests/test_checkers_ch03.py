@@ -11,31 +11,17 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from checker_helpers import not_done, rejects
 
 from toykit import transformer as tt
-from toykit.exercises import CheckFailure, ch03, clear_results, results
+from toykit.exercises import CheckFailure, ch03, results
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 from toykit.sampling import sample_next_token
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def fresh():
-    clear_results()
 
-
-def rejects(check, obj, hint_part: str) -> CheckFailure:
-    with pytest.raises(CheckFailure) as info:
-        check(obj)
-    err = info.value
-    assert hint_part in err.hint, f"expected a hint containing {hint_part!r}, got {err.hint!r}\n{err}"
-    assert results()[-1].passed is False
-    return err
-
-
-def not_done(*args, **kwargs):
-    raise NotImplementedError()
 
 
 class NotDoneModule(nn.Module):

@@ -9,10 +9,11 @@ import einops
 import pytest
 import torch
 import torch.nn.functional as F
+from checker_helpers import not_done, rejects
 
 from toykit import circuits
 from toykit.ablation import head_ablation_hook
-from toykit.exercises import CheckFailure, ch04, clear_results, results
+from toykit.exercises import ch04, results
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 from toykit.factored_matrix import FactoredMatrix
 from toykit.full_circuits import top_1_accuracy
@@ -22,18 +23,9 @@ from toykit.tasks.repeated_tokens import generate_repeated_tokens
 
 
 @pytest.fixture(autouse=True)
-def fresh():
+def one_thread():
     torch.set_num_threads(1)
-    clear_results()
 
-
-def rejects(check, fn, hint_part: str) -> CheckFailure:
-    with pytest.raises(CheckFailure) as info:
-        check(fn)
-    err = info.value
-    assert hint_part in err.hint, f"expected a hint containing {hint_part!r}, got {err.hint!r}"
-    assert results()[-1].passed is False
-    return err
 
 
 def accepts(check, fn, capsys, name: str) -> None:
@@ -41,9 +33,6 @@ def accepts(check, fn, capsys, name: str) -> None:
     assert f"✔ {name}" in capsys.readouterr().out
     assert results()[-1].passed
 
-
-def not_done(*args, **kwargs):
-    raise NotImplementedError()
 
 
 ALL_CHECKS = [

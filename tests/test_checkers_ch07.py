@@ -11,30 +11,16 @@ import einops
 import pytest
 import torch
 import torch.nn.functional as F
+from checker_helpers import not_done, rejects
 
 from toykit import fourier as ref
-from toykit.exercises import CheckFailure, ch07, clear_results, results
+from toykit.exercises import ch07
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def fresh():
-    clear_results()
 
-
-def rejects(check, fn, hint_part: str) -> CheckFailure:
-    with pytest.raises(CheckFailure) as info:
-        check(fn)
-    err = info.value
-    assert hint_part in err.hint, f"expected a hint containing {hint_part!r}, got {err.hint!r}"
-    assert results()[-1].passed is False
-    return err
-
-
-def not_done(*args, **kwargs):
-    raise NotImplementedError()
 
 
 ALL_CHECKS = [
