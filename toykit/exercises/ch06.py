@@ -1,0 +1,419 @@
+"""Checks for chapter 06, Activation patching and a circuit in TinyLang.
+
+Each ``check_<name>(fn)`` runs your ``fn`` and toykit's reference on seeded cases, prints one
+line when they agree, and otherwise raises CheckFailure with a hint chosen by recognising the
+usual mistakes. References: ``toykit.patching`` (logit_diff, normalize_metric, ablation_hooks,
+path_patch, attribution_patch).
+
+Signatures the checks expect (z is a head-output activation [batch, pos, n_heads, d_head]):
+
+- ``ioi_logit_diff(logits, answer_pos, io_ids, s_ids) -> [batch]``.
+- ``normalized_patching_metric(value, clean_value, corrupted_value) -> same type as value``.
+- ``patch_residual_hook(resid, hook, pos, clean_cache) -> resid'``.
+- ``patch_head_hook(z, hook, head, clean_cache) -> z'``.
+- ``mean_ablate_head(z, head, reference_z) -> z'``.
+- ``resample_ablate_head(z, head, reference_z, draws) -> z'``.
+- ``freeze_heads_hook(z, hook, clean_z, corrupted_z, senders) -> z'`` (path patching, step 1).
+- ``attribution_per_head(clean_z, corrupted_z, grad_z) -> [n_heads]``.
+- ``fraction_recovered(circuit_ld, model_ld, ablated_ld) -> float`` (faithfulness).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from toykit.exercises.checking import Case, Mistake, run_check
+from toykit.hooks import HookPoint
+from toykit.patching import logit_diff, normalize_metric
+
+__all__ = [
+    "check_attribution_per_head",
+    "check_fraction_recovered",
+    "check_freeze_heads_hook",
+    "check_ioi_logit_diff",
+    "check_mean_ablate_head",
+    "check_normalized_patching_metric",
+    "check_patch_head_hook",
+    "check_patch_residual_hook",
+    "check_resample_ablate_head",
+]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _require_callable(check: str, fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"{check} expects your function itself (e.g. {check}(my_function)), got {type(fn).__name__}")
+
+
+def _hook_point(name: str) -> HookPoint:
+    hp = HookPoint()
+    hp.name = name
+    return hp
+
+
+def _z(seed: int, batch: int, pos: int, heads: int, d_head: int) -> torch.Tensor:
+    return torch.randn(batch, pos, heads, d_head, generator=_gen(seed))
+
+
+# -- ioi_logit_diff ----------------------------------------------------------------------------------
+
+
+def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
+    """Check ``ioi_logit_diff(logits, answer_pos, io_ids, s_ids) -> [batch]``: logits [batch, pos,
+    d_vocab], answer_pos, io_ids, s_ids [batch]; at each row's answer position, the logit of the
+    indirect object minus that of the subject."""
+    _require_callable("check_ioi_logit_diff", ioi_logit_diff)
+
+    def case(name: str, seed: int, batch: int, pos: int, d_vocab: int) -> Case:
+        g = _gen(seed)
+        io = torch.randint(0, d_vocab, (batch,), generator=g)
+        s = (io + torch.randint(1, d_vocab, (batch,), generator=g)) % d_vocab
+        answer_pos = torch.randint(0, pos - 1, (batch,), generator=g)  # never the last: prompts are padded
+        return Case(name, (torch.randn(batch, pos, d_vocab, generator=g) * 3, answer_pos, io, s))
+
+    def at(lg: torch.Tensor, p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(lg.shape[0])
+        return lg[rows, p, a] - lg[rows, p, b]
+
+    last = lambda lg, p, a, b: at(lg, torch.full_like(p, lg.shape[1] - 1), a, b)  # noqa: E731
+    mistakes = [
+        Mistake("the sign is flipped: indirect object (the right answer) minus subject",
+                lambda lg, p, a, b: at(lg, p, b, a)),
+        Mistake("take each row's logits at answer_pos[b], not at the last position: prompts of different "
+                "lengths are padded, so the last position is often padding", lambda lg, p, a, b: last(lg, p, a, b)),
+        Mistake("use logits, not probabilities", lambda lg, p, a, b: at(lg.softmax(-1), p, a, b)),
+        Mistake("return one value per prompt, [batch]; average later", lambda lg, p, a, b: at(lg, p, a, b).mean()),
+        Mistake("logits[:, answer_pos] picks every row's answer position for every row ([batch, batch, ...]); "
+                "index rows and positions together: logits[torch.arange(batch), answer_pos]",
+                lambda lg, p, a, b: (lg[:, p].gather(-1, a[None, :, None].expand(lg.shape[0], -1, 1))
+                                     - lg[:, p].gather(-1, b[None, :, None].expand(lg.shape[0], -1, 1)))[..., 0]),
+    ]
+    cases = [case("random", 0, 6, 8, 20), case("batch of one", 1, 1, 5, 9), case("long", 2, 10, 19, 50)]
+
+    def reference(logits, answer_pos, io_ids, s_ids):
+        return logit_diff(logits, io_ids, s_ids, answer_pos, per_prompt=True)
+
+    run_check("ioi_logit_diff", ioi_logit_diff, reference, cases, mistakes,
+              hint="rows = torch.arange(batch); at = logits[rows, answer_pos]; then at[rows, io_ids] - at[rows, s_ids]")
+
+
+# -- normalized_patching_metric ----------------------------------------------------------------------
+
+
+def check_normalized_patching_metric(normalized_patching_metric: Callable[..., torch.Tensor]) -> None:
+    """Check ``normalized_patching_metric(value, clean_value, corrupted_value)``: 0 when value equals
+    the corrupted run's metric, 1 when it equals the clean run's; linear in between (value may be a
+    tensor of many patched results)."""
+    _require_callable("check_normalized_patching_metric", normalized_patching_metric)
+
+    def case(name: str, seed: int, shape: tuple, clean: float, corrupted: float) -> Case:
+        return Case(name, (torch.randn(shape, generator=_gen(seed)) * 3 + 1, clean, corrupted))
+
+    cases = [case("grid", 0, (3, 15), 9.6, -0.7), case("negative clean", 1, (4,), -2.0, 3.0),
+             case("scalar", 2, (), 5.0, 0.5), Case("the end points", (torch.tensor([9.6, -0.7]), 9.6, -0.7))]
+    mistakes = [
+        Mistake("0 should mean 'as corrupted' and 1 'as clean': you have it the other way round",
+                lambda v, c, r: (v - c) / (r - c)),
+        Mistake("subtract the corrupted value first: (value - corrupted) / (clean - corrupted)",
+                lambda v, c, r: v / (c - r)),
+        Mistake("divide by (clean - corrupted), the range between the two runs, not by clean alone",
+                lambda v, c, r: (v - r) / c),
+        Mistake("mind the brackets: (value - corrupted) / (clean - corrupted)", lambda v, c, r: v - r / (c - r)),
+    ]
+
+    def reference(value, clean_value, corrupted_value):
+        return normalize_metric(value, corrupted_value, clean_value)
+
+    run_check("normalized_patching_metric", normalized_patching_metric, reference, cases, mistakes,
+              hint="(value - corrupted_value) / (clean_value - corrupted_value)")
+
+
+# -- patch_residual_hook -----------------------------------------------------------------------------
+
+
+def check_patch_residual_hook(patch_residual_hook: Callable[..., torch.Tensor]) -> None:
+    """Check ``patch_residual_hook(resid, hook, pos, clean_cache) -> resid'``: resid [batch, pos,
+    d_model] from the corrupted run; return it with position ``pos`` replaced by the clean run's
+    activation at the same hook (``clean_cache[hook.name]``), every other position unchanged."""
+    _require_callable("check_patch_residual_hook", patch_residual_hook)
+
+    def case(name: str, seed: int, hook_name: str, batch: int, n_pos: int, d: int, pos: int) -> Case:
+        g = _gen(seed)
+        other = "blocks.0.hook_resid_pre" if hook_name != "blocks.0.hook_resid_pre" else "blocks.1.hook_resid_pre"
+        cache = {hook_name: torch.randn(batch, n_pos, d, generator=g), other: torch.randn(batch, n_pos, d, generator=g)}
+        return Case(name, (torch.randn(batch, n_pos, d, generator=g), _hook_point(hook_name), pos, cache))
+
+    def reference(resid, hook, pos, clean_cache):
+        out = resid.clone()
+        out[:, pos] = clean_cache[hook.name][:, pos]
+        return out
+
+    def all_positions(resid, hook, pos, clean_cache):
+        return clean_cache[hook.name].clone()
+
+    def batch_axis(resid, hook, pos, clean_cache):
+        out = resid.clone()
+        out[pos] = clean_cache[hook.name][pos]
+        return out
+
+    def wrong_layer(resid, hook, pos, clean_cache):
+        out = resid.clone()
+        key = "blocks.0.hook_resid_pre" if hook.name != "blocks.0.hook_resid_pre" else "blocks.1.hook_resid_pre"
+        out[:, pos] = clean_cache[key][:, pos]
+        return out
+
+    cases = [case("layer 1", 0, "blocks.1.hook_resid_pre", 4, 6, 8, 2), case("layer 0, last pos", 1,
+             "blocks.0.hook_resid_pre", 3, 5, 4, 4), case("first pos", 2, "blocks.2.hook_resid_mid", 5, 7, 6, 0)]
+    mistakes = [
+        Mistake("patch only position pos: resid[:, pos] = clean[:, pos]; the other positions stay corrupted",
+                all_positions),
+        Mistake("positions are axis 1; resid[pos] selects a prompt (axis 0). Use resid[:, pos]", batch_axis),
+        Mistake("take the clean activation of this hook: clean_cache[hook.name]", wrong_layer),
+    ]
+    run_check("patch_residual_hook", patch_residual_hook, reference, cases, mistakes,
+              hint="resid[:, pos] = clean_cache[hook.name][:, pos]; return resid")
+
+
+# -- patch_head_hook ---------------------------------------------------------------------------------
+
+
+def check_patch_head_hook(patch_head_hook: Callable[..., torch.Tensor]) -> None:
+    """Check ``patch_head_hook(z, hook, head, clean_cache) -> z'``: z [batch, pos, n_heads, d_head];
+    replace head ``head``'s output at every position by the clean run's (``clean_cache[hook.name]``)."""
+    _require_callable("check_patch_head_hook", patch_head_hook)
+
+    def case(name: str, seed: int, layer: int, shape: tuple, head: int) -> Case:
+        name_ = f"blocks.{layer}.attn.hook_z"
+        cache = {name_: _z(seed + 100, *shape)}
+        return Case(name, (_z(seed, *shape), _hook_point(name_), head, cache))
+
+    def reference(z, hook, head, clean_cache):
+        out = z.clone()
+        out[:, :, head] = clean_cache[hook.name][:, :, head]
+        return out
+
+    def pos_axis(z, hook, head, clean_cache):
+        out = z.clone()
+        out[:, head] = clean_cache[hook.name][:, head]
+        return out
+
+    def others(z, hook, head, clean_cache):
+        out = clean_cache[hook.name].clone()
+        out[:, :, head] = z[:, :, head]
+        return out
+
+    def whole(z, hook, head, clean_cache):
+        return clean_cache[hook.name].clone()
+
+    cases = [case("head 1", 0, 0, (4, 6, 4, 5), 1), case("last head", 1, 2, (3, 5, 4, 3), 3),
+             case("head 0", 2, 1, (2, 7, 3, 4), 0)]
+    mistakes = [
+        Mistake("z is [batch, pos, head, d_head]: the head axis is 2, so z[:, :, head]; z[:, head] is a position",
+                pos_axis),
+        Mistake("copy the clean value into the chosen head only; you patched every head except it", others),
+        Mistake("patch one head, not the whole attention layer", whole),
+    ]
+    run_check("patch_head_hook", patch_head_hook, reference, cases, mistakes,
+              hint="z[:, :, head] = clean_cache[hook.name][:, :, head]; return z")
+
+
+# -- mean_ablate_head --------------------------------------------------------------------------------
+
+
+def check_mean_ablate_head(mean_ablate_head: Callable[..., torch.Tensor]) -> None:
+    """Check ``mean_ablate_head(z, head, reference_z) -> z'``: z [batch, pos, n_heads, d_head],
+    reference_z [n_ref, pos, n_heads, d_head]; set the head's output at each position to its mean
+    over the reference prompts at that position; other heads unchanged."""
+    _require_callable("check_mean_ablate_head", mean_ablate_head)
+
+    def case(name: str, seed: int, batch: int, n_ref: int, pos: int, heads: int, d: int, head: int) -> Case:
+        ref = _z(seed + 50, n_ref, pos, heads, d) + torch.arange(pos).float()[None, :, None, None]
+        return Case(name, (_z(seed, batch, pos, heads, d), head, ref))
+
+    def with_value(z, head, value):
+        out = z.clone()
+        out[:, :, head] = value
+        return out
+
+    mistakes = [
+        Mistake("you also averaged over positions: average over the reference prompts only (dim 0), keeping "
+                "one mean per position",
+                lambda z, h, r: with_value(z, h, r[:, :, h].mean((0, 1)))),
+        Mistake("take the mean of the *reference* prompts, not of the batch being ablated",
+                lambda z, h, r: with_value(z, h, z[:, :, h].mean(0))),
+        Mistake("mean ablation replaces the head by its average, not by zero",
+                lambda z, h, r: with_value(z, h, 0.0)),
+        Mistake("ablate only the chosen head: z[:, :, head]", lambda z, h, r: r.mean(0, keepdim=True).expand_as(z)),
+    ]
+    cases = [case("random", 0, 4, 10, 5, 4, 3, 2), case("one prompt", 1, 1, 6, 4, 3, 2, 0),
+             case("many references", 2, 3, 30, 6, 4, 5, 3)]
+
+    def reference(z, head, reference_z):
+        return with_value(z, head, reference_z[:, :, head].mean(0))
+
+    run_check("mean_ablate_head", mean_ablate_head, reference, cases, mistakes,
+              hint="z[:, :, head] = reference_z[:, :, head].mean(0) (a [pos, d_head] mean, broadcast over the batch)")
+
+
+# -- resample_ablate_head ----------------------------------------------------------------------------
+
+
+def check_resample_ablate_head(resample_ablate_head: Callable[..., torch.Tensor]) -> None:
+    """Check ``resample_ablate_head(z, head, reference_z, draws) -> z'``: draws [batch] indexes
+    reference prompts; prompt b's head output becomes reference prompt draws[b]'s (every position)."""
+    _require_callable("check_resample_ablate_head", resample_ablate_head)
+
+    def case(name: str, seed: int, batch: int, n_ref: int, pos: int, heads: int, d: int, head: int) -> Case:
+        draws = torch.randint(0, n_ref, (batch,), generator=_gen(seed + 7))
+        return Case(name, (_z(seed, batch, pos, heads, d), head, _z(seed + 50, n_ref, pos, heads, d), draws))
+
+    def with_value(z, head, value):
+        out = z.clone()
+        out[:, :, head] = value
+        return out
+
+    mistakes = [
+        Mistake("use the random draws: prompt b takes reference prompt draws[b], not reference prompt b",
+                lambda z, h, r, d: with_value(z, h, r[: z.shape[0], :, h])),
+        Mistake("resample from the reference prompts, not from the batch itself",
+                lambda z, h, r, d: with_value(z, h, z[d.clamp(max=z.shape[0] - 1), :, h])),
+        Mistake("resampling copies one whole reference prompt; averaging the draws is mean ablation",
+                lambda z, h, r, d: with_value(z, h, r[d, :, h].mean(0))),
+        Mistake("replace only the chosen head: z[:, :, head] = reference_z[draws, :, head]",
+                lambda z, h, r, d: r[d].clone()),
+    ]
+    cases = [case("random", 0, 5, 12, 4, 4, 3, 1), case("one prompt", 1, 1, 3, 5, 3, 2, 2),
+             case("more prompts than references", 2, 9, 4, 3, 4, 2, 0)]
+
+    def reference(z, head, reference_z, draws):
+        return with_value(z, head, reference_z[draws, :, head])
+
+    run_check("resample_ablate_head", resample_ablate_head, reference, cases, mistakes,
+              hint="z[:, :, head] = reference_z[draws, :, head]")
+
+
+# -- freeze_heads_hook (path patching, step 1) -------------------------------------------------------
+
+
+def check_freeze_heads_hook(freeze_heads_hook: Callable[..., torch.Tensor]) -> None:
+    """Check ``freeze_heads_hook(z, hook, clean_z, corrupted_z, senders) -> z'``: the first step of
+    path patching, as a hook on ``blocks.{layer}.attn.hook_z``. clean_z, corrupted_z: {hook name:
+    [batch, pos, n_heads, d_head]}; senders: a list of (layer, head). Every head of this layer
+    takes its clean value, except the senders in this layer, which take their corrupted value."""
+    _require_callable("check_freeze_heads_hook", freeze_heads_hook)
+
+    def case(name: str, seed: int, layer: int, senders: list, shape: tuple = (3, 5, 4, 3)) -> Case:
+        names = [f"blocks.{l}.attn.hook_z" for l in range(3)]
+        clean = {n: _z(seed + 10 + i, *shape) for i, n in enumerate(names)}
+        corr = {n: _z(seed + 20 + i, *shape) for i, n in enumerate(names)}
+        return Case(name, (_z(seed, *shape), _hook_point(names[layer]), clean, corr, senders))
+
+    def layer_of(hook) -> int:
+        return int(hook.name.split(".")[1])
+
+    def reference(z, hook, clean_z, corrupted_z, senders):
+        out = clean_z[hook.name].clone()
+        for l, h in senders:
+            if l == layer_of(hook):
+                out[:, :, h] = corrupted_z[hook.name][:, :, h]
+        return out
+
+    def swapped(z, hook, clean_z, corrupted_z, senders):
+        return reference(z, hook, corrupted_z, clean_z, senders)
+
+    def any_layer(z, hook, clean_z, corrupted_z, senders):
+        out = clean_z[hook.name].clone()
+        for _, h in senders:
+            out[:, :, h] = corrupted_z[hook.name][:, :, h]
+        return out
+
+    def unfrozen(z, hook, clean_z, corrupted_z, senders):
+        out = z.clone()
+        for l, h in senders:
+            if l == layer_of(hook):
+                out[:, :, h] = corrupted_z[hook.name][:, :, h]
+        return out
+
+    cases = [case("sender in this layer", 0, 0, [(0, 1)]), case("sender elsewhere", 1, 1, [(0, 2)]),
+             case("two senders", 2, 1, [(1, 0), (0, 3), (1, 2)]), case("no sender here", 3, 2, [(1, 1)])]
+    mistakes = [
+        Mistake("senders take the *corrupted* value, every other head the *clean* one; you swapped them", swapped),
+        Mistake("a sender (layer, head) is patched only in its own layer: compare the layer with the hook's "
+                "(int(hook.name.split('.')[1]))", any_layer),
+        Mistake("freeze the non-sender heads to their clean values (start from clean_z[hook.name], not z), "
+                "so that only the senders' effect reaches later layers", unfrozen),
+    ]
+    run_check("freeze_heads_hook", freeze_heads_hook, reference, cases, mistakes,
+              hint="out = clean_z[hook.name].clone(); for each sender (l, h) with l == this layer: "
+                   "out[:, :, h] = corrupted_z[hook.name][:, :, h]")
+
+
+# -- attribution_per_head ----------------------------------------------------------------------------
+
+
+def check_attribution_per_head(attribution_per_head: Callable[..., torch.Tensor]) -> None:
+    """Check ``attribution_per_head(clean_z, corrupted_z, grad_z) -> [n_heads]``: all three [batch,
+    pos, n_heads, d_head], grad_z = ∂metric/∂z on the corrupted run. The first-order estimate of
+    patching each head's clean output into the corrupted run: (clean - corrupted) · grad, summed
+    over batch, positions and d_head."""
+    _require_callable("check_attribution_per_head", attribution_per_head)
+
+    def case(name: str, seed: int, shape: tuple) -> Case:
+        return Case(name, (_z(seed, *shape) + 0.5, _z(seed + 1, *shape), _z(seed + 2, *shape)))
+
+    mistakes = [
+        Mistake("we patch *clean* into the corrupted run: the change is (clean_z - corrupted_z), not the reverse",
+                lambda c, r, g: ((r - c) * g).sum((0, 1, 3))),
+        Mistake("multiply by the *change* of the activation (clean_z - corrupted_z), not by clean_z alone",
+                lambda c, r, g: (c * g).sum((0, 1, 3))),
+        Mistake("sum the products, not their absolute values: effects of opposite sign cancel",
+                lambda c, r, g: ((c - r) * g).abs().sum((0, 1, 3))),
+        Mistake("sum over batch, positions and d_head (dims 0, 1, 3), keeping the head axis (2)",
+                lambda c, r, g: ((c - r) * g).sum((0, 1, 2))),
+    ]
+    cases = [case("random", 0, (4, 6, 4, 5)), case("one prompt", 1, (1, 3, 3, 2)), case("square", 2, (4, 4, 4, 4))]
+
+    def reference(clean_z, corrupted_z, grad_z):
+        return ((clean_z - corrupted_z) * grad_z).sum((0, 1, 3))
+
+    run_check("attribution_per_head", attribution_per_head, reference, cases, mistakes,
+              hint="((clean_z - corrupted_z) * grad_z).sum((0, 1, 3))", atol=1e-4)
+
+
+# -- fraction_recovered (faithfulness) ---------------------------------------------------------------
+
+
+def check_fraction_recovered(fraction_recovered: Callable[..., float]) -> None:
+    """Check ``fraction_recovered(circuit_ld, model_ld, ablated_ld) -> float``: per-prompt logit
+    differences [batch] of the circuit alone (everything else ablated), of the full model, and of
+    the model with everything ablated; (mean circuit - mean ablated) / (mean model - mean ablated)."""
+    _require_callable("check_fraction_recovered", fraction_recovered)
+
+    def case(name: str, seed: int, batch: int) -> Case:
+        g = _gen(seed)
+        model = torch.rand(batch, generator=g) * 8 + 2
+        circuit = model * (0.5 + torch.rand(batch, generator=g)) - 0.3
+        ablated = torch.randn(batch, generator=g) * 0.5 + 0.4
+        return Case(name, (circuit, model, ablated))
+
+    mistakes = [
+        Mistake("average first, then divide: a ratio of means; a mean of per-prompt ratios is dominated by "
+                "prompts where the model's logit difference is small",
+                lambda c, m, a: ((c - a) / (m - a)).mean()),
+        Mistake("measure from the fully ablated baseline: subtract mean(ablated_ld) from both",
+                lambda c, m, a: c.mean() / m.mean()),
+        Mistake("(mean circuit - mean ablated) / (mean model - mean ablated): you have it upside down",
+                lambda c, m, a: (m.mean() - a.mean()) / (c.mean() - a.mean())),
+    ]
+    cases = [case("random", 0, 20), case("small batch", 1, 3), case("big batch", 2, 200)]
+
+    def reference(circuit_ld, model_ld, ablated_ld):
+        return float(normalize_metric(circuit_ld.mean(), ablated_ld.mean().item(), model_ld.mean().item()))
+
+    run_check("fraction_recovered", fraction_recovered, reference, cases, mistakes,
+              hint="(circuit_ld.mean() - ablated_ld.mean()) / (model_ld.mean() - ablated_ld.mean())", atol=1e-4)
