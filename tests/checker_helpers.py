@@ -18,3 +18,10 @@ def rejects(check, fn, hint_part: str) -> CheckFailure:
 def not_done(*args, **kwargs):
     """A learner's exercise before any work: the check must say "not done yet"."""
     raise NotImplementedError()
+
+
+def accepts(check, fn, capsys, name: str) -> None:
+    """``check(fn)`` must pass, print its one-line success and record a passed result."""
+    check(fn)
+    assert f"✔ {name}" in capsys.readouterr().out
+    assert results()[-1].passed

@@ -9,11 +9,11 @@ import einops
 import pytest
 import torch
 import torch.nn.functional as F
-from checker_helpers import not_done, rejects
+from checker_helpers import accepts, not_done, rejects
 
 from toykit import circuits
 from toykit.ablation import head_ablation_hook
-from toykit.exercises import ch04, results
+from toykit.exercises import ch04
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 from toykit.factored_matrix import FactoredMatrix
 from toykit.full_circuits import top_1_accuracy
@@ -27,11 +27,6 @@ def one_thread():
     torch.set_num_threads(1)
 
 
-
-def accepts(check, fn, capsys, name: str) -> None:
-    check(fn)
-    assert f"✔ {name}" in capsys.readouterr().out
-    assert results()[-1].passed
 
 
 
