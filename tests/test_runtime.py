@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from toykit import get_device, set_seed
-from toykit.runtime import resolve_device
+from toykit.runtime import deterministic_algorithms, resolve_device
 
 
 def test_get_device_defaults_to_cuda_or_cpu():
@@ -48,3 +48,12 @@ def test_cpu_thread_count_restores_the_old_count_even_after_an_error():
     assert torch.get_num_threads() == before
     with cpu_thread_count(None, torch.device("cpu")):
         assert torch.get_num_threads() == before
+
+
+def test_deterministic_algorithms_is_restored_even_after_an_error():
+    before = torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(RuntimeError, match="boom"):
+        with deterministic_algorithms():
+            assert torch.are_deterministic_algorithms_enabled()
+            raise RuntimeError("boom")
+    assert torch.are_deterministic_algorithms_enabled() == before
