@@ -227,6 +227,67 @@ def test_hook_scale_gradients_match_the_fused_layernorm():
         torch.testing.assert_close(p.grad, fused[k])
 
 
+@pytest.mark.parametrize("hook_name", ["hook_pattern", "hook_attn_scores"])
+def test_fused_attention_matches_the_written_out_path(hook_name):
+    # With no hook on the scores or the pattern, attention runs in PyTorch's fused kernel;
+    # a hook there switches to the written-out maths. Both must give the same logits and grads.
+    model = make_model(dtype=torch.float64)
+    t = tokens()
+    fused_logits = model(t)
+    model(t, return_type="loss").backward()
+    fused = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    seen = []
+    with model.hooks(fwd_hooks=[(f"blocks.1.attn.{hook_name}", lambda a, hook: seen.append(hook.name))]):
+        torch.testing.assert_close(model(t), fused_logits)
+        model(t, return_type="loss").backward()
+    assert seen == [f"blocks.1.attn.{hook_name}"] * 2
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, fused[k])
+
+
+def test_hooks_registered_the_pytorch_way_also_fire():
+    model = make_model()
+    point = model.hook_dict["blocks.0.attn.hook_pattern"]
+    seen = []
+    handle = point.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    try:
+        assert point.has_hooks
+        model(tokens())
+    finally:
+        handle.remove()
+    assert seen == [torch.Size([B, 4, P, P])] and not point.has_hooks
+
+
+def test_in_place_edits_of_q_k_v_in_hooks_keep_gradients():
+    # q, k and v are views into one fused [b, p, 3, h, e] matmul output: editing one in place
+    # must change just that one, and backward must still work.
+    model = make_model(dtype=torch.float64)
+    t = tokens()
+
+    def zero_head_0(act, hook):
+        act[:, :, 0] = 0
+
+    def replace_head_0(act, hook):
+        out = act.clone()
+        out[:, :, 0] = 0
+        return out
+
+    for name in ("q", "k", "v"):
+        hook_name = f"blocks.0.attn.hook_{name}"
+        in_place = model.run_with_hooks(t, return_type="loss", fwd_hooks=[(hook_name, zero_head_0)])
+        in_place.backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+        model.zero_grad()
+        replaced = model.run_with_hooks(t, return_type="loss", fwd_hooks=[(hook_name, replace_head_0)])
+        replaced.backward()
+        torch.testing.assert_close(in_place, replaced)
+        for k, p in model.named_parameters():
+            torch.testing.assert_close(p.grad, grads[k])
+        model.zero_grad()
+        assert not torch.allclose(in_place, model(t, return_type="loss"))
+
+
 def test_use_attn_result_heads_sum_to_attn_out():
     model = make_model()
     t = tokens()

@@ -97,7 +97,10 @@ class HookPoint(nn.Module):
 
     @property
     def has_hooks(self) -> bool:
-        return bool(self._handles)
+        """True if any hook would fire here, whether added with add_hook or with PyTorch's own
+        register_*_hook. Models use this to skip work that only a hook could see."""
+        return bool(self._forward_hooks or self._forward_pre_hooks
+                    or self._backward_hooks or self._backward_pre_hooks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

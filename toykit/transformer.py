@@ -212,7 +212,8 @@ class Embed(nn.Module):
         self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model, dtype=cfg.dtype))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.W_E[tokens]
+        # The same as W_E[tokens]; F.embedding's backward is the faster scatter-add on CPU.
+        return F.embedding(tokens, self.W_E)
 
 
 class PosEmbed(nn.Module):
@@ -262,16 +263,22 @@ class Attention(nn.Module):
             self.hook_result = HookPoint()  # [b, p, h, d_model]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.hook_q(_per_head(x, self.W_Q, self.b_Q))
-        k = self.hook_k(_per_head(x, self.W_K, self.b_K))
-        v = self.hook_v(_per_head(x, self.W_V, self.b_V))
-        # Scaling by 1/sqrt(d_head) keeps scores O(1) at init, so softmax starts out soft.
-        # (Scaling q rather than the scores is the same maths on a smaller tensor.)
-        scores = torch.einsum("bqhe,bkhe->bhqk", q / math.sqrt(self.cfg.d_head), k)
-        n = x.shape[1]
-        scores = self.hook_attn_scores(scores.masked_fill(self.mask[:n, :n], float("-inf")))
-        pattern = self.hook_pattern(scores.softmax(dim=-1))
-        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
+        # One matmul for all of q, k and v (as nanoGPT's c_attn): fewer, larger kernels.
+        h, d, e = self.W_Q.shape
+        W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).transpose(0, 1).reshape(d, 3 * h * e)
+        b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).reshape(3 * h * e)
+        qkv = torch.addmm(b_QKV, x.reshape(-1, d), W_QKV).view(*x.shape[:-1], 3, h, e)
+        q = self.hook_q(qkv[..., 0, :, :])
+        k = self.hook_k(qkv[..., 1, :, :])
+        v = self.hook_v(qkv[..., 2, :, :])
+        if self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks:
+            z = self.hook_z(self.attend(q, k, v))
+        else:
+            # Nothing can see the scores or the pattern, so PyTorch's fused kernel may compute
+            # the same softmax(q k^T / sqrt(d_head)) v without storing [b, h, q_pos, k_pos].
+            z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                               is_causal=True)
+            z = self.hook_z(z.transpose(1, 2))
         if self.cfg.use_attn_result != hasattr(self, "hook_result"):
             raise RuntimeError("cfg.use_attn_result was changed directly; call model.set_use_attn_result(flag)")
         if self.cfg.use_attn_result:
@@ -281,6 +288,19 @@ class Attention(nn.Module):
         # Fast path: one matmul over the concatenated heads, never forming [b, p, h, d_model].
         return torch.addmm(self.b_O, z.reshape(-1, self.cfg.n_heads * self.cfg.d_head),
                            self.W_O.reshape(-1, self.cfg.d_model)).view(x.shape)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention written out, firing hook_attn_scores and hook_pattern.
+
+        q, k, v: [b, p, h, e] -> z: [b, p, h, e].
+        """
+        # Scaling by 1/sqrt(d_head) keeps scores O(1) at init, so softmax starts out soft.
+        # (Scaling q rather than the scores is the same maths on a smaller tensor.)
+        scores = torch.einsum("bqhe,bkhe->bhqk", q / math.sqrt(self.cfg.d_head), k)
+        n = q.shape[1]
+        scores = self.hook_attn_scores(scores.masked_fill(self.mask[:n, :n], float("-inf")))
+        pattern = self.hook_pattern(scores.softmax(dim=-1))
+        return torch.einsum("bhqk,bkhe->bqhe", pattern, v)
 
 
 def _per_head(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
