@@ -259,8 +259,12 @@ def plural(n: int, word: str) -> str:
 
 
 def figure(name: str, value: float | int | None, unit: str = "", *, at_most: float | None = None,
-           at_least: float | None = None, note: str = "", digits: int = 3) -> Figure:
-    """One reported number; with ``at_most`` or ``at_least`` it has a target and a verdict."""
+           at_least: float | None = None, note: str = "", digits: int = 3, why: str = "") -> Figure:
+    """One reported number; with ``at_most`` or ``at_least`` it has a target and a verdict.
+
+    ``why``: for a figure that can miss its target, what the benchmark's own diagnostics say
+    causes the miss. Kept only when the target is missed (results.md lists it there).
+    """
     if at_most is not None and at_least is not None:
         raise ValueError("figure: give at most one of at_most and at_least")
     target, met = None, None
@@ -271,4 +275,7 @@ def figure(name: str, value: float | int | None, unit: str = "", *, at_most: flo
     elif at_least is not None:
         target = f">= {at_least:g}{suffix}"
         met = None if value is None else bool(value >= at_least)
-    return {"name": name, "value": _round(value, digits), "unit": unit, "target": target, "met": met, "note": note}
+    out = {"name": name, "value": _round(value, digits), "unit": unit, "target": target, "met": met, "note": note}
+    if why and met is False:
+        out["why"] = why
+    return out

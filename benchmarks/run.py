@@ -216,12 +216,19 @@ def table(results: dict) -> str:
         for f in entry.get("figures", []):
             met = {True: "yes", False: "**no**", None: ""}[f.get("met")]
             if f.get("met") is False:
-                missed.append(f"{name}: {f['name']} = {_value(f)} (target {f['target']})")
+                why = f" Why: {f['why']}" if f.get("why") else ""
+                missed.append(f"{name}: {f['name']} = {_value(f)} (target {f['target']}).{why}")
             lines.append(f"| {name} | {_cell(f['name'])} | {_cell(_value(f))} | {_cell(f.get('target') or '')} "
                          f"| {met} | {_cell(f.get('note') or '')} |")
     lines.append("")
     if missed:
         lines += ["**Targets missed:**", ""] + [f"- {_cell(x)}" for x in missed] + [""]
+    profiles = {f"{name}: {title}": text for name, entry in entries.items()
+                for title, text in (entry.get("details") or {}).get("profiles", {}).items()}
+    if profiles:
+        lines += ["**Profiles behind these figures** (torch.profiler, self CPU time per op):", ""]
+        for title, text in profiles.items():
+            lines += [f"{title}:", "", "```text", text, "```", ""]
     if failed:
         lines += [f"**Failed to run:** {', '.join(failed)} (the error is in results.json).", ""]
     if missing:
@@ -237,12 +244,14 @@ How fast the course and toykit are on an ordinary CPU. `make bench` (or
 depend on the machine and on whatever else it was doing, so each figure names the machine, and
 toykit is compared with plain PyTorch as a ratio timed side by side in the same run.
 
-Some rows are diagnostics that explain a missed target. The plain GPT that "writes attention
-out" does the same arithmetic as toykit, which has to form the attention scores and pattern so
-that hooks can read them; a fused attention kernel never forms them. The `run_with_cache` ratio
-measured "with glibc malloc keeping freed memory" shows how much of the cache's cost is the
-operating system handing out fresh pages for a ~100 MiB cache on every call, rather than the
-hooks themselves; the page-fault counts in the notes say the same.
+Some rows are diagnostics that explain a target. toykit's attention uses PyTorch's fused kernel
+unless a hook reads the attention scores or pattern; then it forms them, as the plain GPT that
+"writes attention out" does. A full `run_with_cache` must form them too, so the cache is also
+timed against a forward pass that does. The `run_with_cache` ratio measured "with glibc malloc
+keeping freed memory" shows how much of the cache's cost is the operating system handing out
+fresh pages for a ~100 MiB cache on every call, rather than the hooks themselves; the page-fault
+counts in the notes say the same. Each missed target below says why, from these diagnostics,
+and the torch.profiler tables the runner keeps follow it.
 
 """
 

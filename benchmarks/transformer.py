@@ -5,14 +5,17 @@ LayerNorm and GELU as in the TinyLang model. Figures:
 
 - training tokens/s of toykit and of a plain GPT of the same size written here (nanoGPT-style,
   fused ``scaled_dot_product_attention``), timed in alternating rounds by the same training
-  step; their ratio is the target (>= 1.0). A second plain GPT that writes attention out (the
-  same maths toykit has to do to expose ``hook_attn_scores`` and ``hook_pattern``) shows how
-  much of any gap the fused attention kernel explains.
+  step; their ratio is the target (>= 1.0). toykit also uses the fused kernel when no hook reads
+  ``hook_attn_scores`` or ``hook_pattern``. A second plain GPT writes attention out, as toykit
+  does when such a hook is attached. A torch.profiler table of one step, and the time of a step
+  on a 1 x 4 batch (almost all fixed overhead), are kept to explain the ratio.
 - ``toykit.training.train_lm`` tokens/s (the loop learners call, with its per-step checks).
 - forward time, and ``run_with_cache`` (every activation cached) over a plain forward (<= 1.15x);
-  the memory of that full cache. On Linux with glibc the ratio is measured again after asking
-  malloc to keep freed memory (``keep_freed_memory``): the difference is what a ~100 MiB cache
-  costs in first-touch page faults rather than in hooks. Notes give the page faults per call.
+  the memory of that full cache. The cache needs the attention scores and pattern, so a forward
+  pass that forms them (a do-nothing hook on hook_pattern) is timed too. On Linux with glibc the
+  ratio is measured again after asking malloc to keep freed memory (``keep_freed_memory``): the
+  difference is what a ~100 MiB cache costs in first-touch page faults rather than in hooks.
+  Notes give the page faults per call.
 - with TransformerLens installed, its training tokens/s on the same config (an extra).
 
 ``--profile`` prints torch.profiler's self CPU time per op, toykit next to the plain GPTs.
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import figure, interleaved, median, minor_page_faults, paired_ratio, plural
 from toykit.training import train_lm
-from toykit.transformer import HookedTransformer, TransformerConfig, lm_cross_entropy_loss
+from toykit.transformer import HookedTransformer, TransformerConfig, copy_model, lm_cross_entropy_loss
 
 SIZE = dict(n_layers=2, d_model=128, n_heads=4, d_mlp=512, d_vocab=512, n_ctx=64)
 BATCH = 64
@@ -187,7 +190,7 @@ def _training(quick: bool, device: str) -> tuple[list, dict]:
                     f"toykit {fault_rate['toykit']:.0f}, plain {fault_rate['plain_fused']:.0f}"),
         figure("training speed, toykit / plain GPT (attention written out)",
                paired_ratio(times["plain_explicit"], times["toykit"]), "x",
-               note="a plain GPT doing the same attention maths as toykit; no target"),
+               note="a plain GPT forming the scores and pattern, as toykit does when a hook reads them; no target"),
         figure("training tokens/s, toykit.training.train_lm", tok / per_step["train_lm"], "tokens/s",
                note=f"{note}; {paired_ratio(times['toykit'], times['train_lm']):.3g}x the bare loop's speed"),
     ]
@@ -201,11 +204,22 @@ def _training(quick: bool, device: str) -> tuple[list, dict]:
     return figures, details
 
 
+def _written_out(model: HookedTransformer) -> HookedTransformer:
+    """A copy whose attention always forms the scores and the pattern, as run_with_cache needs:
+    a do-nothing hook on each hook_pattern turns off the fused kernel."""
+    copy = copy_model(model).eval()
+    for block in copy.blocks:
+        block.attn.hook_pattern.add_hook(lambda pattern, hook: None, is_permanent=True)
+    return copy
+
+
 def _cache_ratio(model: HookedTransformer, plain: PlainGPT, tokens: torch.Tensor, rounds: int,
                  calls: int) -> tuple[dict, dict]:
-    """Times (interleaved) and minor page faults per call of forward, run_with_cache, plain forward."""
+    """Times (interleaved) and minor page faults per call of forward (fused attention and written
+    out), run_with_cache and the plain GPT's forward."""
+    written_out = _written_out(model)
     runs = {"forward": lambda: model(tokens), "run_with_cache": lambda: model.run_with_cache(tokens),
-            "plain_forward": lambda: plain(tokens)}
+            "forward_written_out": lambda: written_out(tokens), "plain_forward": lambda: plain(tokens)}
     for fn in runs.values():
         fn()  # warm up, before the page faults are counted
     faults = {name: [0] for name in runs}
@@ -231,13 +245,26 @@ def _forward_and_cache(quick: bool, device: str) -> tuple[list, dict]:
     _, cache = model.run_with_cache(tokens)
     cache_bytes = sum(t.numel() * t.element_size() for t in cache.values())
     note = f"batch {BATCH}, no grad; median of {plural(rounds, 'alternating round')} of {plural(calls, 'call')}"
+    written_out = paired_ratio(times["forward_written_out"], times["forward"])
+    over_written_out = paired_ratio(times["run_with_cache"], times["forward_written_out"])
     figures = [
         figure("forward time, toykit", 1000 * median(times["forward"]) / calls, "ms", note=note),
         figure("forward time, toykit / plain GPT (fused attention)",
                paired_ratio(times["forward"], times["plain_forward"]), "x", note="lower is faster"),
         figure("run_with_cache time / forward time", paired_ratio(times["run_with_cache"], times["forward"]), "x",
                at_most=1.15, note=f"all {len(cache)} hook points cached; minor page faults per call: forward "
-                                  f"{faults['forward']:.0f}, run_with_cache {faults['run_with_cache']:.0f}"),
+                                  f"{faults['forward']:.0f}, run_with_cache {faults['run_with_cache']:.0f}",
+               why=f"two costs, measured here. (1) A cache holds the attention scores and pattern, which the "
+                   f"forward pass's fused attention kernel never forms: a forward pass that forms them takes "
+                   f"{written_out:.2f}x as long, and run_with_cache takes {over_written_out:.2f}x that. (2) The "
+                   f"{cache_bytes / 2**20:.0f} MiB of cached tensors are new memory on every call, which glibc "
+                   f"malloc takes from the OS page by page ({faults['run_with_cache']:.0f} minor page faults per "
+                   f"call, against {faults['forward']:.0f} for the forward pass); the row 'glibc malloc keeping "
+                   f"freed memory' below removes this cost."),
+        figure("forward time, attention written out / fused", written_out, "x",
+               note="diagnostic: a do-nothing hook on each hook_pattern makes attention form scores and pattern"),
+        figure("run_with_cache time / forward time, attention written out", over_written_out, "x",
+               note="diagnostic: the cost of caching itself, against a forward pass doing the same attention maths"),
         figure("memory of a full cache", cache_bytes / 2**20, "MiB", note=f"batch {BATCH}, float32"),
     ]
     details = {"cached_activations": len(cache), "cache_minor_page_faults_per_call": {
@@ -247,7 +274,8 @@ def _forward_and_cache(quick: bool, device: str) -> tuple[list, dict]:
 
 @torch.no_grad()
 def _cache_with_malloc_keeping_memory(quick: bool, device: str) -> tuple[list, dict]:
-    """The cache ratio again with glibc keeping freed memory: what is left is the hooks' own cost.
+    """The cache ratio again with glibc keeping freed memory: what is left is the cost of the
+    hooks and of forming the attention scores and pattern.
 
     Run last: it changes this process's malloc for good.
     """
@@ -259,7 +287,9 @@ def _cache_with_malloc_keeping_memory(quick: bool, device: str) -> tuple[list, d
     ratio = figure("run_with_cache time / forward time, glibc malloc keeping freed memory",
                    paired_ratio(times["run_with_cache"], times["forward"]), "x",
                    note="diagnostic (mallopt: mmap threshold 32 MiB, trim threshold 256 MiB); minor page faults "
-                        f"per call: forward {faults['forward']:.0f}, run_with_cache {faults['run_with_cache']:.0f}")
+                        f"per call: forward {faults['forward']:.0f}, run_with_cache {faults['run_with_cache']:.0f}; "
+                        f"{paired_ratio(times['run_with_cache'], times['forward_written_out']):.3g}x a forward "
+                        "pass with attention written out")
     return [ratio], {"cache_minor_page_faults_per_call_malloc_tuned": {k: round(v) for k, v in faults.items()}}
 
 
@@ -287,10 +317,13 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     # Forward and cache first, in a fresh process, as a learner meets them: what a cache costs
     # depends on the memory malloc kept from earlier work (after a training run, often no page
     # faults at all).
-    for part in (_forward_and_cache, _training, _cache_with_malloc_keeping_memory):
+    for part in (_forward_and_cache, _training, _training_profile, _cache_with_malloc_keeping_memory):
         f, d = part(quick, device)
         figures += f
         details.update(d)
+    for f in figures:
+        if f["name"] == "training speed, toykit / plain GPT (fused attention)" and f["met"] is False:
+            f["why"] = _why_training_is_slower(details)
     if importlib.util.find_spec("transformer_lens") is None:
         details["transformer_lens"] = "not installed: comparison skipped"
     return {"figures": figures, "details": details}
@@ -299,22 +332,17 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
 # -- profiling -------------------------------------------------------------------------------------
 
 
-def profile(rounds: int = 6, device: str = "cpu", row_limit: int = 25) -> str:
-    """Where a training step's time goes, toykit next to the plain GPTs, op by op.
+def _step_profile(runs: dict, rounds: int) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]]]:
+    """Self CPU ms and calls per training step of each op, for each run, from torch.profiler.
 
-    torch.profiler records one step of each model in turn, ``rounds`` times (alternating, as in
-    ``interleaved``, so background load hits all models alike), and the table sums each op's self
-    CPU time per step. Returns the table as text, ops sorted by toykit's time.
+    Each run does one step; they are recorded in turn, ``rounds`` times, alternating the order
+    as ``interleaved`` does so that background load hits all of them alike. ms is the mean.
     """
     from collections import defaultdict
 
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    tokens = sample_tokens(device)
-    runs = {"toykit": train_step_fn(toykit_model(device), tokens, 1),
-            "plain fused": train_step_fn(plain_model(True, device), tokens, 1),
-            "plain explicit": train_step_fn(plain_model(False, device), tokens, 1)}
     ms: dict[str, dict[str, float]] = {name: defaultdict(float) for name in runs}
     calls: dict[str, dict[str, int]] = {name: defaultdict(int) for name in runs}
     for run in runs.values():
@@ -327,14 +355,74 @@ def profile(rounds: int = 6, device: str = "cpu", row_limit: int = 25) -> str:
             for event in prof.key_averages():
                 ms[name][event.key] += event.self_cpu_time_total / 1000 / rounds
                 calls[name][event.key] = event.count
+    return ms, calls
+
+
+def _profile_table(ms: dict[str, dict[str, float]], calls: dict[str, dict[str, int]], rounds: int,
+                   row_limit: int) -> str:
+    names = list(ms)
     ops = sorted(set().union(*ms.values()), key=lambda op: -max(ms[n][op] for n in names))
     width = max(len(op) for op in ops[:row_limit])
     lines = [f"self CPU ms per training step, mean of {rounds} alternating rounds (calls per step)",
              f"{'op':<{width}}" + "".join(f"{n:>22}" for n in names)]
     for op in ops[:row_limit]:
         lines.append(f"{op:<{width}}" + "".join(f"{ms[n][op]:>14.1f} ({calls[n][op]:>4})" for n in names))
-    lines.append(f"{'total':<{width}}" + "".join(f"{sum(ms[n].values()):>14.1f}       " for n in names))
+    lines.append(f"{'all ops':<{width}}" + "".join(f"{sum(ms[n].values()):>14.1f} ({sum(calls[n].values()):>4})"
+                                                   for n in names))
     return "\n".join(lines)
+
+
+def _profiled_runs(device: str) -> dict:
+    tokens = sample_tokens(device)
+    return {"toykit": train_step_fn(toykit_model(device), tokens, 1),
+            "plain fused": train_step_fn(plain_model(True, device), tokens, 1),
+            "plain explicit": train_step_fn(plain_model(False, device), tokens, 1)}
+
+
+def profile(rounds: int = 6, device: str = "cpu", row_limit: int = 25) -> str:
+    """Where a training step's time goes, toykit next to the plain GPTs, op by op: torch.profiler's
+    self CPU time per op and step, sorted by the largest; the last line sums all ops."""
+    ms, calls = _step_profile(_profiled_runs(device), rounds)
+    return _profile_table(ms, calls, rounds, row_limit)
+
+
+def _training_profile(quick: bool, device: str) -> tuple[list, dict]:
+    """The op profile of a training step, kept in the results to explain the training ratio."""
+    rounds = 1 if quick else 6
+    ms, calls = _step_profile(_profiled_runs(device), rounds)
+    ops_ms = {name: sum(v.values()) for name, v in ms.items()}
+    op_calls = {name: sum(v.values()) for name, v in calls.items()}
+    # A step on a 1 x 4 batch is almost all fixed cost: Python, dispatch, autograd bookkeeping,
+    # AdamW's loop over parameter tensors. It measures what the profile's op times leave out.
+    tiny = sample_tokens(device)[:1, :4]
+    steps, tiny_rounds = (2, 2) if quick else (20, 12)
+    tiny_times = interleaved({"toykit": train_step_fn(toykit_model(device), tiny, steps),
+                              "plain fused": train_step_fn(plain_model(True, device), tiny, steps)},
+                             rounds=tiny_rounds)
+    fixed_ms = {name: 1000 * median(t) / steps for name, t in tiny_times.items()}
+    n_params = {"toykit": len(list(toykit_model(device).parameters())),
+                "plain fused": len(list(plain_model(True, device).parameters()))}
+    details = {"training_profile_ops_ms_per_step": {k: round(v, 2) for k, v in ops_ms.items()},
+               "training_profile_op_calls_per_step": op_calls, "parameter_tensors": n_params,
+               "training_fixed_ms_per_step": {k: round(v, 3) for k, v in fixed_ms.items()},
+               "profiles": {"one training step": _profile_table(ms, calls, rounds, row_limit=20)}}
+    return [], details
+
+
+def _why_training_is_slower(details: dict) -> str:
+    """The training ratio's explanation, from _training_profile's and _training's details."""
+    ops, calls = details["training_profile_ops_ms_per_step"], details["training_profile_op_calls_per_step"]
+    fixed, params = details["training_fixed_ms_per_step"], details["parameter_tensors"]
+    step_ms = 1000 * details["training_seconds_per_step"]["toykit"]
+    extra = fixed["toykit"] - fixed["plain fused"]
+    return (f"torch.profiler puts the ops of a step at {ops['toykit']:.1f} ms for toykit and "
+            f"{ops['plain fused']:.1f} ms for the plain GPT, so the kernels are not what is slower. The fixed "
+            f"cost of a step is: a step on a 1 x 4 batch takes {fixed['toykit']:.2f} ms against "
+            f"{fixed['plain fused']:.2f} ms ({extra:+.2f} ms, {100 * extra / step_ms:+.1f}% of a full step). "
+            f"toykit's step makes {calls['toykit']} op calls to the plain GPT's {calls['plain fused']}, and AdamW "
+            f"loops over {params['toykit']} parameter tensors to {params['plain fused']}: TransformerLens's layout "
+            "keeps W_Q, W_K, W_V and their biases as separate [n_heads, ...] tensors, which a fused model stores "
+            "as one matrix.")
 
 
 def main() -> None:

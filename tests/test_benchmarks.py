@@ -75,7 +75,9 @@ def in_process(tmp_path, monkeypatch):
         return {"steps_per_s": 12.5, "nested": {"ratio": 1.02, "label": "a|b"}, "trace": [1, 2, 3]}
 
     def with_figures(quick: bool) -> dict:
-        return {"figures": [figure("speed ratio", 0.9, "x", at_least=1.0)], "details": {"rounds": 3}}
+        return {"figures": [figure("speed ratio", 0.9, "x", at_least=1.0, why="the profile says so"),
+                            figure("other ratio", 1.1, "x", at_least=1.0, why="never shown: target met")],
+                "details": {"rounds": 3, "profiles": {"a step": "aten::mm  1.0 ms"}}}
 
     for name, fn in [("boom", boom), ("free_form", free_form), ("with_figures", with_figures)]:
         monkeypatch.setitem(runner.WRAPPERS, name, fn)
@@ -100,12 +102,16 @@ def test_missing_and_failing_benchmarks_are_reported_and_the_others_still_run(in
         "steps_per_s": 12.5, "nested.ratio": 1.02, "nested.label": "a|b"}
     assert entries["free_form"]["details"]["trace"] == [1, 2, 3]
     assert entries["with_figures"]["figures"][0]["met"] is False
-    assert entries["with_figures"]["details"] == {"rounds": 3}
+    assert entries["with_figures"]["details"] == {"rounds": 3, "profiles": {"a step": "aten::mm  1.0 ms"}}
+    assert "why" not in entries["with_figures"]["figures"][1]
 
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     markdown = (out / "results.md").read_text()
     assert "**Failed to run:** boom" in markdown and "**Not yet available:** not_written_yet." in markdown
-    assert "- with_figures: speed ratio = 0.9x (target >= 1x)" in markdown  # listed under targets missed
+    # Listed under targets missed, with the cause; the profile follows as a text block.
+    assert "- with_figures: speed ratio = 0.9x (target >= 1x). Why: the profile says so" in markdown
+    assert "never shown" not in markdown
+    assert "with_figures: a step:\n\n```text\naten::mm  1.0 ms\n```" in markdown
     rows = table_rows(markdown)
     assert ["free_form", "nested.label", "a\\|b", "", "", ""] in rows  # a "|" in a value does not break the table
     assert ["with_figures", "speed ratio", "0.9x", ">= 1x", "**no**", ""] in rows
@@ -128,6 +134,8 @@ def test_figures_carry_their_target_and_verdict():
     assert figure("t", 91.0, "s", at_most=90) == {"name": "t", "value": 91.0, "unit": "s", "target": "<= 90 s",
                                                   "met": False, "note": ""}
     assert figure("r", 1.0412, "x", at_least=1.0)["met"] is True
+    assert figure("t", 91.0, "s", at_most=90, why="too slow")["why"] == "too slow"
+    assert "why" not in figure("t", 89.0, "s", at_most=90, why="too slow")
     assert figure("r", 1.0412, "x", at_least=1.0)["value"] == 1.04  # 3 significant digits
     assert figure("n", 12345.6, "tokens/s")["target"] is None
     assert paired_ratio([2.0, 4.0, 9.0], [1.0, 2.0, 3.0]) == 2.0

@@ -294,13 +294,15 @@ class Attention(nn.Module):
 
         q, k, v: [b, p, h, e] -> z: [b, p, h, e].
         """
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [b, h, p, e]
         # Scaling by 1/sqrt(d_head) keeps scores O(1) at init, so softmax starts out soft.
-        # (Scaling q rather than the scores is the same maths on a smaller tensor.)
-        scores = torch.einsum("bqhe,bkhe->bhqk", q / math.sqrt(self.cfg.d_head), k)
-        n = q.shape[1]
-        scores = self.hook_attn_scores(scores.masked_fill(self.mask[:n, :n], float("-inf")))
+        # The in-place scale and mask are safe (matmul's backward needs only q and k) and
+        # spare two [b, h, p, p] temporaries.
+        scores = (q @ k.transpose(-1, -2)).mul_(1 / math.sqrt(self.cfg.d_head))
+        n = q.shape[2]
+        scores = self.hook_attn_scores(scores.masked_fill_(self.mask[:n, :n], float("-inf")))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
-        return torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+        return (pattern @ v).transpose(1, 2)
 
 
 def _per_head(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
