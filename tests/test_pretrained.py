@@ -225,6 +225,30 @@ def test_train_command(tmp_path, monkeypatch, capsys):
         parser.parse_args(["train", "no-such-model"])
 
 
+def test_train_command_passes_on_the_shipped_checkpoints_note(tmp_path, monkeypatch, capsys):
+    import toykit.train_recipes as train_recipes
+
+    monkeypatch.setitem(RECIPES, "tiny", TINY)
+    def fake_manifest(root=None):  # toykit's own folder "ships" tiny, with a note
+        if root is None:
+            return {"tiny": {"sha256": "0" * 64, "note": "trained before the fused kernel"}}
+        return pretrained.manifest(root)
+
+    monkeypatch.setattr(train_recipes, "manifest", fake_manifest)
+    parser = argparse.ArgumentParser(prog="toykit")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", "tiny", "--device", "cpu", "--out", str(tmp_path), "--no-progress"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "identical to the shipped checkpoint: no" in out
+    assert "about the shipped checkpoint: trained before the fused kernel" in out
+
+
+def test_the_shipped_tinylang_note_names_the_commit_it_was_trained_at():
+    note = pretrained.manifest()["tinylang"]["note"]
+    assert "0f7a26c" in note and "chapters 02, 05 and 06" in note
+
+
 # -- the TinyLang model -----------------------------------------------------------------------------
 
 

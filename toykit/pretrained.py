@@ -11,8 +11,9 @@ but tensors and plain containers, so a checkpoint file cannot run code.
     history = toykit.pretrained.load_history("attn-only-2l")
 
 ``toykit train NAME`` (``toykit.train_recipes``) retrains a checkpoint from scratch and
-rewrites its files and manifest entry; with the same torch build and thread count the new
-file has the same sha256.
+rewrites its files and manifest entry; with the same code, torch build and thread count the
+new file has the same sha256. An entry's optional "note" says where a shipped checkpoint
+differs from what the current code trains (tinylang predates the fused attention kernel).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def manifest(root: str | Path | None = None) -> dict[str, dict[str, Any]]:
 
     An entry holds "file", "sha256", "history", "history_sha256", "config" (JSON form, see
     ``config_to_json``), "recipe", "training" (steps, seed, torch version, times, ...) and
-    "metrics". A folder without a manifest has no checkpoints: {}.
+    "metrics", and optionally a "note". A folder without a manifest has no checkpoints: {}.
     """
     path = _root(root) / MANIFEST_NAME
     if not path.exists():

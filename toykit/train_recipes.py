@@ -350,6 +350,9 @@ def _cli_train(args: argparse.Namespace) -> int:
     if shipped is not None:
         same = "yes" if shipped == entry["sha256"] else "no (bytes depend on device, torch build and threads)"
         print(f"identical to the shipped checkpoint: {same}")
+        note = manifest()[args.name].get("note")
+        if note and shipped != entry["sha256"]:
+            print(f"about the shipped checkpoint: {note}")
     print(f"wrote {out / entry['history']} and the manifest entry {args.name!r}")
     t = entry["training"]
     print(f"trained {t['steps']} steps on {t['device']} in {t['wall_time_s']} s (cpu {t['cpu_time_s']} s)")

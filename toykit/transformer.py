@@ -31,6 +31,12 @@ blocks.{l}.mlp.hook_pre / hook_post                             [b, p, d_mlp]
 With ``attn_only`` there is no ln2, mlp, hook_resid_mid or hook_mlp_out; with
 ``normalization_type=None`` the ln modules are identities without hooks; with "LNPre" they
 centre and scale but have no weights. ``cache["pattern", 0]`` works as in TransformerLens.
+
+Two shortcuts keep the model as fast as a plain PyTorch GPT, and switch off when a hook could
+tell the difference: attention uses PyTorch's fused ``scaled_dot_product_attention`` unless a
+hook is attached to ``hook_attn_scores`` or ``hook_pattern`` (``run_with_cache`` attaches one
+when it caches them), and LayerNorm uses ``F.layer_norm`` unless one is attached to
+``hook_scale``. Both paths compute the same maths, equal to float rounding.
 """
 
 from __future__ import annotations
