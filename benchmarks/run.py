@@ -253,6 +253,11 @@ fresh pages for a ~100 MiB cache on every call, rather than the hooks themselves
 counts in the notes say the same. Each missed target below says why, from these diagnostics,
 and the torch.profiler tables the runner keeps follow it.
 
+If you cache large activations in a loop on Linux, you can get the same effect without code:
+start Jupyter or Python with `MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=33554432`
+in the environment, so that glibc keeps up to 256 MiB of freed memory for reuse (at the price of
+a process that gives memory back to the system less eagerly).
+
 """
 
 

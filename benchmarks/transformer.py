@@ -260,7 +260,8 @@ def _forward_and_cache(quick: bool, device: str) -> tuple[list, dict]:
                    f"{cache_bytes / 2**20:.0f} MiB of cached tensors are new memory on every call, which glibc "
                    f"malloc takes from the OS page by page ({faults['run_with_cache']:.0f} minor page faults per "
                    f"call, against {faults['forward']:.0f} for the forward pass); the row 'glibc malloc keeping "
-                   f"freed memory' below removes this cost."),
+                   f"freed memory' below removes this cost. To remove it in your own runs, start Python with "
+                   f"MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=33554432 set."),
         figure("forward time, attention written out / fused", written_out, "x",
                note="diagnostic: a do-nothing hook on each hook_pattern makes attention form scores and pattern"),
         figure("run_with_cache time / forward time, attention written out", over_written_out, "x",
