@@ -250,8 +250,10 @@ unless a hook reads the attention scores or pattern; then it forms them, as the 
 timed against a forward pass that does. The `run_with_cache` ratio measured "with glibc malloc
 keeping freed memory" shows how much of the cache's cost is the operating system handing out
 fresh pages for a ~100 MiB cache on every call, rather than the hooks themselves; the page-fault
-counts in the notes say the same. Each missed target below says why, from these diagnostics,
-and the torch.profiler tables the runner keeps follow it.
+counts in the notes say the same. Because page faults dominate it, this ratio moves between runs
+on the same quiet machine (1.18x to 1.51x in the runs of 2026-11-25), more than any other figure.
+Each missed target below says why, from these diagnostics, and the torch.profiler tables the
+runner keeps follow it.
 
 If you cache large activations in a loop on Linux, you can get the same effect without code:
 start Jupyter or Python with `MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=33554432`
