@@ -213,33 +213,38 @@ def test_training_a_recipe_twice_gives_the_same_files(tmp_path):
     assert pretrained.available(tmp_path / "a") == ["tiny"]
 
 
-def test_train_command(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(RECIPES, "tiny", TINY)
+def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toykit")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", "tiny", "--device", "cpu", "--out", str(tmp_path), "--no-progress"])
+    return parser
+
+
+def run_train_command(out_dir, capsys) -> str:
+    """`toykit train tiny --out out_dir`; what it printed."""
+    args = train_parser().parse_args(["train", "tiny", "--device", "cpu", "--out", str(out_dir), "--no-progress"])
     assert args.func(args) == 0
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_train_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(RECIPES, "tiny", TINY)
+    out = run_train_command(tmp_path, capsys)
     assert pretrained.manifest(tmp_path)["tiny"]["sha256"] in out
     with pytest.raises(SystemExit):
-        parser.parse_args(["train", "no-such-model"])
+        train_parser().parse_args(["train", "no-such-model"])
 
 
 def test_train_command_passes_on_the_shipped_checkpoints_note(tmp_path, monkeypatch, capsys):
     import toykit.train_recipes as train_recipes
 
-    monkeypatch.setitem(RECIPES, "tiny", TINY)
     def fake_manifest(root=None):  # toykit's own folder "ships" tiny, with a note
         if root is None:
             return {"tiny": {"sha256": "0" * 64, "note": "trained before the fused kernel"}}
         return pretrained.manifest(root)
 
+    monkeypatch.setitem(RECIPES, "tiny", TINY)
     monkeypatch.setattr(train_recipes, "manifest", fake_manifest)
-    parser = argparse.ArgumentParser(prog="toykit")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", "tiny", "--device", "cpu", "--out", str(tmp_path), "--no-progress"])
-    assert args.func(args) == 0
-    out = capsys.readouterr().out
+    out = run_train_command(tmp_path, capsys)
     assert "identical to the shipped checkpoint: no" in out
     assert "about the shipped checkpoint: trained before the fused kernel" in out
 
