@@ -10,7 +10,7 @@ TORCH_INDEX_URL ?=
 PYTEST := $(PY) -m pytest
 NBVAL_ARGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300
 
-.PHONY: lab test unit notebooks sync book bench lint clean-venv
+.PHONY: lab test unit notebooks sync book bench bench-lens lint clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,17 @@ notebooks: $(STAMP)
 # Speed and memory figures: benchmarks/results.{json,md} and book/benchmarks.md (about 20 min on 2 cores).
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# The transformer and SAE benchmarks again next to TransformerLens and SAELens, in a venv of
+# their own (never toykit dependencies): benchmarks/with-lens/, and a section of the book page.
+LENS_VENV := .venv-lens
+bench-lens: $(STAMP)
+	test -x $(LENS_VENV)/bin/python || $(PYTHON) -m venv $(LENS_VENV)
+	$(LENS_VENV)/bin/python -c "import torch" 2>/dev/null || $(LENS_VENV)/bin/pip install --quiet $(TORCH_SPEC) \
+		$(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(LENS_VENV)/bin/pip install --quiet -e . transformer-lens sae-lens
+	$(LENS_VENV)/bin/python -m benchmarks.run --only transformer sae --out benchmarks/with-lens
+	$(PY) -m benchmarks.run --render-book
 
 sync: $(STAMP)
 	$(VENV)/bin/toykit chapters build

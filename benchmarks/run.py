@@ -263,14 +263,47 @@ a process that gives memory back to the system less eagerly).
 """
 
 
+LENS_DIR = BENCH_DIR / "with-lens"  # `make bench-lens`: the same benchmarks where TransformerLens and SAELens exist
+LENS_NAMES = ("TransformerLens", "SAELens")
+
+
+def lens_section(lens_dir: Path = LENS_DIR) -> str:
+    """The book page's comparison with TransformerLens and SAELens, from lens_dir's results.json
+    (written by `make bench-lens`); "" when there is none."""
+    try:
+        results = json.loads((lens_dir / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return ""
+    rows = [(name, f) for name, entry in results.get("benchmarks", {}).items() for f in entry.get("figures", [])
+            if any(lib in f["name"] for lib in LENS_NAMES) and f.get("value") is not None]
+    if not rows:
+        return ""
+    lines = ["## Against TransformerLens and SAELens", "",
+             "`make bench-lens` runs the transformer and SAE benchmarks again in a separate environment where "
+             "TransformerLens and SAELens are installed (they are never toykit dependencies). Its comparisons, "
+             f"measured {results['finished'][:16].replace('T', ' ')} on {_cell(machine_line(results['machine']))}:",
+             "", "| benchmark | figure | value | note |", "|---|---|---|---|"]
+    lines += [f"| {name} | {_cell(f['name'])} | {_cell(_value(f))} | {_cell(f.get('note') or '')} |"
+              for name, f in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_book(results_dir: Path = BENCH_DIR, book_page: Path = BOOK_PAGE) -> Path:
+    """Rewrite the book page from saved results, measuring nothing. For the course's own results
+    (results_dir benchmarks/) the page ends with the comparison from LENS_DIR, if there is one."""
+    results = json.loads((results_dir / "results.json").read_text())
+    section = lens_section() if results_dir.resolve() == BENCH_DIR.resolve() else ""
+    book_page.write_text(BOOK_INTRO + table(results) + ("\n" + section if section else ""))
+    return book_page
+
+
 def write(results: dict, out_dir: Path, book_page: Path | None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "results.json", out_dir / "results.md"]
     written[0].write_text(json.dumps(results, indent=1, default=str) + "\n")
     written[1].write_text("# toykit benchmark results\n\n" + table(results))
     if book_page is not None:
-        book_page.write_text(BOOK_INTRO + table(results))
-        written.append(book_page)
+        written.append(render_book(out_dir, book_page))
     return written
 
 
@@ -329,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads in the benchmark processes (default: "
                         "torch's own; notebook kernels always keep their default)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and whether each exists")
+    parser.add_argument("--render-book", action="store_true", help="rewrite the book page from the saved "
+                        "results (benchmarks/ and benchmarks/with-lens/) without measuring anything")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one benchmark in this process
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -337,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.child:
         child_main(args.child, args.quick, args.threads, args.child_out)
+        return 0
+    if args.render_book:
+        print(f"wrote {render_book(book_page=args.book or BOOK_PAGE)}")
         return 0
     if args.list:
         for name, what in BENCHMARKS:

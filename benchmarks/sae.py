@@ -11,7 +11,8 @@ Figures:
 - toykit's step time against a minimal hand-written PyTorch step doing the same arithmetic,
   timed in alternating rounds (the overhead of toykit's checks, hooks and bookkeeping);
 - against SAELens, when it is installed (it is not a toykit dependency, and nothing here
-  installs it): otherwise the figure says so.
+  installs it): its standard SAE of the same size, stepped as SAELens's own trainer steps it;
+  otherwise the figure says so.
 
 FLOP count of one step, matmuls only: the encoder ((x − b_dec) W_enc) and decoder (f W_dec) are
 2·B·d_in·d_sae each; backward needs the gradients of W_dec, of f, of W_enc and of the encoder's
@@ -24,6 +25,7 @@ rest (ReLU, the losses, Adam, dead-latent tracking) is elementwise and memory-bo
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import sys
@@ -97,6 +99,37 @@ def _plain_trainer(data: torch.Tensor, steps: int):
     return run
 
 
+def _saelens_trainer(data: torch.Tensor, steps: int):
+    """SAELens's standard SAE (d_in, d_sae, l1 as here), stepped as its SAETrainer steps it: the
+    training forward pass, the firing counts, backward, gradient clipping at 1, Adam, zero_grad.
+    None when SAELens is not installed."""
+    if importlib.util.find_spec("sae_lens") is None:
+        return None
+    from sae_lens.saes.sae import TrainStepInput
+    from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+
+    torch.manual_seed(0)
+    sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, l1_coefficient=L1, device="cpu",
+                                                        dtype="float32"))
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+    since_fired = torch.zeros(D_SAE)
+    g = torch.Generator().manual_seed(0)
+
+    def run() -> None:
+        for step in range(steps):
+            x = data[torch.randint(0, data.shape[0], (BATCH,), generator=g)]
+            out = sae.training_forward_pass(TrainStepInput(sae_in=x, coefficients={"l1": L1}, dead_neuron_mask=None,
+                                                           n_training_steps=step, is_logging_step=False))
+            with torch.no_grad():
+                since_fired.add_(1)[out.feature_acts.bool().any(0)] = 0
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad()
+
+    return run
+
+
 def run(quick: bool = False) -> dict:
     """{"figures": [...], "details": {...}}; quick: 3 rounds of 3 steps instead of 7 rounds of 20."""
     rounds, steps = (3, 3) if quick else (7, 20)
@@ -108,7 +141,11 @@ def run(quick: bool = False) -> dict:
         train_sae(sae, data, steps=steps, batch_size=BATCH, lr=1e-4, sparsity_coefficient=L1, device="cpu",
                   progress=False, cpu_threads=threads, log_every=steps)
 
-    times = interleaved({"toykit": toykit_steps, "plain": _plain_trainer(data, steps)}, rounds=rounds)
+    runs = {"toykit": toykit_steps, "plain": _plain_trainer(data, steps)}
+    saelens = _saelens_trainer(data, steps)
+    if saelens is not None:
+        runs["saelens"] = saelens
+    times = interleaved(runs, rounds=rounds)
     per_step = median(times["toykit"]) / steps
     achieved = flops_per_step() / per_step / 1e9
     square = matmul_gflops(threads=threads)
@@ -126,9 +163,14 @@ def run(quick: bool = False) -> dict:
         figure("SAE: step time, toykit / plain PyTorch", paired_ratio(times["toykit"], times["plain"]), "x",
                at_most=1.1, note=f"paired rounds; {note}"),
     ]
-    if importlib.util.find_spec("sae_lens") is None:
+    if saelens is None:
         figures.append(figure("SAE: step time, toykit / SAELens", None, "x",
                               note="SAELens is not installed; compared with the FLOP rate above instead"))
+    else:
+        version = importlib.metadata.version("sae_lens")
+        figures.append(figure("SAE: step time, toykit / SAELens", paired_ratio(times["toykit"], times["saelens"]), "x",
+                              note=f"optional: SAELens {version} is installed; its StandardTrainingSAE stepped as its "
+                                   f"SAETrainer does (with gradient clipping); lower is faster; {note}"))
     details = {"seconds_per_step": round(per_step, 5),
                "plain_seconds_per_step": round(median(times["plain"]) / steps, 5),
                "flops_per_step": flops_per_step(), "matmul_gflops_square": round(square, 1),

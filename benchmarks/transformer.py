@@ -16,7 +16,8 @@ LayerNorm and GELU as in the TinyLang model. Figures:
   ratio is measured again after asking malloc to keep freed memory (``keep_freed_memory``): the
   difference is what a ~100 MiB cache costs in first-touch page faults rather than in hooks.
   Notes give the page faults per call.
-- with TransformerLens installed, its training tokens/s on the same config (an extra).
+- with TransformerLens installed, its training speed, forward time and run_with_cache time on
+  the same config, as ratios (an extra).
 
 ``--profile`` prints torch.profiler's self CPU time per op, toykit next to the plain GPTs.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.metadata
 import importlib.util
 import json
 import math
@@ -146,6 +148,10 @@ def transformer_lens_model(device: str = "cpu"):
     return TLHookedTransformer(cfg)
 
 
+def _tl_version() -> str:
+    return importlib.metadata.version("transformer_lens")
+
+
 def _counting_faults(fn, faults: list[int]):
     """fn, also adding the minor page faults of each call to faults[0]."""
     def run() -> None:
@@ -197,7 +203,7 @@ def _training(quick: bool, device: str) -> tuple[list, dict]:
     if tl is not None:
         figures.append(figure("training speed, toykit / TransformerLens",
                               paired_ratio(times["transformer_lens"], times["toykit"]), "x",
-                              note="optional: TransformerLens is installed"))
+                              note=f"optional: TransformerLens {_tl_version()} is installed; higher is faster"))
     details = {"training_seconds_per_step": {k: round(v, 5) for k, v in per_step.items()},
                "training_minor_page_faults_per_step": {k: round(v) for k, v in fault_rate.items()},
                "training_rounds": rounds, "training_steps_per_round": steps}
@@ -214,12 +220,13 @@ def _written_out(model: HookedTransformer) -> HookedTransformer:
 
 
 def _cache_ratio(model: HookedTransformer, plain: PlainGPT, tokens: torch.Tensor, rounds: int,
-                 calls: int) -> tuple[dict, dict]:
+                 calls: int, extra: dict | None = None) -> tuple[dict, dict]:
     """Times (interleaved) and minor page faults per call of forward (fused attention and written
-    out), run_with_cache and the plain GPT's forward."""
+    out), run_with_cache, the plain GPT's forward, and any extra {name: fn} runs."""
     written_out = _written_out(model)
     runs = {"forward": lambda: model(tokens), "run_with_cache": lambda: model.run_with_cache(tokens),
-            "forward_written_out": lambda: written_out(tokens), "plain_forward": lambda: plain(tokens)}
+            "forward_written_out": lambda: written_out(tokens), "plain_forward": lambda: plain(tokens),
+            **(extra or {})}
     for fn in runs.values():
         fn()  # warm up, before the page faults are counted
     faults = {name: [0] for name in runs}
@@ -241,7 +248,10 @@ def _forward_and_cache(quick: bool, device: str) -> tuple[list, dict]:
     plain = plain_model(True, device).eval()
     tokens = sample_tokens(device)
     rounds, calls = (2, 1) if quick else (12, 4)
-    times, faults = _cache_ratio(model, plain, tokens, rounds, calls)
+    tl = transformer_lens_model(device)
+    extra = {} if tl is None else {"tl_forward": lambda: tl(tokens),
+                                   "tl_run_with_cache": lambda: tl.run_with_cache(tokens)}
+    times, faults = _cache_ratio(model, plain, tokens, rounds, calls, extra)
     _, cache = model.run_with_cache(tokens)
     cache_bytes = sum(t.numel() * t.element_size() for t in cache.values())
     note = f"batch {BATCH}, no grad; median of {plural(rounds, 'alternating round')} of {plural(calls, 'call')}"
@@ -268,6 +278,16 @@ def _forward_and_cache(quick: bool, device: str) -> tuple[list, dict]:
                note="diagnostic: the cost of caching itself, against a forward pass doing the same attention maths"),
         figure("memory of a full cache", cache_bytes / 2**20, "MiB", note=f"batch {BATCH}, float32"),
     ]
+    if tl is not None:
+        figures += [
+            figure("forward time, toykit / TransformerLens", paired_ratio(times["forward"], times["tl_forward"]), "x",
+                   note=f"optional: TransformerLens {_tl_version()} is installed; lower is faster"),
+            figure("run_with_cache time, toykit / TransformerLens",
+                   paired_ratio(times["run_with_cache"], times["tl_run_with_cache"]), "x",
+                   note=f"optional: TransformerLens {_tl_version()} is installed; lower is faster; its "
+                        f"run_with_cache / its forward: "
+                        f"{paired_ratio(times['tl_run_with_cache'], times['tl_forward']):.3g}x"),
+        ]
     details = {"cached_activations": len(cache), "cache_minor_page_faults_per_call": {
         k: round(v) for k, v in faults.items()}}
     return figures, details

@@ -149,3 +149,17 @@ def test_run_child_measures_the_childs_peak_memory():
                                              "print('done')"])
     assert child.returncode == 0 and child.stdout.strip() == "done"
     assert child.peak_rss_bytes >= 300 * 2**20 and child.wall_s > 0
+
+
+def test_the_book_page_ends_with_the_comparison_with_transformerlens_and_saelens(tmp_path):
+    assert runner.lens_section(tmp_path / "nothing here") == ""
+    lens = {"finished": "2026-11-25T18:00:00+00:00", "machine": runner.machine(), "benchmarks": {
+        "sae": {"status": "ok", "figures": [figure("SAE: step time, toykit / SAELens", 0.88, "x", note="n"),
+                                            figure("SAE: steps/s", 17.0, "steps/s")]},
+        "transformer": {"status": "ok", "figures": [figure("training speed, toykit / TransformerLens", None, "x")]}}}
+    (tmp_path / "results.json").write_text(json.dumps(lens))
+    section = runner.lens_section(tmp_path)
+    assert section.startswith("## Against TransformerLens and SAELens")
+    # Only the comparisons that were measured: no plain toykit figures, no empty values.
+    assert "| sae | SAE: step time, toykit / SAELens | 0.88x | n |" in section
+    assert "steps/s" not in section and "training speed" not in section
