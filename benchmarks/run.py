@@ -260,6 +260,8 @@ start Jupyter or Python with `MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRES
 in the environment, so that glibc keeps up to 256 MiB of freed memory for reuse (at the price of
 a process that gives memory back to the system less eagerly).
 
+## Results
+
 """
 
 
