@@ -288,6 +288,26 @@ def test_in_place_edits_of_q_k_v_in_hooks_keep_gradients():
         assert not torch.allclose(in_place, model(t, return_type="loss"))
 
 
+@pytest.mark.parametrize("name", ["q", "k", "v"])
+def test_backward_hooks_on_q_k_v_see_the_true_gradients(name):
+    # The gradient a backward hook sees must be d loss / d activation, computed independently
+    # here by making the activation a leaf of its own.
+    model = make_model(dtype=torch.float64)
+    t, hook_name = tokens(), f"blocks.0.attn.hook_{name}"
+    seen = {}
+    with model.hooks(bwd_hooks=[(hook_name, lambda grad, hook: seen.__setitem__("grad", grad.clone()))]):
+        model(t, return_type="loss").backward()
+    leaf = {}
+
+    def make_leaf(act, hook):
+        leaf["act"] = act.detach().clone().requires_grad_(True)
+        return leaf["act"]
+
+    loss = model.run_with_hooks(t, return_type="loss", fwd_hooks=[(hook_name, make_leaf)])
+    (expected,) = torch.autograd.grad(loss, leaf["act"])
+    torch.testing.assert_close(seen["grad"], expected)
+
+
 def test_use_attn_result_heads_sum_to_attn_out():
     model = make_model()
     t = tokens()
