@@ -56,6 +56,15 @@ def test_passing_an_instance_instead_of_the_class_is_a_type_error(check):
         check(nn.Linear(2, 2))
 
 
+@pytest.mark.parametrize("check", [ch03.check_lm_cross_entropy_loss, ch03.check_sample_next_token],
+                         ids=lambda c: c.__name__)
+def test_passing_a_module_or_a_value_instead_of_the_function_is_a_type_error(check):
+    # A module is callable, but these checks want the learner's function.
+    for wrong in (nn.Linear(2, 2), 3.0):
+        with pytest.raises(TypeError, match="expects your function itself"):
+            check(wrong)
+
+
 # -- independent, learner-style correct versions ------------------------------------------------
 
 

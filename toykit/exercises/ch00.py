@@ -20,7 +20,7 @@ from typing import Any
 import einops
 import torch
 
-from toykit.exercises.checking import Case, CheckFailure, Mistake, describe, run_check
+from toykit.exercises.checking import Case, CheckFailure, Mistake, describe, require_callable, run_check
 from toykit.hooks import HookedRootModule, HookPoint
 from toykit.mlp import TinyMLP
 from toykit.validation import check_tensor
@@ -98,14 +98,6 @@ def batched_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _require_callable(check: str, fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"{check} expects your function itself (e.g. {check}(my_function)), "
-            f"got {type(fn).__name__}"
-        )
-
-
 def _randn(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
@@ -128,7 +120,7 @@ _LEFT_HOOKS_HINT = (
 def check_cache_hidden(fn: Callable[[Any, torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``fn(model, x, layer) -> [batch, d_hidden]``, your ``cache_hidden``, on seeded
     TinyMLPs."""
-    _require_callable("check_cache_hidden", fn)
+    require_callable("check_cache_hidden", fn)
     exercise = "cache_hidden"
 
     def learner(model: TinyMLP, x: torch.Tensor, layer: int, case: str) -> torch.Tensor:
@@ -222,7 +214,7 @@ def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
 
     The hook is called as a HookPoint calls it: ``fn(activation, hook=hp, neurons=...)``.
     """
-    _require_callable("check_zero_ablate_hook", fn)
+    require_callable("check_zero_ablate_hook", fn)
     exercise = "zero_ablate_hook"
 
     def learner(activation: torch.Tensor, hook: HookPoint, neurons: list[int],
@@ -310,7 +302,7 @@ def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
 def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check your ``merge_heads``: ``fn(z: [batch, pos, n_heads, d_head])`` ->
     ``[batch, pos, n_heads * d_head]``."""
-    _require_callable("check_merge_heads", fn)
+    require_callable("check_merge_heads", fn)
     shapes = [  # (case name, (batch, pos, n_heads, d_head))
         ("random", (2, 3, 4, 5)),
         ("batch of one", (1, 7, 2, 3)),
@@ -343,7 +335,7 @@ def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
 
 def check_batched_dot(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check your ``batched_dot``: ``fn(a: [batch, d], b: [batch, d]) -> [batch]``."""
-    _require_callable("check_batched_dot", fn)
+    require_callable("check_batched_dot", fn)
     shapes = [  # (case name, (batch, d))
         ("random", (5, 3)),
         ("batch of one", (1, 4)),

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from toykit import superposition as ref
-from toykit.exercises.checking import Case, Mistake, run_check
+from toykit.exercises.checking import Case, Mistake, rng, run_check
 
 __all__ = [
     "check_antipodal_pair_losses",
@@ -39,12 +39,8 @@ __all__ = [
 ]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _W(seed: int, n_instances: int, n_hidden: int, n_features: int) -> torch.Tensor:
-    return torch.randn(n_instances, n_hidden, n_features, generator=_gen(seed))
+    return torch.randn(n_instances, n_hidden, n_features, generator=rng(seed))
 
 
 # -- generate_batch ----------------------------------------------------------------------------
@@ -99,7 +95,7 @@ def _stats_observed(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def _batch_cases() -> list[Case]:
     mixed = torch.tensor([[0.9, 0.5, 0.1, 0.0, 0.02], [0.3, 1.0, 0.05, 0.6, 0.2]])
     same = torch.full((3, 4), 0.25)
-    rand = torch.rand(4, 6, generator=_gen(11))
+    rand = torch.rand(4, 6, generator=rng(11))
     return [
         Case("per-instance and per-feature probabilities", (N_SAMPLES, mixed), {"seed": 0}),
         Case("every instance with p = 0.25", (N_SAMPLES, same), {"seed": 1}),
@@ -162,7 +158,7 @@ def check_generate_batch(generate_batch: Callable[[int, torch.Tensor], torch.Ten
 def _forward_cases() -> list[Case]:
     def case(name: str, seed: int, batch: int, inst: int, hidden: int, feat: int,
              bias_shift: float = 0.0) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         x = torch.rand(batch, inst, feat, generator=g)
         W = torch.randn(inst, hidden, feat, generator=g)
         b = torch.randn(inst, feat, generator=g) * 0.5 + bias_shift
@@ -208,7 +204,7 @@ def check_toy_forward(toy_forward: Callable[..., torch.Tensor]) -> None:
 
 def _loss_cases() -> list[Case]:
     def case(name: str, seed: int, batch: int, inst: int, feat: int) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         x = torch.rand(batch, inst, feat, generator=g)
         out = torch.rand(batch, inst, feat, generator=g)
         imp = torch.rand(inst, feat, generator=g) * 1.5 + 0.1

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from toykit import sae as ref
 from toykit import sae_metrics as metrics
-from toykit.exercises.checking import Case, Mistake, run_check
+from toykit.exercises.checking import Case, Mistake, rng, run_check
 from toykit.sae_training import reinitialise_latents as ref_reinitialise
 
 __all__ = [
@@ -42,12 +42,8 @@ __all__ = [
 ]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _weights(seed: int, d_in: int, d_sae: int) -> tuple[torch.Tensor, ...]:
-    g = _gen(seed)
+    g = rng(seed)
     W_enc = torch.randn(d_in, d_sae, generator=g) / d_in ** 0.5
     b_enc = torch.randn(d_sae, generator=g) * 0.3
     W_dec = torch.randn(d_sae, d_in, generator=g) * torch.rand(d_sae, 1, generator=g)  # unequal row norms
@@ -71,7 +67,7 @@ def _forward_reference(x, W_enc, b_enc, W_dec, b_dec):
 def _forward_cases() -> list[Case]:
     def case(name: str, seed: int, lead: tuple[int, ...], d_in: int, d_sae: int) -> Case:
         W_enc, b_enc, W_dec, b_dec = _weights(seed, d_in, d_sae)
-        x = torch.randn(*lead, d_in, generator=_gen(seed + 100)) + b_dec
+        x = torch.randn(*lead, d_in, generator=rng(seed + 100)) + b_dec
         return Case(name, (x, W_enc, b_enc, W_dec, b_dec))
 
     return [
@@ -118,7 +114,7 @@ def _loss_reference(x, feature_acts, sae_out, W_dec, l1_coefficient):
 def _loss_cases() -> list[Case]:
     def case(name: str, seed: int, batch: int, d_in: int, d_sae: int, coefficient: float) -> Case:
         W_enc, b_enc, W_dec, b_dec = _weights(seed, d_in, d_sae)
-        x = torch.randn(batch, d_in, generator=_gen(seed + 100))
+        x = torch.randn(batch, d_in, generator=rng(seed + 100))
         feature_acts, sae_out = _forward_reference(x, W_enc, b_enc, W_dec, b_dec)
         return Case(name, (x, feature_acts, sae_out, W_dec, coefficient))
 
@@ -168,7 +164,7 @@ def check_sae_loss(sae_loss: Callable[..., tuple]) -> None:
 
 
 def _topk_cases() -> list[Case]:
-    g = _gen(0)
+    g = rng(0)
     mostly_negative = torch.randn(6, 10, generator=g) - 1.0  # some kept values are negative
     return [
         Case("random, k = 3", (torch.randn(8, 12, generator=g), 3)),
@@ -209,7 +205,7 @@ def check_topk_activation(topk_activation: Callable[[torch.Tensor, int], torch.T
 
 
 def _jumprelu_cases() -> list[Case]:
-    g = _gen(1)
+    g = rng(1)
     return [
         Case("random", (torch.randn(8, 6, generator=g), torch.rand(6, generator=g) * 0.8 + 0.1)),
         Case("a position axis [3, 4, 5]", (torch.randn(3, 4, 5, generator=g), torch.rand(5, generator=g) + 0.2)),
@@ -241,7 +237,7 @@ def check_jumprelu(jumprelu: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 
 def _grad_cases() -> list[Case]:
     def case(name: str, seed: int, lead: tuple[int, ...], d_sae: int, bandwidth: float) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         threshold = torch.rand(d_sae, generator=g) * 0.5 + 0.2
         # Pre-activations within a few bandwidths of the threshold, so the kernel sees many of them.
         z = threshold + (torch.rand(*lead, d_sae, generator=g) - 0.5) * 3 * bandwidth
@@ -293,7 +289,7 @@ def check_jumprelu_threshold_grad(jumprelu_threshold_grad: Callable[..., torch.T
 
 def _ev_cases() -> list[Case]:
     def case(name: str, seed: int, n: int, d: int, offset: float, noise: float) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         x = torch.randn(n, d, generator=g) * torch.rand(d, generator=g) * 2 + offset
         return Case(name, (x, x + noise * torch.randn(n, d, generator=g)))
 
@@ -333,7 +329,7 @@ def check_explained_variance(explained_variance: Callable[[torch.Tensor, torch.T
 
 def _mmcs_cases() -> list[Case]:
     def case(name: str, seed: int, d_sae: int, n_true: int, d: int) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         true = F.normalize(torch.randn(n_true, d, generator=g), dim=1)
         W_dec = torch.randn(d_sae, d, generator=g) * (torch.rand(d_sae, 1, generator=g) + 0.5)
         W_dec[: min(d_sae, n_true) // 2] = -2 * true[: min(d_sae, n_true) // 2]  # some found, sign-flipped
@@ -382,7 +378,7 @@ def _reinit_cases() -> list[Case]:
         W_enc, b_enc, W_dec, b_dec = _weights(seed, d_in, d_sae)
         dead = torch.zeros(d_sae, dtype=torch.bool)
         dead[dead_idx] = True
-        inputs = torch.randn(len(dead_idx), d_in, generator=_gen(seed + 50)) * 3
+        inputs = torch.randn(len(dead_idx), d_in, generator=rng(seed + 50)) * 3
         return Case(name, (W_enc, b_enc, W_dec, b_dec, dead, inputs))
 
     return [

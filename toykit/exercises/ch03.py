@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toykit import transformer as ref
-from toykit.exercises.checking import Case, CheckFailure, Mistake, _mismatch, describe, run_check
+from toykit.exercises.checking import Case, CheckFailure, Mistake, _mismatch, describe, require_callable, rng, run_check
 from toykit.sampling import sample_next_token
 from toykit.transformer import TransformerConfig, lm_cross_entropy_loss
 
@@ -103,10 +103,6 @@ def _distinct(mistakes: list[Mistake], reference: Callable, atol: float, rtol: f
     return [Mistake(m.hint, wrap(m.wrong)) for m in mistakes]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _cfg(**changes: Any) -> TransformerConfig:
     """A small config for checks; every case changes a few fields."""
     fields = dict(n_layers=2, d_model=16, n_heads=4, d_mlp=32, d_vocab=20, n_ctx=12,
@@ -118,12 +114,6 @@ def _require_class(check: str, cls: object) -> None:
     if isinstance(cls, nn.Module) or not callable(cls):
         raise TypeError(f"{check} expects your class itself (e.g. {check}(LayerNorm)), "
                         f"not {type(cls).__name__} object")
-
-
-def _require_callable(check: str, fn: object) -> None:
-    if not callable(fn) or isinstance(fn, nn.Module):
-        raise TypeError(f"{check} expects your function itself (e.g. {check}(my_function)), "
-                        f"got {type(fn).__name__}")
 
 
 # -- toykit's modules with random weights ------------------------------------------------------
@@ -139,7 +129,7 @@ def _randomize(module: nn.Module, seed: int) -> nn.Module:
     """Random weights of a useful size: O(1) activations, attention neither uniform nor one-hot
     (score std about 1.4), non-zero biases and LayerNorm weights away from 1, so that a missing
     bias or scale shows."""
-    g = _gen(seed)
+    g = rng(seed)
     for name, p in module.named_parameters():
         leaf = name.rsplit(".", 1)[-1]
         noise = torch.randn(p.shape, generator=g, dtype=p.dtype)
@@ -250,11 +240,11 @@ def _case(name: str, cfg: TransformerConfig, seed: int, *inputs: torch.Tensor) -
 
 
 def _resid(seed: int, batch: int, pos: int, d_model: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
-    return torch.randn(batch, pos, d_model, generator=_gen(seed)) * scale + shift
+    return torch.randn(batch, pos, d_model, generator=rng(seed)) * scale + shift
 
 
 def _tokens(seed: int, batch: int, pos: int, d_vocab: int) -> torch.Tensor:
-    return torch.randint(0, d_vocab, (batch, pos), generator=_gen(seed))
+    return torch.randint(0, d_vocab, (batch, pos), generator=rng(seed))
 
 
 # -- LayerNorm ---------------------------------------------------------------------------------
@@ -622,10 +612,10 @@ def check_lm_cross_entropy_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch
     """Check ``lm_cross_entropy_loss(logits, tokens) -> scalar``: logits [batch, pos, d_vocab],
     tokens [batch, pos]; the mean over batch and positions 0..pos-2 of -log softmax(logits[b, i])
     [tokens[b, i + 1]]."""
-    _require_callable("check_lm_cross_entropy_loss", fn)
+    require_callable("check_lm_cross_entropy_loss", fn, modules_ok=False)
 
     def case(name: str, seed: int, batch: int, pos: int, vocab: int) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         logits = torch.randn(batch, pos, vocab, generator=g) * 2
         return Case(name, (logits, torch.randint(0, vocab, (batch, pos), generator=g)))
 
@@ -698,7 +688,7 @@ _GREEDY_HINT = "temperature 0 means greedy: return logits.argmax(dim=-1), withou
 def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
     """Check ``sample_next_token(logits, temperature=1.0, top_k=None, generator=None) -> [batch]``
     (int64 token ids) statistically; temperature 0 must give exactly the argmax."""
-    _require_callable("check_sample_next_token", fn)
+    require_callable("check_sample_next_token", fn, modules_ok=False)
     exercise = "sample_next_token"
 
     def learner(logits: torch.Tensor, temperature: float, top_k: int | None, seed: int, case: str) -> torch.Tensor:
@@ -708,7 +698,7 @@ def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
         def draw(global_seed: int) -> torch.Tensor:
             torch.manual_seed(global_seed)  # so that the verdict is the same every run
             try:
-                return fn(many.clone(), temperature=temperature, top_k=top_k, generator=_gen(seed))
+                return fn(many.clone(), temperature=temperature, top_k=top_k, generator=rng(seed))
             except (NotImplementedError, CheckFailure):
                 raise
             except Exception as err:
@@ -744,7 +734,7 @@ def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
         return lambda logits, temperature, top_k, seed, case: _probs(logits, temperature, top_k, **switches)
 
     def case(name: str, seed: int, rows: int, vocab: int, temperature: float, top_k: int | None) -> Case:
-        logits = torch.randn(rows, vocab, generator=_gen(seed)) * 1.5
+        logits = torch.randn(rows, vocab, generator=rng(seed)) * 1.5
         return Case(name, (logits, temperature, top_k, seed), {"case": name})
 
     cases = [

@@ -31,7 +31,7 @@ import torch
 
 from toykit import circuits
 from toykit.ablation import head_ablation_hook
-from toykit.exercises.checking import Case, CheckFailure, Mistake, describe, run_check
+from toykit.exercises.checking import Case, CheckFailure, Mistake, describe, require_callable, rng, run_check
 from toykit.factored_matrix import FactoredMatrix
 from toykit.full_circuits import top_1_accuracy
 from toykit.hooks import HookPoint
@@ -53,15 +53,6 @@ __all__ = [
     "check_previous_token_score",
     "check_top_1_accuracy",
 ]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _require_callable(check: str, fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(f"{check} expects your function itself (e.g. {check}(my_function)), got {type(fn).__name__}")
 
 
 # -- generate_repeated_tokens ----------------------------------------------------------------------
@@ -124,7 +115,7 @@ def check_generate_repeated_tokens(generate_repeated_tokens_fn: Callable[..., to
     """Check ``generate_repeated_tokens(batch, seq_len, d_vocab, bos) -> [batch, 1 + 2 * seq_len]``:
     row b is [bos, r_b, r_b] with r_b a block of seq_len uniform random tokens, never bos.
     Tested by its properties (layout, range, uniformity) on large seeded batches."""
-    _require_callable("check_generate_repeated_tokens", generate_repeated_tokens_fn)
+    require_callable("check_generate_repeated_tokens", generate_repeated_tokens_fn)
     exercise = "generate_repeated_tokens"
 
     def learner(batch: int, seq_len: int, d_vocab: int, bos: int, seed: int, case: str) -> torch.Tensor:
@@ -157,7 +148,7 @@ def check_generate_repeated_tokens(generate_repeated_tokens_fn: Callable[..., to
 
 def _lp_cases() -> list[Case]:
     def case(name: str, seed: int, batch: int, pos: int, d_vocab: int, scale: float = 2.0) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         return Case(name, (torch.randn(batch, pos, d_vocab, generator=g) * scale,
                            torch.randint(0, d_vocab, (batch, pos), generator=g)))
 
@@ -169,7 +160,7 @@ def check_per_token_log_probs(per_token_log_probs: Callable[[torch.Tensor, torch
     """Check ``per_token_log_probs(logits, tokens) -> [batch, pos - 1]``: entry [b, i] is
     log softmax(logits[b, i])[tokens[b, i + 1]], the log-probability the model gave the token
     that came next. logits: [batch, pos, d_vocab], tokens: [batch, pos]."""
-    _require_callable("check_per_token_log_probs", per_token_log_probs)
+    require_callable("check_per_token_log_probs", per_token_log_probs)
 
     def reference(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return -lm_cross_entropy_loss(logits, tokens, per_token=True)
@@ -207,7 +198,7 @@ def check_per_token_log_probs(per_token_log_probs: Callable[[torch.Tensor, torch
 
 def _random_pattern(seed: int, batch: int, n_heads: int, n: int, sharpness: float = 2.0) -> torch.Tensor:
     """A random causal attention pattern [batch, n_heads, n, n] (rows sum to 1, zero above the diagonal)."""
-    scores = torch.randn(batch, n_heads, n, n, generator=_gen(seed)) * sharpness
+    scores = torch.randn(batch, n_heads, n, n, generator=rng(seed)) * sharpness
     future = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
     return scores.masked_fill(future, float("-inf")).softmax(-1)
 
@@ -236,7 +227,7 @@ def _score_cases(with_seq_len: bool) -> list[Case]:
 def check_previous_token_score(previous_token_score: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check ``previous_token_score(pattern) -> [n_heads]``: pattern [batch, n_heads, pos, pos];
     the mean over batch and queries q = 1 .. pos - 1 of pattern[:, :, q, q - 1]."""
-    _require_callable("check_previous_token_score", previous_token_score)
+    require_callable("check_previous_token_score", previous_token_score)
 
     def diag(p: torch.Tensor, offset: int) -> torch.Tensor:
         return p.diagonal(offset, dim1=-2, dim2=-1)
@@ -267,7 +258,7 @@ def check_duplicate_token_score(duplicate_token_score: Callable[[torch.Tensor, i
     """Check ``duplicate_token_score(pattern, seq_len) -> [n_heads]``: pattern [batch, n_heads, pos,
     pos] on repeated blocks of seq_len tokens (pos = 2 seq_len, or 2 seq_len + 1 with a BOS); the mean
     over batch and the second copy's queries q (the last seq_len positions) of pattern[:, :, q, q - seq_len]."""
-    _require_callable("check_duplicate_token_score", duplicate_token_score)
+    require_callable("check_duplicate_token_score", duplicate_token_score)
     mistakes = [
         Mistake("average only over the second copy's queries, the last seq_len positions: with a BOS, the "
                 "stripe diagonal(-seq_len) has seq_len + 1 entries and its first query (position seq_len) is "
@@ -290,7 +281,7 @@ def check_duplicate_token_score(duplicate_token_score: Callable[[torch.Tensor, i
 def check_prefix_matching_score(prefix_matching_score: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``prefix_matching_score(pattern, seq_len) -> [n_heads]``: as for duplicate_token_score but
     with key q - seq_len + 1, the token *after* the earlier copy of the query's token."""
-    _require_callable("check_prefix_matching_score", prefix_matching_score)
+    require_callable("check_prefix_matching_score", prefix_matching_score)
     mistakes = [
         Mistake("that is the earlier copy of the query's token itself (the duplicate-token stripe); an "
                 "induction head attends to the token *after* it, key q - seq_len + 1",
@@ -322,7 +313,7 @@ def check_head_ablation_hook(head_ablation_hook_fn: Callable[..., torch.Tensor])
     """Check ``head_ablation_hook(z, hook, head_index, method) -> z'``: z [batch, pos, n_heads,
     d_head]; z' equals z except that z'[:, :, head_index] is 0 ("zero") or the mean of
     z[:, :, head_index] over batch and positions, a [d_head] vector ("mean")."""
-    _require_callable("check_head_ablation_hook", head_ablation_hook_fn)
+    require_callable("check_head_ablation_hook", head_ablation_hook_fn)
     exercise = "head_ablation_hook"
 
     def learner(z: torch.Tensor, head_index: int, method: str, case: str) -> torch.Tensor:
@@ -356,7 +347,7 @@ def check_head_ablation_hook(head_ablation_hook_fn: Callable[..., torch.Tensor])
     ]
     cases = []
     for name, seed, b, p, h, e, head, method in specs:
-        z = torch.randn(b, p, h, e, generator=_gen(seed)) + torch.randn(h, e, generator=_gen(seed + 50))
+        z = torch.randn(b, p, h, e, generator=rng(seed)) + torch.randn(h, e, generator=rng(seed + 50))
         cases.append(Case(name, (z, head, method), {"case": name}))
     mistakes = [
         Mistake("z is [batch, pos, n_heads, d_head]: the head axis is the third one, z[:, :, head_index], "
@@ -385,10 +376,10 @@ def check_logit_diff(logit_diff_fn: Callable[[torch.Tensor, torch.Tensor, torch.
     """Check ``logit_diff(logits, correct, incorrect) -> [batch]``: logits [batch, pos, d_vocab],
     correct and incorrect [batch] token ids; at the *final* position, the logit of correct[b]
     minus the logit of incorrect[b]."""
-    _require_callable("check_logit_diff", logit_diff_fn)
+    require_callable("check_logit_diff", logit_diff_fn)
 
     def case(name: str, seed: int, batch: int, pos: int, d_vocab: int) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         correct = torch.randint(0, d_vocab, (batch,), generator=g)
         incorrect = (correct + torch.randint(1, d_vocab, (batch,), generator=g)) % d_vocab
         return Case(name, (torch.randn(batch, pos, d_vocab, generator=g) * 3, correct, incorrect))
@@ -424,10 +415,10 @@ def check_head_logit_attribution(head_logit_attribution: Callable[..., torch.Ten
     components [n_components, batch, pos, d_model] (already scaled by the final LayerNorm),
     W_U [d_model, d_vocab], tokens [batch, pos]; entry [c, b, i] = components[c, b, i] ·
     W_U[:, tokens[b, i + 1]]."""
-    _require_callable("check_head_logit_attribution", head_logit_attribution)
+    require_callable("check_head_logit_attribution", head_logit_attribution)
 
     def case(name: str, seed: int, n: int, batch: int, pos: int, d_model: int, d_vocab: int) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         return Case(name, (torch.randn(n, batch, pos, d_model, generator=g), torch.randn(d_model, d_vocab, generator=g),
                            torch.randint(0, d_vocab, (batch, pos), generator=g)))
 
@@ -457,24 +448,24 @@ def check_head_logit_attribution(head_logit_attribution: Callable[..., torch.Ten
 def check_top_1_accuracy(top_1_accuracy_fn: Callable[[torch.Tensor | FactoredMatrix], float]) -> None:
     """Check ``top_1_accuracy(circuit) -> float``: circuit [n, n], a tensor or a FactoredMatrix;
     the fraction of rows i whose largest entry is in column i."""
-    _require_callable("check_top_1_accuracy", top_1_accuracy_fn)
+    require_callable("check_top_1_accuracy", top_1_accuracy_fn)
 
     def dense(M: torch.Tensor | FactoredMatrix) -> torch.Tensor:
         return M.AB if isinstance(M, FactoredMatrix) else M
 
     def boosted(seed: int, n: int, boost: float) -> torch.Tensor:
-        g = _gen(seed)
+        g = rng(seed)
         return torch.randn(n, n, generator=g) + boost * torch.diag(torch.rand(n, generator=g))
 
-    g = _gen(10)
+    g = rng(10)
     factored = FactoredMatrix(torch.randn(40, 6, generator=g), torch.randn(6, 40, generator=g))
     rows_biased = boosted(11, 30, 3.0) + torch.linspace(-4, 4, 30)[None, :]  # column 29 often wins
     cases = [
         Case("random with a partly dominant diagonal", (boosted(0, 50, 3.0) + 1.5,)),
         Case("a FactoredMatrix", (FactoredMatrix(factored.A, factored.B),)),
         Case("some columns are large everywhere", (rows_biased,)),
-        Case("identity plus noise", (torch.eye(20) * 5 + torch.randn(20, 20, generator=_gen(3)),)),
-        Case("diagonal never wins", (torch.randn(15, 15, generator=_gen(4)) - 10 * torch.eye(15),)),
+        Case("identity plus noise", (torch.eye(20) * 5 + torch.randn(20, 20, generator=rng(3)),)),
+        Case("diagonal never wins", (torch.randn(15, 15, generator=rng(4)) - 10 * torch.eye(15),)),
     ]
     idx = torch.arange
     mistakes = [
@@ -501,17 +492,17 @@ def _fro(M: torch.Tensor) -> torch.Tensor:
 
 
 def _low_rank(seed: int, d: int, r: int, lead: tuple[int, ...] = ()) -> torch.Tensor:
-    g = _gen(seed)
+    g = rng(seed)
     return torch.randn(*lead, d, r, generator=g) @ torch.randn(*lead, r, d, generator=g)
 
 
 def check_composition_score(composition_score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``composition_score(W_A, W_B) -> scalar``: W_A, W_B [d, d] (W_A applied first,
     x @ W_A @ W_B); ‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F)."""
-    _require_callable("check_composition_score", composition_score)
+    require_callable("check_composition_score", composition_score)
     e = torch.eye(6)
     cases = [
-        Case("random 8 x 8", (torch.randn(8, 8, generator=_gen(0)), torch.randn(8, 8, generator=_gen(1)))),
+        Case("random 8 x 8", (torch.randn(8, 8, generator=rng(0)), torch.randn(8, 8, generator=rng(1)))),
         Case("low rank, like heads' circuits", (_low_rank(2, 12, 3), _low_rank(3, 12, 3))),
         Case("rank one, output read exactly", (torch.outer(e[0], e[1]) * 2, torch.outer(e[1], e[2]) * 3)),
         Case("one output direction read, another not",
@@ -540,7 +531,7 @@ def check_k_composition_scores(k_composition_scores: Callable[[torch.Tensor, tor
     earlier heads' OV circuits), W_QK [n_dst, d, d] (the later heads' QK circuits); entry
     [i, j] = composition score of W_OV[i] with W_QK[j]ᵀ, ‖W_OV[i] W_QK[j]ᵀ‖_F / (‖W_OV[i]‖_F
     ‖W_QK[j]‖_F): how much head j's *keys* read what head i writes."""
-    _require_callable("check_k_composition_scores", k_composition_scores)
+    require_callable("check_k_composition_scores", k_composition_scores)
 
     def score(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         return _fro(A[:, None] @ B[None]) / (_fro(A)[:, None] * _fro(B)[None])
@@ -552,7 +543,7 @@ def check_k_composition_scores(k_composition_scores: Callable[[torch.Tensor, tor
         Case("4 heads each, rank 3", (_low_rank(0, 10, 3, (4,)), _low_rank(1, 10, 3, (4,)))),
         Case("3 source heads, 5 destination heads", (_low_rank(2, 8, 2, (3,)), _low_rank(3, 8, 2, (5,)))),
         Case("one pair", (_low_rank(4, 6, 2, (1,)), _low_rank(5, 6, 2, (1,)))),
-        Case("full rank", (torch.randn(2, 7, 7, generator=_gen(6)), torch.randn(3, 7, 7, generator=_gen(7)))),
+        Case("full rank", (torch.randn(2, 7, 7, generator=rng(6)), torch.randn(3, 7, 7, generator=rng(7)))),
     ]
     mistakes = [
         Mistake("that is Q-composition: the query side reads W_QK's rows, the key side its columns, so for "

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from toykit import probes
 from toykit.circular_features import angular_order, is_cyclic_order
-from toykit.exercises.checking import Case, Mistake, run_check
+from toykit.exercises.checking import Case, Mistake, rng, run_check
 from toykit.logit_lens import apply_final_norm
 from toykit.saliency import gradient_x_input
 from toykit.steering import steer_resid
@@ -47,10 +47,6 @@ __all__ = [
 ]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 # -- probe_accuracy -----------------------------------------------------------------------------
 
 
@@ -61,7 +57,7 @@ def _probe_ref(x, y, W, b):
 def _probe_cases() -> list[Case]:
     cases = []
     for i, (n, d, c) in enumerate([(200, 16, 4), (97, 8, 3), (50, 5, 2), (300, 32, 9)]):
-        g = _gen(i)
+        g = rng(i)
         x = torch.randn(n, d, generator=g)
         W = torch.randn(d, c, generator=g)
         b = 3 * torch.randn(c, generator=g)  # a large bias, so forgetting it shows
@@ -91,7 +87,7 @@ def check_probe_accuracy(probe_accuracy: Callable[..., float]) -> None:
 def _md_cases() -> list[Case]:
     cases = []
     for i, (n, d, frac) in enumerate([(100, 8, 0.5), (60, 5, 0.2), (41, 12, 0.7)]):
-        g = _gen(10 + i)
+        g = rng(10 + i)
         x = torch.randn(n, d, generator=g) + torch.randn(d, generator=g)
         mask = torch.rand(n, generator=g) < frac
         mask[0], mask[1] = True, False
@@ -124,7 +120,7 @@ def _projector(components: torch.Tensor) -> torch.Tensor:
 def _pc_cases() -> list[Case]:
     cases = []
     for i, (n, d, k) in enumerate([(80, 6, 2), (50, 10, 3), (30, 4, 1)]):
-        g = _gen(20 + i)
+        g = rng(20 + i)
         scales = torch.linspace(3.0, 0.3, d)
         x = torch.randn(n, d, generator=g) * scales @ torch.linalg.qr(torch.randn(d, d, generator=g))[0]
         x = x + 5 * torch.randn(d, generator=g)  # far from the origin: centring matters
@@ -166,7 +162,7 @@ def _tiny_model(seed: int, d_vocab: int = 13) -> HookedTransformer:
                             act_fn="gelu", normalization_type="LN", seed=seed)
     model = HookedTransformer(cfg)
     with torch.no_grad():  # non-trivial LayerNorm weights and biases, so skipping them shows
-        g = _gen(seed)
+        g = rng(seed)
         model.ln_final.w.copy_(1 + 0.5 * torch.randn(16, generator=g))
         model.ln_final.b.copy_(0.5 * torch.randn(16, generator=g))
         model.unembed.b_U.copy_(torch.randn(d_vocab, generator=g))
@@ -181,7 +177,7 @@ def _lens_ref(resid, model):
 def _lens_cases() -> list[Case]:
     cases = []
     for i, shape in enumerate([(3, 4, 16), (5, 16), (2, 3, 7, 16)]):
-        g = _gen(30 + i)
+        g = rng(30 + i)
         cases.append(Case(f"resid {list(shape)}", (3 * torch.randn(*shape, generator=g) + 1, _tiny_model(i))))
     return cases
 
@@ -218,7 +214,7 @@ def check_logit_lens(logit_lens: Callable[..., torch.Tensor]) -> None:
 def _steer_cases() -> list[Case]:
     cases = []
     for i, (b, p, d, per_row) in enumerate([(4, 6, 8, False), (3, 5, 8, True), (1, 3, 4, False)]):
-        g = _gen(40 + i)
+        g = rng(40 + i)
         resid = torch.randn(b, p, d, generator=g)
         direction = 3 * torch.randn(b, d, generator=g) if per_row else 3 * torch.randn(d, generator=g)
         pos = torch.randint(0, p, (b,), generator=g)
@@ -265,7 +261,7 @@ def _raw_add(resid, direction, alpha, pos):
 def _angle_cases() -> list[Case]:
     cases = []
     for i, n in enumerate([7, 12, 5]):
-        g = _gen(50 + i)
+        g = rng(50 + i)
         angles = torch.rand(n, generator=g) * 2 * math.pi - math.pi
         radii = 0.5 + torch.rand(n, generator=g)
         z = torch.stack([radii * angles.cos(), radii * angles.sin()], -1)
@@ -293,7 +289,7 @@ def check_angular_order(angular_order_fn: Callable[[torch.Tensor], torch.Tensor]
 def _gxi_cases() -> list[Case]:
     cases = []
     for i, (b, p) in enumerate([(3, 6), (2, 9), (1, 4)]):
-        g = _gen(60 + i)
+        g = rng(60 + i)
         model = _tiny_model(10 + i)
         tokens = torch.randint(0, 13, (b, p), generator=g)
         answers = torch.randint(0, 13, (b,), generator=g)

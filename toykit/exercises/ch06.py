@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from toykit.exercises.checking import Case, Mistake, run_check
+from toykit.exercises.checking import Case, Mistake, require_callable, rng, run_check
 from toykit.hooks import HookPoint
 from toykit.patching import logit_diff, normalize_metric
 
@@ -41,15 +41,6 @@ __all__ = [
 ]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _require_callable(check: str, fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(f"{check} expects your function itself (e.g. {check}(my_function)), got {type(fn).__name__}")
-
-
 def _hook_point(name: str) -> HookPoint:
     hp = HookPoint()
     hp.name = name
@@ -57,7 +48,7 @@ def _hook_point(name: str) -> HookPoint:
 
 
 def _z(seed: int, batch: int, pos: int, heads: int, d_head: int) -> torch.Tensor:
-    return torch.randn(batch, pos, heads, d_head, generator=_gen(seed))
+    return torch.randn(batch, pos, heads, d_head, generator=rng(seed))
 
 
 # -- ioi_logit_diff ----------------------------------------------------------------------------------
@@ -67,10 +58,10 @@ def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
     """Check ``ioi_logit_diff(logits, answer_pos, io_ids, s_ids) -> [batch]``: logits [batch, pos,
     d_vocab], answer_pos, io_ids, s_ids [batch]; at each row's answer position, the logit of the
     indirect object minus that of the subject."""
-    _require_callable("check_ioi_logit_diff", ioi_logit_diff)
+    require_callable("check_ioi_logit_diff", ioi_logit_diff)
 
     def case(name: str, seed: int, batch: int, pos: int, d_vocab: int) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         io = torch.randint(0, d_vocab, (batch,), generator=g)
         s = (io + torch.randint(1, d_vocab, (batch,), generator=g)) % d_vocab
         answer_pos = torch.randint(0, pos - 1, (batch,), generator=g)  # never the last: prompts are padded
@@ -109,10 +100,10 @@ def check_normalized_patching_metric(normalized_patching_metric: Callable[..., t
     """Check ``normalized_patching_metric(value, clean_value, corrupted_value)``: 0 when value equals
     the corrupted run's metric, 1 when it equals the clean run's; linear in between (value may be a
     tensor of many patched results)."""
-    _require_callable("check_normalized_patching_metric", normalized_patching_metric)
+    require_callable("check_normalized_patching_metric", normalized_patching_metric)
 
     def case(name: str, seed: int, shape: tuple, clean: float, corrupted: float) -> Case:
-        return Case(name, (torch.randn(shape, generator=_gen(seed)) * 3 + 1, clean, corrupted))
+        return Case(name, (torch.randn(shape, generator=rng(seed)) * 3 + 1, clean, corrupted))
 
     cases = [case("grid", 0, (3, 15), 9.6, -0.7), case("negative clean", 1, (4,), -2.0, 3.0),
              case("scalar", 2, (), 5.0, 0.5), Case("the end points", (torch.tensor([9.6, -0.7]), 9.6, -0.7))]
@@ -140,10 +131,10 @@ def check_patch_residual_hook(patch_residual_hook: Callable[..., torch.Tensor]) 
     """Check ``patch_residual_hook(resid, hook, pos, clean_cache) -> resid'``: resid [batch, pos,
     d_model] from the corrupted run; return it with position ``pos`` replaced by the clean run's
     activation at the same hook (``clean_cache[hook.name]``), every other position unchanged."""
-    _require_callable("check_patch_residual_hook", patch_residual_hook)
+    require_callable("check_patch_residual_hook", patch_residual_hook)
 
     def case(name: str, seed: int, hook_name: str, batch: int, n_pos: int, d: int, pos: int) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         other = "blocks.0.hook_resid_pre" if hook_name != "blocks.0.hook_resid_pre" else "blocks.1.hook_resid_pre"
         cache = {hook_name: torch.randn(batch, n_pos, d, generator=g), other: torch.randn(batch, n_pos, d, generator=g)}
         return Case(name, (torch.randn(batch, n_pos, d, generator=g), _hook_point(hook_name), pos, cache))
@@ -185,7 +176,7 @@ def check_patch_residual_hook(patch_residual_hook: Callable[..., torch.Tensor]) 
 def check_patch_head_hook(patch_head_hook: Callable[..., torch.Tensor]) -> None:
     """Check ``patch_head_hook(z, hook, head, clean_cache) -> z'``: z [batch, pos, n_heads, d_head];
     replace head ``head``'s output at every position by the clean run's (``clean_cache[hook.name]``)."""
-    _require_callable("check_patch_head_hook", patch_head_hook)
+    require_callable("check_patch_head_hook", patch_head_hook)
 
     def case(name: str, seed: int, layer: int, shape: tuple, head: int) -> Case:
         name_ = f"blocks.{layer}.attn.hook_z"
@@ -229,7 +220,7 @@ def check_mean_ablate_head(mean_ablate_head: Callable[..., torch.Tensor]) -> Non
     """Check ``mean_ablate_head(z, head, reference_z) -> z'``: z [batch, pos, n_heads, d_head],
     reference_z [n_ref, pos, n_heads, d_head]; set the head's output at each position to its mean
     over the reference prompts at that position; other heads unchanged."""
-    _require_callable("check_mean_ablate_head", mean_ablate_head)
+    require_callable("check_mean_ablate_head", mean_ablate_head)
 
     def case(name: str, seed: int, batch: int, n_ref: int, pos: int, heads: int, d: int, head: int) -> Case:
         ref = _z(seed + 50, n_ref, pos, heads, d) + torch.arange(pos).float()[None, :, None, None]
@@ -266,10 +257,10 @@ def check_mean_ablate_head(mean_ablate_head: Callable[..., torch.Tensor]) -> Non
 def check_resample_ablate_head(resample_ablate_head: Callable[..., torch.Tensor]) -> None:
     """Check ``resample_ablate_head(z, head, reference_z, draws) -> z'``: draws [batch] indexes
     reference prompts; prompt b's head output becomes reference prompt draws[b]'s (every position)."""
-    _require_callable("check_resample_ablate_head", resample_ablate_head)
+    require_callable("check_resample_ablate_head", resample_ablate_head)
 
     def case(name: str, seed: int, batch: int, n_ref: int, pos: int, heads: int, d: int, head: int) -> Case:
-        draws = torch.randint(0, n_ref, (batch,), generator=_gen(seed + 7))
+        draws = torch.randint(0, n_ref, (batch,), generator=rng(seed + 7))
         return Case(name, (_z(seed, batch, pos, heads, d), head, _z(seed + 50, n_ref, pos, heads, d), draws))
 
     def with_value(z, head, value):
@@ -305,7 +296,7 @@ def check_freeze_heads_hook(freeze_heads_hook: Callable[..., torch.Tensor]) -> N
     path patching, as a hook on ``blocks.{layer}.attn.hook_z``. clean_z, corrupted_z: {hook name:
     [batch, pos, n_heads, d_head]}; senders: a list of (layer, head). Every head of this layer
     takes its clean value, except the senders in this layer, which take their corrupted value."""
-    _require_callable("check_freeze_heads_hook", freeze_heads_hook)
+    require_callable("check_freeze_heads_hook", freeze_heads_hook)
 
     def case(name: str, seed: int, layer: int, senders: list, shape: tuple = (3, 5, 4, 3)) -> Case:
         names = [f"blocks.{l}.attn.hook_z" for l in range(3)]
@@ -361,7 +352,7 @@ def check_attribution_per_head(attribution_per_head: Callable[..., torch.Tensor]
     pos, n_heads, d_head], grad_z = ∂metric/∂z on the corrupted run. The first-order estimate of
     patching each head's clean output into the corrupted run: (clean - corrupted) · grad, summed
     over batch, positions and d_head."""
-    _require_callable("check_attribution_per_head", attribution_per_head)
+    require_callable("check_attribution_per_head", attribution_per_head)
 
     def case(name: str, seed: int, shape: tuple) -> Case:
         return Case(name, (_z(seed, *shape) + 0.5, _z(seed + 1, *shape), _z(seed + 2, *shape)))
@@ -392,10 +383,10 @@ def check_fraction_recovered(fraction_recovered: Callable[..., float]) -> None:
     """Check ``fraction_recovered(circuit_ld, model_ld, ablated_ld) -> float``: per-prompt logit
     differences [batch] of the circuit alone (everything else ablated), of the full model, and of
     the model with everything ablated; (mean circuit - mean ablated) / (mean model - mean ablated)."""
-    _require_callable("check_fraction_recovered", fraction_recovered)
+    require_callable("check_fraction_recovered", fraction_recovered)
 
     def case(name: str, seed: int, batch: int) -> Case:
-        g = _gen(seed)
+        g = rng(seed)
         model = torch.rand(batch, generator=g) * 8 + 2
         circuit = model * (0.5 + torch.rand(batch, generator=g)) - 0.3
         ablated = torch.randn(batch, generator=g) * 0.5 + 0.4

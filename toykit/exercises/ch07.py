@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 
 from toykit import fourier as ref
-from toykit.exercises.checking import Case, Mistake, run_check
+from toykit.exercises.checking import Case, Mistake, rng, run_check
 
 __all__ = [
     "check_cos_sin_of_sum",
@@ -39,10 +39,6 @@ __all__ = [
     "check_reconstruct_logits",
     "check_restricted_loss",
 ]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def _x(p: int) -> torch.Tensor:
@@ -117,7 +113,7 @@ def _embedding_cases() -> list[Case]:
     out = []
     for name, seed, p, d in (("p = 7, d_model 5", 0, 7, 5), ("p = 13, d_model 16", 1, 13, 16),
                              ("p = 113, d_model 128", 2, 113, 128)):
-        W_E = torch.randn(p + 1, d, generator=_gen(seed))
+        W_E = torch.randn(p + 1, d, generator=rng(seed))
         out.append(Case(name, (W_E, ref.fourier_basis(p))))
     return out
 
@@ -144,7 +140,7 @@ def _planted_coefficients(p: int, d: int, scales: dict[int, float], const: float
                           background: float = 0.05) -> torch.Tensor:
     """Fourier coefficients [p, d]: frequency k's two rows have norm about scales[k] (about
     ``background`` each for the others), the constant row about const."""
-    g = _gen(seed)
+    g = rng(seed)
     coeffs = background * torch.randn(p, d, generator=g) / math.sqrt(d)
     coeffs[0] *= const / background
     for k, s in scales.items():
@@ -228,7 +224,7 @@ def _trig_cases() -> list[Case]:
 
     p, w = 13, 4
     modular = 2 * math.pi * w * torch.arange(p, dtype=torch.float32) / p
-    g = _gen(0)
+    g = rng(0)
     x, y = torch.rand(9, generator=g) * 2 * math.pi, torch.rand(9, generator=g) * 2 * math.pi
     u, v = torch.rand(5, generator=g) * 2 * math.pi, torch.rand(8, generator=g) * 2 * math.pi
     return [
@@ -267,7 +263,7 @@ def check_cos_sin_of_sum(cos_sin_of_sum: Callable[..., tuple[torch.Tensor, torch
 
 def _neuron_acts(p: int, n: int, seed: int, dead: bool = False) -> torch.Tensor:
     """ReLU'd mixtures of waves of a, b and a+b, like the paper's neurons: [p, p, n]."""
-    g = _gen(seed)
+    g = rng(seed)
     a = _x(p)
     s = a[:, None] + a[None, :]
     acts = []
@@ -352,7 +348,7 @@ def _logit_case(p: int, freqs: list[int], seed: int, memorise: float = 0.0,
                 frac_train: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits [p, p, p] of a partly generalising model: waves cos(w(a+b-c)) of assorted sizes, a
     per-answer bias, noise, and a table that memorises a random train set; and that train mask."""
-    g = _gen(seed)
+    g = rng(seed)
     logits = torch.zeros(p, p, p, dtype=torch.float64)
     for w in freqs:
         logits += (1 + 2 * torch.rand((), generator=g)) * ref.cos_sum_minus_c(p, w, dtype=torch.float64)

@@ -44,6 +44,20 @@ class CheckResult:
 _RESULTS: list[CheckResult] = []  # the one piece of global state graders read
 
 
+def rng(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``. Checks build their cases from their own generators,
+    so they are the same every time and never move the learner's global random state."""
+    return torch.Generator().manual_seed(seed)
+
+
+def require_callable(check: str, fn: object, *, modules_ok: bool = True) -> None:
+    """Raise a clear TypeError when ``check`` is given something other than the learner's function
+    (a result, say, or, with ``modules_ok=False``, a module where a function is expected)."""
+    if not callable(fn) or (not modules_ok and isinstance(fn, torch.nn.Module)):
+        raise TypeError(f"{check} expects your function itself (e.g. {check}(my_function)), "
+                        f"got {type(fn).__name__}")
+
+
 def results() -> list[CheckResult]:
     """The results of every check run in this process, oldest first."""
     return list(_RESULTS)
