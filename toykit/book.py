@@ -11,11 +11,13 @@
 2. runs ``jupyter-book build`` with the interpreter running toykit, with notebook execution
    off (the book shows the outputs stored in ``solutions/``) and, by default, warnings as
    errors;
-3. returns the folder of the built HTML, ``book/_build/html``.
+3. copies MathJax into the built book and returns its folder, ``book/_build/html``.
 
 Nothing here touches the network, and neither does a reader's browser: the book's
-``_config.yml`` turns off every extension and button that would fetch something, and this
-module is also the Sphinx extension (``setup``) that serves MathJax from the book itself.
+``_config.yml`` turns off every extension and button that would fetch something, and
+``build`` copies MathJax into the built book (``install_mathjax``), where ``mathjax_path``
+points. That copy is done here rather than by a Sphinx extension, so that the Sphinx process
+never imports toykit (and with it PyTorch): a few seconds less per build.
 """
 
 from __future__ import annotations
@@ -30,17 +32,18 @@ from typing import Any
 
 import nbformat
 
-from toykit.notebooks import Course, FenceError, find_root, strip_source
+from toykit.notebooks import Course, FenceError, dumps, find_root, learner_notebook, strip_source
 
 __all__ = [
     "BookBuildError",
     "build",
     "clean_code",
     "is_solution_cell",
+    "install_mathjax",
+    "mathjax_path",
     "mathjax_source",
     "prepare_chapters",
     "reader_notebook",
-    "setup",
     "toc_files",
 ]
 
@@ -68,12 +71,13 @@ _SOLUTION_PROMPTS = {"code_prompt_show": "Show solution", "code_prompt_hide": "H
 # (inside book/chapters/, so generated and git-ignored; not in _toc.yml, so not pages).
 _LEARNER_DIR = "learner"
 
-# MathJax 3 for the book's formulas, served from book/_build/html/_static/mathjax/ so pages
-# typeset offline. The files come from the django-static-mathjax package (a copy of MathJax
-# 3.2.2's es5 build as package data; it needs no Django). We copy the one combined file the
-# pages load plus everything it can load later, all relative to its own location: TeX
-# extensions that \require or autoload pulls in, the CHTML fonts, and what MathJax's menu can
-# switch on (the SVG renderer, the accessibility explorer with its speech rule maps).
+# MathJax 3 for the book's formulas, served from book/_build/html/_static/mathjax/ (where
+# book/_config.yml's mathjax_path points) so that pages typeset offline. The files come from the
+# django-static-mathjax package: MathJax 3.2.2's es5 build as package data; it needs no Django.
+# We copy the one combined file the pages load plus everything it can load later, all relative
+# to its own location: the TeX extensions that \require or autoload pull in, the CHTML fonts,
+# and what MathJax's menu can switch on (the SVG renderer, the accessibility explorer and its
+# speech rule maps).
 _MATHJAX_PACKAGE = "mathjax"
 _MATHJAX_ES5 = ("static", "mathjax", "es5")
 _MATHJAX_FILES = ("tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2",
@@ -222,14 +226,13 @@ def prepare_chapters(root: Path | None = None) -> list[Path]:
     if out_dir.exists():
         shutil.rmtree(out_dir)  # generated: start clean so removed chapters do not linger
     (out_dir / _LEARNER_DIR).mkdir(parents=True)
-    course = Course(root)
     written = []
     for src in sources:
         nb = nbformat.read(src, as_version=4)
         try:
             clean = reader_notebook(nb, name=f"solutions/{src.name}")
-            # the same text `toykit chapters build` writes to chapters/
-            learner = course.expected_chapter(src)
+            # the text `toykit chapters build` writes to chapters/ (Course.expected_chapter)
+            learner = dumps(learner_notebook(nb, where=f"solutions/{src.name}"))
         except FenceError as err:
             raise BookBuildError(f"cannot prepare {src.name} for the book: {err}") from None
         (out_dir / _LEARNER_DIR / src.name).write_text(learner, encoding="utf-8")
@@ -254,20 +257,31 @@ def mathjax_source() -> Path:
     )
 
 
-def _check_mathjax_path(app: Any, config: Any) -> None:
-    if re.match(r"^([a-z]+:)?//", config.mathjax_path or ""):
+def mathjax_path(book_dir: Path) -> str:
+    """The ``mathjax_path`` of ``book_dir/_config.yml``: MathJax's combined TeX-to-CHTML file,
+    relative to the built book's ``_static/`` folder. Raises BookBuildError when it is missing
+    or points anywhere else (a CDN above all: pages would show raw TeX offline)."""
+    import yaml
+
+    config_path = Path(book_dir) / "_config.yml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    path = ((config.get("sphinx") or {}).get("config") or {}).get("mathjax_path")
+    expected = f"mathjax/{_MATHJAX_FILES[0]}"
+    if path != expected:
+        where = "from the internet" if re.match(r"^\s*([a-z]+:)?//", str(path)) else "from elsewhere"
         raise BookBuildError(
-            f"mathjax_path is {config.mathjax_path!r}: the book must not load MathJax from the "
-            "internet. Set it to mathjax/tex-chtml.js in book/_config.yml (toykit.book serves "
-            "that file from the book's _static folder)."
+            f"{config_path} sets mathjax_path to {path!r}, so pages would load MathJax {where}. "
+            f"The book must not load MathJax from the internet: set `mathjax_path: {expected}` "
+            "under sphinx.config (toykit book build copies MathJax there)."
         )
+    return path
 
 
-def _copy_mathjax(app: Any, exception: Exception | None) -> None:
-    if exception is not None or app.builder.format != "html":
-        return
+def install_mathjax(html: Path, path: str) -> Path:
+    """Copy MathJax into the built book so that ``path`` (a ``mathjax_path``) exists under
+    ``html/_static/``; returns the folder written."""
     source = mathjax_source()
-    dest = Path(app.outdir) / "_static" / "mathjax"
+    dest = Path(html) / "_static" / Path(path).parent
     if dest.exists():
         shutil.rmtree(dest)
     for name in _MATHJAX_FILES:
@@ -276,15 +290,7 @@ def _copy_mathjax(app: Any, exception: Exception | None) -> None:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / name, dest / name)
-
-
-def setup(app: Any) -> dict[str, Any]:
-    """The Sphinx extension (listed in ``book/_config.yml``): refuses a MathJax loaded from
-    the internet, and copies MathJax into the built book's ``_static/mathjax/``."""
-    mathjax_source()  # fail before the build, not after it
-    app.connect("config-inited", _check_mathjax_path)
-    app.connect("build-finished", _copy_mathjax)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    return dest
 
 
 def _run(cmd: list[str], cwd: Path, quiet: bool) -> tuple[int, list[str]]:
@@ -319,7 +325,8 @@ def build(root: Path | None = None, strict: bool = True, quiet: bool = True) -> 
             f"jupyter-book is not installed for {sys.executable}; install the dev extra "
             "(`pip install -e '.[dev]'`, which `make test` does). The book needs 1.x."
         )
-    mathjax_source()  # a clear message now rather than a failed extension later
+    mathjax_source()  # clear messages before the slow part
+    mathjax = mathjax_path(root / "book")
     prepare_chapters(root)
     html = root / "book" / "_build" / "html"
     if html.exists():
@@ -337,4 +344,5 @@ def build(root: Path | None = None, strict: bool = True, quiet: bool = True) -> 
             f"{'warnings are errors in strict mode; ' if strict else ''}"
             "what it reported:\n" + "\n".join(f"  {line}" for line in shown)
         )
+    install_mathjax(html, mathjax)
     return html
