@@ -1,25 +1,40 @@
 """The book: it builds offline with warnings as errors, with a page per solution notebook,
-its figures, and none of the fences that readers should not see.
+its figures, and none of the fences that readers should not see. Solutions are folded behind
+"Show solution", each chapter offers its learner notebook, exercise marks are characters
+every font has, and the pages need nothing from the internet: headless Chromium, with no
+network, typesets chapter 07's formulas with the MathJax the book carries.
 
 Everything is built in a temporary copy of the repository, so no tracked file changes. The
 copy holds the real solution notebooks (whichever exist so far) plus one small self-test
-notebook, written here, that has every kind of fence and a figure.
+notebook, written here, that has every kind of fence and a figure. The book is built once
+per run (the module-scoped ``book`` fixture).
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import shutil
+import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import nbformat
 import pytest
 import yaml
 from matplotlib.figure import Figure
 
-from toykit.book import BookBuildError, build, clean_code, prepare_chapters, reader_notebook
+from toykit.book import (
+    BookBuildError,
+    build,
+    clean_code,
+    is_solution_cell,
+    prepare_chapters,
+    reader_notebook,
+)
 from toykit.notebooks import Course, FenceError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +128,30 @@ def test_reader_notebook_keeps_outputs_and_drops_hidden_only_cells():
     assert "# BEGIN SOLUTION" in solution.cells[1].source, "the solution must not be modified"
 
 
+def test_reader_notebook_folds_only_solution_cells():
+    solution = selftest_notebook()
+    solution.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"a": {}}}}
+    reader = reader_notebook(solution)
+    solution_cell, plot = reader.cells[1], reader.cells[2]
+    assert solution_cell.metadata["tags"] == ["hide-input"]
+    assert solution_cell.metadata["mystnb"] == {"code_prompt_show": "Show solution",
+                                                "code_prompt_hide": "Hide solution"}
+    assert "tags" not in plot.metadata and "mystnb" not in plot.metadata
+    assert "widgets" not in reader.metadata  # would make myst-nb load widget JS from a CDN
+    assert "tags" not in solution.cells[1].metadata and "widgets" in solution.metadata, (
+        "the solution notebook must not be modified")
+
+
+def test_solution_cells_are_found_by_their_fence():
+    code = nbformat.v4.new_code_cell
+    assert is_solution_cell(code(SOLUTION_CELL))
+    assert is_solution_cell(code("class M:\n    def f(self):\n        # BEGIN SOLUTION\n        pass\n"
+                                 "        # END SOLUTION"))
+    assert not is_solution_cell(code("# BEGIN HIDDEN TESTS\nassert x\n# END HIDDEN TESTS"))
+    assert not is_solution_cell(code("print('# BEGIN SOLUTION')"))
+    assert not is_solution_cell(nbformat.v4.new_markdown_cell("# BEGIN SOLUTION"))
+
+
 # ---------------------------------------------------------------- temporary copies
 
 
@@ -180,6 +219,7 @@ def test_config_is_valid_and_offline():
     assert "sphinx.ext.intersphinx" not in sphinx["extensions"]
     assert "sphinx_thebe" not in sphinx["extensions"]
     assert not sphinx.get("intersphinx_mapping")
+    assert sphinx["mathjax_path"] == "mathjax/tex-chtml.js"  # in _static/, copied there by build()
     theme = sphinx["html_theme_options"]
     assert theme["use_download_button"] is True
     launch = theme["launch_buttons"]
@@ -300,3 +340,239 @@ def test_a_broken_page_fails_the_build_with_its_warning(tmp_path):
     message = str(err.value)
     assert "WARNING" in message and "no_such_page" in message and "instructor" in message
 
+
+
+@pytest.mark.parametrize("path", ["https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js",
+                                  "//cdn.example.org/mathjax/tex-chtml.js", "tex-chtml.js"])
+def test_a_mathjax_path_other_than_the_books_own_copy_is_a_clear_error(tmp_path, path):
+    root = copy_repo(tmp_path / "repo", [])
+    config = root / "book" / "_config.yml"
+    text = config.read_text()
+    assert "mathjax_path: mathjax/tex-chtml.js" in text
+    config.write_text(text.replace("mathjax_path: mathjax/tex-chtml.js", f"mathjax_path: {path}"))
+    with pytest.raises(BookBuildError, match="must not load MathJax from the internet") as err:
+        build(root, strict=True)  # fails before jupyter-book runs
+    assert repr(path) in str(err.value) and "mathjax_path: mathjax/tex-chtml.js" in str(err.value)
+
+
+# ---------------------------------------------------------------- what readers see
+
+
+def chapter_pages(book: dict) -> dict[Path, Path]:
+    """{solution notebook: its page}, for the real chapters."""
+    return {path: book["html"] / "chapters" / f"{path.stem}.html" for path in SOLUTIONS}
+
+
+_DETAILS = re.compile(r"<details\b[^>]*>.*?</details>", re.S)
+_SHOW_SOLUTION = re.compile(r'<details class="[^"]*\bhide above-input\b[^"]*">\s*<summary[^>]*>\s*'
+                            r'<p class="collapsed[^"]*">Show solution</p>', re.S)
+_SECTION = re.compile(r'<section id="([^"]+)">')
+_OUTPUT = '<div class="cell_output'
+
+
+def exercise_chunks(page: Path) -> dict[str, str]:
+    """{section id: its HTML up to the next section}, for the 'Exercise: ...' sections."""
+    text = page.read_text(encoding="utf-8")
+    starts = [(m.start(), m[1]) for m in _SECTION.finditer(text)] + [(len(text), "")]
+    return {name: text[start:end] for (start, name), (end, _) in zip(starts, starts[1:])
+            if name.startswith("exercise-")}
+
+
+def test_every_solution_is_folded_behind_show_solution_and_checks_stay_visible(book):
+    selftest = (book["html"] / "chapters" / f"{SELFTEST}.html").read_text(encoding="utf-8")
+    [folded] = _DETAILS.findall(selftest)
+    assert _SHOW_SOLUTION.search(folded) and "Hide solution" in folded
+    assert "clamp" in folded and "cases passed" not in folded  # the code folded, its output not
+    assert "cases passed" in _DETAILS.sub("", selftest)
+
+    for path, page in chapter_pages(book).items():
+        text = page.read_text(encoding="utf-8")
+        solutions = sum(map(is_solution_cell, nbformat.read(path, as_version=4).cells))
+        assert len(_SHOW_SOLUTION.findall(text)) == solutions, (
+            f"{page.name}: {solutions} solution cells, but not as many 'Show solution' toggles")
+        assert all(_OUTPUT not in d for d in _DETAILS.findall(text)), f"{page.name} folds an output"
+        chunks = exercise_chunks(page)
+        assert chunks, f"{page.name} has no 'Exercise: ...' sections"
+        for name, chunk in chunks.items():
+            assert _SHOW_SOLUTION.search(chunk), f"{page.name}#{name}: the solution is not folded"
+            assert "check_" in _DETAILS.sub("", chunk), f"{page.name}#{name}: no visible check"
+            assert _OUTPUT in _DETAILS.sub("", chunk), f"{page.name}#{name}: no visible check output"
+
+
+def test_every_chapter_page_offers_its_learner_notebook(book):
+    for path, page in [*chapter_pages(book).items(),
+                       (Path(f"{SELFTEST}.ipynb"), book["html"] / "chapters" / f"{SELFTEST}.html")]:
+        links = re.findall(r'<a class="reference download internal" download="" href="([^"]+)"',
+                           page.read_text(encoding="utf-8"))
+        assert [Path(link).name for link in links] == [path.name], f"{page.name}: {links}"
+        served = (page.parent / links[0]).resolve()
+        assert served.is_relative_to(book["html"]) and served.is_file()
+        expected = Course(book["root"]).expected_chapter(book["root"] / "solutions" / path.name)
+        assert served.read_text(encoding="utf-8") == expected  # what `toykit chapters build` writes
+        learner = nbformat.reads(expected, as_version=4)
+        assert not any("hide-input" in c.metadata.get("tags", []) or "mystnb" in c.metadata
+                       for c in learner.cells), "the book's folding leaked into the learner notebook"
+        if path in SOLUTIONS:
+            assert served.read_text(encoding="utf-8") == (ROOT / "chapters" / path.name).read_text(
+                encoding="utf-8"), f"chapters/{path.name} is stale: run `toykit chapters build`"
+    intro = (book["html"] / "intro.html").read_text(encoding="utf-8")
+    assert 'id="run-locally"' in intro and "make lab" in re.sub(r"<[^>]+>", "", intro)
+
+
+_MARKS = re.compile(r"<strong>Difficulty:</strong>\s*(\S+)\s*·\s*<strong>Importance:</strong>\s*(\S+)")
+
+
+def test_exercise_marks_are_characters_every_font_has(book):
+    """Difficulty ★☆ and importance ●○, five marks each; no emoji (they show as empty boxes
+    where a reader's fonts have none)."""
+    for page in sorted(book["html"].rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        emoji = sorted(set(re.findall("[\U0001F535\u26AA\U0001F7E0-\U0001F7EB]", text)))
+        assert not emoji, f"{page.relative_to(book['html'])} shows emoji marks {emoji}"
+    for page in chapter_pages(book).values():
+        for name, chunk in exercise_chunks(page).items():
+            marks = _MARKS.findall(chunk)
+            assert len(marks) == 1, f"{page.name}#{name}: no 'Difficulty: … · Importance: …' line"
+            [(difficulty, importance)] = marks
+            assert re.fullmatch("★+☆*", difficulty) and len(difficulty) == 5, (page.name, name, difficulty)
+            assert re.fullmatch("●+○*", importance) and len(importance) == 5, (page.name, name, importance)
+
+
+# ---------------------------------------------------------------- offline, in a browser
+
+# Tags whose URL attribute the browser fetches as the page loads (links in <a> are not).
+_FETCHED = re.compile(r"<(script|link|img|iframe|source|embed|video|audio)\b[^>]*?\s(?:src|href)=\"([^\"]*)\"",
+                      re.I)
+_REMOTE = re.compile(r"^\s*([a-z]+:)?//", re.I)
+
+
+def test_no_page_loads_anything_from_the_internet(book):
+    html = book["html"]
+    for page in sorted(html.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        remote = [f"<{tag} {url}>" for tag, url in _FETCHED.findall(text) if _REMOTE.match(url)]
+        assert not remote, f"{page.relative_to(html)} loads from the internet: {remote}"
+    for css in sorted(html.rglob("*.css")):
+        text = re.sub(r"/\*.*?\*/", "", css.read_text(encoding="utf-8", errors="replace"), flags=re.S)
+        remote = re.findall(r"(?:url\(\s*['\"]?|@import\s+['\"])((?:[a-z]+:)?//[^'\")]+)", text, re.I)
+        assert not remote, f"{css.relative_to(html)} loads from the internet: {remote}"
+    math_pages = [p for p in html.rglob("*.html") if 'class="math notranslate' in p.read_text(encoding="utf-8")]
+    assert math_pages, "no page has math: is dollarmath still on?"
+    for page in math_pages:
+        [mathjax] = re.findall(r'<script[^>]*src="([^"]*tex-chtml\.js)"', page.read_text(encoding="utf-8"))
+        assert (page.parent / mathjax).resolve() == html / "_static" / "mathjax" / "tex-chtml.js"
+    fonts = html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file() and list(fonts.glob("*.woff"))
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--mute-audio",
+    # a second fence for when no network namespace can be made: every host unknown, every
+    # proxied request sent to a port where nothing listens
+    "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
+    # MathJax loads its fonts and finishes typesetting after the load event
+    "--virtual-time-budget=30000",
+]
+
+
+def chromium() -> str:
+    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if found is None:
+        message = ("headless Chromium is not installed, so the book was not checked in a browser "
+                   "(Debian: `apt-get install chromium`; .ci/run installs it)")
+        if os.environ.get("CI"):
+            pytest.fail(message + "; in CI it must be there")
+        pytest.skip(message)
+    return found
+
+
+def no_network_prefix() -> list[str]:
+    """``unshare -n`` (a network namespace with nothing in it) where this user may make one."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return [unshare, "-n"]
+    return []  # the resolver and proxy flags still keep Chromium off the network
+
+
+def rendered_dom(page: Path, profile: Path) -> str:
+    """The DOM of ``page`` after headless Chromium, offline, has run its scripts."""
+    cmd = [*no_network_prefix(), chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+           "--dump-dom", page.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "</html>" in done.stdout, (
+        f"chromium failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+class VisibleText(HTMLParser):
+    """The text a reader sees, and every URL the page fetched (src/href of fetching tags)."""
+
+    HIDDEN = {"script", "style", "template", "noscript", "mjx-assistive-mml", "pre", "code"}
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+            "track", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[str] = []
+        self.text: list[str] = []
+        self.fetched: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in {"script", "img", "iframe", "source", "embed"} and attrs.get("src"):
+            self.fetched.append(attrs["src"])
+        if tag == "link" and attrs.get("href"):
+            self.fetched.append(attrs["href"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.stack:
+            while self.stack.pop() != tag:
+                pass
+
+    def handle_data(self, data):
+        if not self.HIDDEN.intersection(self.stack):
+            self.text.append(data)
+
+
+def local_file(url: str, page: Path) -> Path | None:
+    """The file a URL on ``page`` points to, or None when it is not a local file."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path)).resolve()
+    if parsed.scheme or parsed.netloc:
+        return None
+    return (page.parent / unquote(parsed.path)).resolve()
+
+
+def test_chapter_07_typesets_its_formulas_offline_in_chromium(book, tmp_path):
+    html = book["html"]
+    page = html / "chapters" / "07_grokking.html"
+    assert page.is_file(), "chapter 07 was not built"
+    static = page.read_text(encoding="utf-8")
+    formulas = static.count('class="math notranslate nohighlight"')
+    assert formulas > 20 and "\\(" in static  # the built page holds TeX for MathJax to typeset
+
+    dom = rendered_dom(page, tmp_path / "profile")
+    typeset = dom.count("<mjx-container")
+    assert typeset == formulas, f"MathJax typeset {typeset} of the page's {formulas} formulas"
+    assert "<mjx-merror" not in dom, "MathJax could not typeset some formulas"
+
+    seen = VisibleText()
+    seen.feed(dom)
+    text = "".join(seen.text)
+    assert "Grokking" in text
+    raw = re.findall(r".{0,40}(?:\\\(|\\\[|\$\$).{0,40}", text)
+    assert not raw, f"raw TeX left in the visible text: {raw[:5]}"
+
+    # Everything the page loaded, MathJax's own scripts and fonts included, is in the book.
+    fonts = re.findall(r"url\(\"?([^\")]+\.woff2?)\"?\)", dom)
+    assert fonts, "MathJax's CHTML output declared no fonts"
+    assert any("tex-chtml.js" in url for url in seen.fetched)
+    for url in [*seen.fetched, *fonts]:
+        path = local_file(url.split("?")[0].split("#")[0], page)
+        assert path is not None and path.is_relative_to(html), f"{page.name} loads {url}"
+        assert path.is_file(), f"{page.name} loads {url}, which is missing"
