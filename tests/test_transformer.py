@@ -210,9 +210,50 @@ def test_hooks_patch_and_the_layernorm_scale_path():
     # ...and patching the scale really changes the output.
     doubled = model.run_with_hooks(t, fwd_hooks=[("ln_final.hook_scale", lambda a, hook: 2 * a)])
     _, cache = model.run_with_cache(t)
-    expected = model.unembed((cache["ln_final.hook_normalized"] - model.ln_final.b) / 2 + model.ln_final.b)
+    expected = model.unembed(cache["ln_final.hook_normalized"] / 2 * model.ln_final.w + model.ln_final.b)
     torch.testing.assert_close(doubled, expected)
     assert not model.hook_dict["ln_final.hook_scale"].has_hooks
+
+
+def randomise_layernorms(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith((".w", ".b")):
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def test_hook_normalized_is_the_input_before_the_layernorm_weights():
+    """As in TransformerLens 3.x: hook_normalized = (x - mean) / scale; w and b come after it."""
+    model = randomise_layernorms(make_model(dtype=torch.float64))
+    t = tokens()
+    logits, cache = model.run_with_cache(t)
+    for ln, x in [("blocks.1.ln1", cache["resid_pre", 1]), ("blocks.0.ln2", cache["resid_mid", 0]),
+                  ("ln_final", cache["resid_post", 1])]:
+        centred = x - x.mean(-1, keepdim=True)
+        torch.testing.assert_close(cache[f"{ln}.hook_scale"], (centred.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt())
+        torch.testing.assert_close(cache[f"{ln}.hook_normalized"], centred / cache[f"{ln}.hook_scale"])
+    final = model.ln_final
+    torch.testing.assert_close(logits, model.unembed(cache["ln_final.hook_normalized"] * final.w + final.b))
+    # Zeroing it leaves only the LayerNorm's bias: logits = b @ W_U + b_U at every position.
+    zeroed = model.run_with_hooks(t, fwd_hooks=[("ln_final.hook_normalized", lambda a, hook: torch.zeros_like(a))])
+    torch.testing.assert_close(zeroed, (final.b @ model.W_U + model.b_U).expand_as(zeroed))
+    # A hook on hook_normalized alone switches to the written-out path, with the same numbers.
+    same = model.run_with_hooks(t, fwd_hooks=[("blocks.0.ln1.hook_normalized", lambda a, hook: None)])
+    torch.testing.assert_close(same, model(t))
+
+
+def test_hook_normalized_gradients_match_the_fused_layernorm():
+    model = randomise_layernorms(make_model(dtype=torch.float64))
+    t = tokens()
+    model(t, return_type="loss").backward()
+    fused = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    with model.hooks(fwd_hooks=[(lambda n: n.endswith("hook_normalized"), lambda a, hook: None)]):
+        model(t, return_type="loss").backward()
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, fused[k])
 
 
 def test_hook_scale_gradients_match_the_fused_layernorm():

@@ -20,7 +20,7 @@ hook                                                            shape
 hook_embed, hook_pos_embed                                      [b, p, d_model]
 blocks.{l}.hook_resid_pre / hook_resid_mid / hook_resid_post    [b, p, d_model]
 blocks.{l}.ln1 / ln2, ln_final .hook_scale                      [b, p, 1]
-blocks.{l}.ln1 / ln2, ln_final .hook_normalized                 [b, p, d_model]
+blocks.{l}.ln1 / ln2, ln_final .hook_normalized                 [b, p, d_model], x / scale before w and b
 blocks.{l}.attn.hook_q / hook_k / hook_v / hook_z               [b, p, n_heads, d_head]
 blocks.{l}.attn.hook_attn_scores / hook_pattern                 [b, n_heads, q_pos, k_pos]
 blocks.{l}.attn.hook_result (only with use_attn_result)         [b, p, n_heads, d_model]
@@ -36,7 +36,7 @@ Two shortcuts keep the model as fast as a plain PyTorch GPT, and switch off when
 tell the difference: attention uses PyTorch's fused ``scaled_dot_product_attention`` unless a
 hook is attached to ``hook_attn_scores`` or ``hook_pattern`` (``run_with_cache`` attaches one
 when it caches them), and LayerNorm uses ``F.layer_norm`` unless one is attached to
-``hook_scale``. Both paths compute the same maths, equal to float rounding.
+``hook_scale`` or ``hook_normalized``. Both paths compute the same maths, equal to float rounding.
 """
 
 from __future__ import annotations
@@ -160,7 +160,9 @@ def _check_positive_int(name: str, value: object) -> None:
 class LayerNormPre(nn.Module):
     """Centre and scale to unit RMS, with no weights: the LayerNorm left after folding.
 
-    x: [b, p, d_model] -> [b, p, d_model]. hook_scale [b, p, 1], hook_normalized [b, p, d_model].
+    x: [..., d_model] -> [..., d_model]. hook_scale [..., 1] is sqrt(var(x) + eps);
+    hook_normalized [..., d_model] is (x - mean(x)) / scale. (The leading dims are [b, p], or
+    [b, p, n_heads] for ln1 with split q/k/v inputs.)
     """
 
     def __init__(self, cfg: TransformerConfig) -> None:
@@ -170,27 +172,32 @@ class LayerNormPre(nn.Module):
         self.hook_normalized = HookPoint()  # [b, p, d_model]
 
     def normalize(self, x: torch.Tensor, w: torch.Tensor | None = None, b: torch.Tensor | None = None) -> torch.Tensor:
-        """(x - mean(x)) / scale * w + b, with scale = sqrt(var(x) + eps) over d_model."""
-        if not self.hook_scale.has_hooks:
-            # Nothing reads or patches the scale: use the fused kernel (same maths, ~3x faster
-            # with its backward; results agree with the written-out path to float rounding).
+        """(x - mean(x)) / scale * w + b, with scale = sqrt(var(x) + eps) over d_model.
+
+        As in TransformerLens 3.x, hook_normalized sees (x - mean(x)) / scale *before* w and b.
+        """
+        if not (self.hook_scale.has_hooks or self.hook_normalized.has_hooks):
+            # Nothing reads or patches the scale or the normalised input: use the fused kernel
+            # (same maths, ~3x faster with its backward; equal to float rounding).
             return F.layer_norm(x, x.shape[-1:], w, b, self.cfg.eps)
-        # Written out so that the scale passes through its hook point: patching it (or freezing
-        # it, as direct logit attribution does) changes the output.
-        # (The norm and addcmul avoid full-size temporaries, which cost page faults on CPU.)
+        # Written out so that the scale and the normalised input pass through their hook
+        # points: patching them (or freezing the scale, as direct logit attribution does)
+        # changes the output. (The norm and addcmul avoid full-size temporaries.)
         x = x - x.mean(-1, keepdim=True)
         mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1]
         scale = self.hook_scale((mean_square + self.cfg.eps).sqrt())
-        return x / scale if w is None else torch.addcmul(b, x / scale, w)
+        normalized = self.hook_normalized(x / scale)
+        return normalized if w is None else torch.addcmul(b, normalized, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hook_normalized(self.normalize(x))
+        return self.normalize(x)
 
 
 class LayerNorm(LayerNormPre):
     """LayerNormPre followed by an elementwise affine map: w [d_model], b [d_model].
 
-    hook_normalized holds the output after w and b, as in TransformerLens.
+    hook_normalized holds the normalised input before w and b are applied, exactly as in
+    TransformerLens 3.x; the block's output is hook_normalized * w + b.
     """
 
     def __init__(self, cfg: TransformerConfig) -> None:
@@ -199,7 +206,7 @@ class LayerNorm(LayerNormPre):
         self.b = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hook_normalized(self.normalize(x, self.w, self.b))
+        return self.normalize(x, self.w, self.b)
 
 
 def make_norm(cfg: TransformerConfig) -> nn.Module:
