@@ -415,6 +415,13 @@ class TopKSAE(SAE):
     aux_k largest pre-activations among the *dead* latents alone, ê = TopK(z_dead) W_dec, and
     add ‖e − ê‖² (batch mean), scaled by min(n_dead / aux_k, 1). Dead latents that can explain
     the error get gradient again.
+
+    TopK here, as in the main activation, includes a ReLU: a dead latent with a negative
+    pre-activation contributes 0 to ê. This follows Gao et al. 2024's reference code (OpenAI's
+    sparse_autoencoder, train.py, applies torch.relu to the AuxK values as to the TopK ones).
+    SAELens 6.54 omits that ReLU, so when fewer than aux_k latents are dead (and some of the
+    chosen ones are negative) its AuxK loss differs from this one; the main loss, encode,
+    decode and forward agree exactly (toykit.interop converts between the two).
     """
 
     architecture = "topk"

@@ -66,7 +66,12 @@ from toykit.runtime import resolve_device
 from toykit.sampling import sample_next_token
 from toykit.validation import check_tensor
 
-ACT_FNS = {"relu": F.relu, "gelu": F.gelu}
+ACT_FNS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    # GPT-2's tanh approximation of GELU (Hugging Face's and TransformerLens's "gelu_new").
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+}
 NORMALIZATION_TYPES = ("LN", "LNPre", None)
 # TransformerLens's switches for optional hook points: {switch: hook names in a block}. A hook
 # point exists only while its switch is on, so that an unused one costs nothing.
@@ -86,7 +91,8 @@ class TransformerConfig:
     n_heads: number of attention heads; d_head defaults to d_model // n_heads and must satisfy
         n_heads * d_head == d_model.
     d_mlp: MLP width, default 4 * d_model (unused when attn_only).
-    act_fn: "relu" or "gelu" (exact GELU, as TransformerLens's "gelu").
+    act_fn: "relu", "gelu" (exact GELU, as TransformerLens's "gelu") or "gelu_new" (GPT-2's
+        tanh approximation).
     normalization_type: "LN" (LayerNorm with weight w and bias b), "LNPre" (centre and scale
         only, as after folding) or None (no normalization).
     attn_only: no MLPs (and no ln2, hook_resid_mid, hook_mlp_out).
