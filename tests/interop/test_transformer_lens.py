@@ -220,3 +220,30 @@ def test_importing_toykit_imports_none_of_the_optional_libraries():
             "bad = [m for m in ('transformer_lens', 'sae_lens', 'transformers') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", [n for n in CHECKPOINTS if pretrained.manifest()[n]["config"]["normalization_type"]])
+def test_weight_processing_matches(name, record_diff):
+    """toykit's process_weights and TL's process_weights_ (fold LayerNorm, centre writing weights
+    and the unembedding, fold value biases) give the same weights. TL 3.9 processes a state dict
+    in float32 whatever the model's dtype (weight_processing.py casts it), so in float64 the two
+    agree to float32 rounding (~1e-8 here); toykit's result is the exact float64 one."""
+    from toykit.weight_processing import process_weights
+    model = load(name, torch.float64)
+    tl_model = to_transformer_lens(model)
+    tl_model.process_weights_()
+    ours = process_weights(model)
+    assert ours.cfg.normalization_type == tl_model.cfg.normalization_type == "LNPre"
+    tl_state = tl_model.state_dict()
+    for key, value in ours.state_dict().items():
+        diff = max_diff(value, tl_state[key])
+        record_diff(name, "float64", "processed weights", diff)
+        assert diff <= 1e-6, (key, diff)
+    W_E = model.W_E.detach()
+    torch.testing.assert_close(ours.W_E, W_E - W_E.mean(-1, keepdim=True), atol=1e-14, rtol=0)
+    back = from_transformer_lens(tl_model)
+    tokens = tokens_for(model, seed=4)
+    torch.testing.assert_close(back(tokens), ours(tokens), atol=1e-5, rtol=0)
+    # Processing keeps the predictions (centring the unembedding shifts each position's logits
+    # by a constant, which softmax ignores).
+    torch.testing.assert_close(ours(tokens).log_softmax(-1), model(tokens).log_softmax(-1), atol=1e-10, rtol=0)
