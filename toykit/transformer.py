@@ -568,7 +568,8 @@ class HookedTransformer(HookedRootModule):
     def _unknown_hook_message(self, name: str) -> str:
         msg = super()._unknown_hook_message(name)
         leaf = name.rsplit(".", 1)[-1]
-        switch = next((s for s, paths in HOOK_SWITCHES.items() if any(p.endswith(leaf) for p in paths)), None)
+        switch = next((s for s, paths in HOOK_SWITCHES.items() if any(p.rsplit(".", 1)[-1] == leaf for p in paths)),
+                      None)
         if switch is not None and not getattr(self.cfg, switch):
             msg += f"; {leaf} exists only after model.set_{switch}(True)"
         elif self.cfg.attn_only and leaf in ("hook_resid_mid", "hook_mlp_out", "hook_pre", "hook_post", "hook_mlp_in"):
