@@ -10,7 +10,16 @@ TORCH_INDEX_URL ?=
 PYTEST := $(PY) -m pytest
 NBVAL_ARGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300
 
-.PHONY: lab test unit notebooks sync book bench bench-lens lint clean-venv
+# A second venv for what toykit must never depend on: TransformerLens, SAELens and
+# transformers (pinned to the versions the interop tier was written against), with toykit
+# installed editable and torch kept at TORCH_SPEC (a constraint, checked afterwards). About
+# 2 GB; four minutes to build with an empty pip cache.
+LENS_VENV := .venv-lens
+LENS_PY := $(LENS_VENV)/bin/python
+LENS_STAMP := $(LENS_VENV)/.lens-installed
+LENS_PACKAGES ?= transformer-lens==3.9.0 sae-lens==6.54.12 transformers==5.25.0
+
+.PHONY: lab test unit notebooks interop sync book bench bench-lens lint clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,12 +34,14 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab chapters/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# Unit tests (including the book build), nbval of every solution notebook, the sync check.
-test: $(STAMP)
+# Unit tests (including the book build), nbval of every solution notebook, the sync check,
+# then the interop tier against TransformerLens, SAELens and transformers in their own venv.
+test: $(STAMP) $(LENS_STAMP)
 	$(VENV)/bin/toykit chapters check
 	$(VENV)/bin/ruff check .
 	$(PYTEST) tests solutions $(NBVAL_ARGS); rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
+	$(MAKE) --no-print-directory interop
 
 unit: $(STAMP)
 	$(PYTEST) tests
@@ -42,15 +53,31 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
-# The transformer and SAE benchmarks again next to TransformerLens and SAELens, in a venv of
-# their own (never toykit dependencies): benchmarks/with-lens/, and a section of the book page.
-LENS_VENV := .venv-lens
-bench-lens: $(STAMP)
-	test -x $(LENS_VENV)/bin/python || $(PYTHON) -m venv $(LENS_VENV)
-	$(LENS_VENV)/bin/python -c "import torch" 2>/dev/null || $(LENS_VENV)/bin/pip install --quiet $(TORCH_SPEC) \
-		$(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(LENS_VENV)/bin/pip install --quiet -e . transformer-lens sae-lens
-	$(LENS_VENV)/bin/python -m benchmarks.run --only transformer sae --out benchmarks/with-lens
+$(LENS_STAMP): pyproject.toml
+	@start=$$(date +%s); \
+	test -x $(LENS_PY) || $(PYTHON) -m venv $(LENS_VENV) || exit 1; \
+	$(LENS_PY) -m pip install --quiet --upgrade pip || exit 1; \
+	$(LENS_PY) -c "import torch" 2>/dev/null || $(LENS_PY) -m pip install --quiet $(TORCH_SPEC) \
+		$(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) || exit 1; \
+	echo "$(TORCH_SPEC)" > $(LENS_VENV)/constraints.txt; \
+	$(LENS_PY) -m pip install --quiet -c $(LENS_VENV)/constraints.txt -e . $(LENS_PACKAGES) pytest || exit 1; \
+	$(LENS_PY) -c "import torch, sys; want = '$(TORCH_SPEC)'.partition('==')[2]; \
+		sys.exit(0 if not want or torch.__version__.split('+')[0] == want else \
+		f'pip replaced torch: {torch.__version__}, wanted {want}')" || exit 1; \
+	echo "interop venv $(LENS_VENV) built in $$(( $$(date +%s) - start )) s"
+	touch $(LENS_STAMP)
+
+# The interop tier (tests/interop/): every checkpoint and SAE architecture against the real libraries.
+interop: $(LENS_STAMP)
+	@start=$$(date +%s); \
+	$(LENS_PY) -m pytest tests/interop -q; rc=$$?; \
+	echo "interop tier ran in $$(( $$(date +%s) - start )) s"; \
+	if [ $$rc -eq 5 ]; then echo "the interop tier collected no tests: that is a failure"; fi; exit $$rc
+
+# The transformer and SAE benchmarks again next to TransformerLens and SAELens, in the interop
+# venv (never toykit dependencies): benchmarks/with-lens/, and a section of the book page.
+bench-lens: $(STAMP) $(LENS_STAMP)
+	$(LENS_PY) -m benchmarks.run --only transformer sae --out benchmarks/with-lens
 	$(PY) -m benchmarks.run --render-book
 
 sync: $(STAMP)
@@ -63,4 +90,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LENS_VENV)

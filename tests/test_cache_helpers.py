@@ -87,6 +87,16 @@ def test_apply_ln_reproduces_the_layernorm_output():
     close(some.sum(0), cache["ln_final.hook_normalized"][:2])
 
 
+def test_apply_ln_sums_to_hook_normalized_before_the_layernorm_weights():
+    """hook_normalized is the input before w and b (TransformerLens 3.x), so the normalized
+    components sum to it even in an unprocessed model whose LayerNorms have weights."""
+    model, _, _, cache = model_and_cache(processed=False)
+    assert not torch.allclose(model.ln_final.w, torch.ones_like(model.ln_final.w))
+    close(cache.decompose_resid(apply_ln=True).sum(0), cache["ln_final.hook_normalized"])
+    close(cache.decompose_resid(layer=2, apply_ln=True).sum(0), cache["blocks.2.ln1.hook_normalized"])
+    close(cache.decompose_resid(layer=0, mlp_input=True, apply_ln=True).sum(0), cache["blocks.0.ln2.hook_normalized"])
+
+
 def test_apply_ln_is_the_identity_without_layernorm():
     _, _, _, cache = model_and_cache(normalization_type=None)
     stack = cache.decompose_resid()

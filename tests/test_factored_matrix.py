@@ -71,21 +71,45 @@ def test_matmul_shape_errors_name_the_shapes(fm):
         FactoredMatrix(rand(6), rand(6, 5))
 
 
-def test_svd_matches_dense_and_reconstructs(fm):
-    U, S, Vh = fm.svd()
-    assert U.shape == (2, 3, 6, 4) and S.shape == (2, 3, 4) and Vh.shape == (2, 3, 4, 5)
+def test_svd_returns_V_like_transformerlens(fm):
+    """svd() returns (U, S, V) with AB = U diag(S) V^T: V, not torch.linalg.svd's Vh, third."""
+    U, S, V = fm.svd()
+    assert U.shape == (2, 3, 6, 4) and S.shape == (2, 3, 4) and V.shape == (2, 3, 5, 4)
     close(S, torch.linalg.svdvals(fm.AB)[..., :4])
-    close(U @ torch.diag_embed(S) @ Vh, fm.AB)
+    close(U @ torch.diag_embed(S) @ V.mT, fm.AB)
     close(U.mT @ U, torch.eye(4, dtype=torch.float64).expand(2, 3, 4, 4))
-    close(Vh @ Vh.mT, torch.eye(4, dtype=torch.float64).expand(2, 3, 4, 4))
+    close(V.mT @ V, torch.eye(4, dtype=torch.float64).expand(2, 3, 4, 4))
     close(fm.S, S)
+    close(fm.U, U)
+    close(fm.V, V)
+    with pytest.warns(DeprecationWarning, match="use .V"):
+        close(fm.Vh, V)  # TransformerLens's deprecated alias returns V too
 
 
 def test_svd_when_the_middle_dim_is_largest():
     fm = FactoredMatrix(rand(3, 8), rand(8, 4))  # rank <= 3
-    U, S, Vh = fm.svd()
-    assert S.shape == (3,)
-    close(U @ torch.diag(S) @ Vh, fm.AB)
+    U, S, V = fm.svd()
+    assert S.shape == (3,) and V.shape == (4, 3)
+    close(U @ torch.diag(S) @ V.mT, fm.AB)
+
+
+def test_collapse_make_even_pair_and_unsqueeze(fm):
+    U, S, V = fm.svd()
+    close(U @ fm.collapse_l(), fm.AB)  # collapse_l = diag(S) V^T [..., k, rdim]
+    assert fm.collapse_l().shape == (2, 3, 4, 5)
+    close(fm.collapse_r() @ V.mT, fm.AB)  # collapse_r = U diag(S) [..., ldim, k]
+    assert fm.collapse_r().shape == (2, 3, 6, 4)
+    even = fm.make_even()
+    close(even.AB, fm.AB)
+    close(even.A.norm(dim=-2), even.B.norm(dim=-1))  # each factor holds sqrt(S)
+    A, B = fm.pair
+    assert A is fm.A and B is fm.B
+    assert fm.unsqueeze(0).shape == (1, 2, 3, 6, 5)
+    assert fm.unsqueeze(2).shape == (2, 3, 1, 6, 5)
+    assert fm.unsqueeze(-3).shape == (2, 3, 1, 6, 5)
+    close(fm.unsqueeze(1).AB, fm.AB.unsqueeze(1))
+    with pytest.raises(ValueError, match="leading dims"):
+        fm.unsqueeze(-1)
 
 
 def test_norm_is_frobenius(fm):
@@ -113,7 +137,7 @@ def test_indexing_leading_dims(fm):
     assert fm[:, None].shape == (2, 1, 3, 6, 5)
     assert fm[0][2].shape == (6, 5)
     with pytest.raises(IndexError, match="leading dim"):
-        fm[0, 0, 0]
+        fm[0, 0, 0, 0, 0]
     with pytest.raises(IndexError, match=r"\.\.\."):
         fm[..., 0]
 
@@ -132,3 +156,22 @@ def test_composition_score_from_factored_circuits():
     score = (W_QK.T @ W_OV).norm() / (W_QK.norm() * W_OV.norm())
     dense = (W_QK.AB.T @ W_OV.AB).norm() / (W_QK.AB.norm() * W_OV.AB.norm())
     close(score, dense)
+
+
+def test_indexing_rows_and_columns_keeps_a_matrix():
+    """As in TransformerLens: past the leading dims, an index selects rows (then columns) and the
+    result stays 2-D, an int i acting as i:i+1."""
+    fm = FactoredMatrix(rand(6, 4, seed=3), rand(4, 5, seed=4))
+    assert fm[2].shape == (1, 5)
+    close(fm[2].AB, fm.AB[2:3])
+    close(fm[-1].AB, fm.AB[-1:])
+    close(fm[1:4].AB, fm.AB[1:4])
+    close(fm[2, 3].AB, fm.AB[2:3, 3:4])
+    close(fm[:, -1].AB, fm.AB[:, -1:])
+    close(fm[1:3, 0:2].AB, fm.AB[1:3, 0:2])
+    assert fm[2].mdim == 4  # still factored
+    batched = FactoredMatrix(rand(2, 6, 4, seed=5), rand(2, 4, 5, seed=6))
+    close(batched[1, 2].AB, batched.AB[1, 2:3])
+    close(batched[0, :, 4].AB, batched.AB[0, :, 4:5])
+    with pytest.raises(IndexError, match="at most 2"):
+        fm[0, 0, 0]

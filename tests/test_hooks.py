@@ -168,3 +168,46 @@ def test_model_without_setup_is_a_clear_error():
 
     with pytest.raises(RuntimeError, match="setup"):
         NoSetup().run_with_cache(X)
+
+
+def test_has_hooks_works_as_property_and_as_transformerlens_method(net):
+    """``if hp.has_hooks:`` (toykit, chapter 00) and ``hp.has_hooks()`` (TransformerLens) both work,
+    and the property form is falsy when nothing is attached (never an always-true bound method)."""
+    hp = net.hook_dict["blocks.0.hook_pre"]
+    assert not hp.has_hooks and hp.has_hooks() is False and hp.has_hooks == False  # noqa: E712
+    net.add_hook("blocks.0.hook_pre", lambda a, hook: None, is_permanent=True)
+    assert hp.has_hooks and hp.has_hooks() is True and hp.has_hooks == True  # noqa: E712
+    assert hp.has_hooks(dir="fwd") and not hp.has_hooks(dir="bwd")
+    assert not hp.has_hooks(including_permanent=False)  # the only hook is permanent
+    net.add_hook("blocks.0.hook_pre", lambda g, hook: None, dir="bwd")
+    assert hp.has_hooks(dir="bwd") and hp.has_hooks(dir="bwd", including_permanent=False)
+    assert not hp.has_hooks(dir="fwd", including_permanent=False)
+    net.reset_hooks(including_permanent=True)
+    assert not hp.has_hooks and not hp.has_hooks("both")
+    assert [name for name, p in net.hook_dict.items() if p.has_hooks] == []
+    # PyTorch's own hooks count too.
+    handle = hp.register_forward_hook(lambda m, i, o: None)
+    assert hp.has_hooks and hp.has_hooks("fwd")
+    handle.remove()
+    with pytest.raises(ValueError, match="dir"):
+        hp.has_hooks(dir="forward")
+
+
+def test_add_hook_accepts_transformerlens_keyword_hook(net):
+    x = X
+    base = net(x)
+    double = lambda a, hook: 2 * a  # noqa: E731
+    net.add_hook("blocks.0.hook_pre", hook=double)
+    doubled = net(x)
+    net.reset_hooks()
+    net.add_hook("blocks.0.hook_pre", fn=double)
+    torch.testing.assert_close(net(x), doubled)
+    net.reset_hooks()
+    net.hook_dict["blocks.0.hook_pre"].add_hook(hook=double)
+    torch.testing.assert_close(net(x), doubled)
+    net.reset_hooks()
+    assert not torch.allclose(doubled, base)
+    with pytest.raises(TypeError, match="once"):
+        net.add_hook("blocks.0.hook_pre", hook=double, fn=double)
+    with pytest.raises(TypeError, match="callable"):
+        net.add_hook("blocks.0.hook_pre")

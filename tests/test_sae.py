@@ -19,7 +19,8 @@ from toykit.sae import (
     weighted_l1_penalty,
 )
 
-HOOKS = ["hook_sae_input", "hook_sae_acts_pre", "hook_sae_acts_post", "hook_sae_recons"]
+HOOKS = ["hook_sae_input", "hook_sae_acts_pre", "hook_sae_acts_post", "hook_sae_recons", "hook_sae_error",
+         "hook_sae_output"]
 
 
 def set_weights(sae, W_enc, b_enc, W_dec, b_dec):
@@ -256,3 +257,31 @@ def test_normalize_decoder():
     sae = make_sae(d_in=3, d_sae=7, architecture="jumprelu", device="cpu")
     sae.normalize_decoder_()
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(7))
+
+
+@pytest.mark.parametrize("arch", ["standard", "topk", "jumprelu"])
+def test_hook_sae_output_and_error_term_as_in_saelens(arch):
+    """hook_sae_output is what forward returns; with use_error_term, hook_sae_error = x − x̂ and
+    forward returns x̂ + error = x, so only an edit of the latents changes the output."""
+    sae = make_sae(d_in=6, d_sae=12, architecture=arch, k=3 if arch == "topk" else None, dtype=torch.float64)
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out, cache = sae.run_with_cache(x)
+    assert "hook_sae_error" not in cache  # fires only with use_error_term
+    torch.testing.assert_close(cache["hook_sae_output"], out)
+    torch.testing.assert_close(out, cache["hook_sae_recons"])
+    sae.use_error_term = True
+    out, cache = sae.run_with_cache(x)
+    torch.testing.assert_close(cache["hook_sae_error"], x - cache["hook_sae_recons"])
+    torch.testing.assert_close(out, x)
+    torch.testing.assert_close(cache["hook_sae_output"], x)
+    assert list(cache)[-2:] == ["hook_sae_error", "hook_sae_output"]
+
+    def zero_latent(acts, hook):
+        acts = acts.clone()
+        acts[:, 0] = 0
+        return acts
+
+    edited = sae.run_with_hooks(x, fwd_hooks=[("hook_sae_acts_post", zero_latent)])
+    f = sae.encode(x)
+    # The edit's effect alone: x minus latent 0's decoder row times its activation.
+    torch.testing.assert_close(edited, x - f[:, :1] * sae.W_dec[0])

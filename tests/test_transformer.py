@@ -30,12 +30,18 @@ def expected_hooks(cfg, b, p):
     resid, scale = [b, p, d], [b, p, 1]
     has_ln = cfg.normalization_type is not None
     out = {"hook_embed": resid, "hook_pos_embed": resid}
+    per_head = cfg.use_attn_in or cfg.use_split_qkv_input
     for l in range(cfg.n_layers):
         pre = f"blocks.{l}"
         out[f"{pre}.hook_resid_pre"] = resid
-        if has_ln:
-            out[f"{pre}.ln1.hook_scale"] = scale
-            out[f"{pre}.ln1.hook_normalized"] = resid
+        if cfg.use_attn_in:
+            out[f"{pre}.hook_attn_in"] = [b, p, h, d]
+        if cfg.use_split_qkv_input:
+            for x in "qkv":
+                out[f"{pre}.hook_{x}_input"] = [b, p, h, d]
+        if has_ln:  # ln1 sees one copy of its input per head when the inputs are split
+            out[f"{pre}.ln1.hook_scale"] = [b, p, h, 1] if per_head else scale
+            out[f"{pre}.ln1.hook_normalized"] = [b, p, h, d] if per_head else resid
         for x in "qkvz":
             out[f"{pre}.attn.hook_{x}"] = [b, p, h, e]
         out[f"{pre}.attn.hook_attn_scores"] = [b, h, p, p]
@@ -45,6 +51,8 @@ def expected_hooks(cfg, b, p):
         out[f"{pre}.hook_attn_out"] = resid
         if not cfg.attn_only:
             out[f"{pre}.hook_resid_mid"] = resid
+            if cfg.use_hook_mlp_in:
+                out[f"{pre}.hook_mlp_in"] = resid
             if has_ln:
                 out[f"{pre}.ln2.hook_scale"] = scale
                 out[f"{pre}.ln2.hook_normalized"] = resid
@@ -55,6 +63,8 @@ def expected_hooks(cfg, b, p):
     if has_ln:
         out["ln_final.hook_scale"] = scale
         out["ln_final.hook_normalized"] = resid
+    out["unembed.hook_in"] = resid
+    out["unembed.hook_out"] = [b, p, cfg.d_vocab]
     return out
 
 
@@ -65,6 +75,9 @@ CONFIGS = [
     dict(normalization_type="LNPre", act_fn="gelu"),
     dict(use_attn_result=True),
     dict(attn_only=True, use_attn_result=True, normalization_type=None),
+    dict(use_attn_in=True, use_hook_mlp_in=True),
+    dict(use_split_qkv_input=True, normalization_type="LNPre"),
+    dict(use_attn_in=True, use_split_qkv_input=True, attn_only=True),
 ]
 
 
@@ -210,9 +223,50 @@ def test_hooks_patch_and_the_layernorm_scale_path():
     # ...and patching the scale really changes the output.
     doubled = model.run_with_hooks(t, fwd_hooks=[("ln_final.hook_scale", lambda a, hook: 2 * a)])
     _, cache = model.run_with_cache(t)
-    expected = model.unembed((cache["ln_final.hook_normalized"] - model.ln_final.b) / 2 + model.ln_final.b)
+    expected = model.unembed(cache["ln_final.hook_normalized"] / 2 * model.ln_final.w + model.ln_final.b)
     torch.testing.assert_close(doubled, expected)
     assert not model.hook_dict["ln_final.hook_scale"].has_hooks
+
+
+def randomise_layernorms(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith((".w", ".b")):
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def test_hook_normalized_is_the_input_before_the_layernorm_weights():
+    """As in TransformerLens 3.x: hook_normalized = (x - mean) / scale; w and b come after it."""
+    model = randomise_layernorms(make_model(dtype=torch.float64))
+    t = tokens()
+    logits, cache = model.run_with_cache(t)
+    for ln, x in [("blocks.1.ln1", cache["resid_pre", 1]), ("blocks.0.ln2", cache["resid_mid", 0]),
+                  ("ln_final", cache["resid_post", 1])]:
+        centred = x - x.mean(-1, keepdim=True)
+        torch.testing.assert_close(cache[f"{ln}.hook_scale"], (centred.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt())
+        torch.testing.assert_close(cache[f"{ln}.hook_normalized"], centred / cache[f"{ln}.hook_scale"])
+    final = model.ln_final
+    torch.testing.assert_close(logits, model.unembed(cache["ln_final.hook_normalized"] * final.w + final.b))
+    # Zeroing it leaves only the LayerNorm's bias: logits = b @ W_U + b_U at every position.
+    zeroed = model.run_with_hooks(t, fwd_hooks=[("ln_final.hook_normalized", lambda a, hook: torch.zeros_like(a))])
+    torch.testing.assert_close(zeroed, (final.b @ model.W_U + model.b_U).expand_as(zeroed))
+    # A hook on hook_normalized alone switches to the written-out path, with the same numbers.
+    same = model.run_with_hooks(t, fwd_hooks=[("blocks.0.ln1.hook_normalized", lambda a, hook: None)])
+    torch.testing.assert_close(same, model(t))
+
+
+def test_hook_normalized_gradients_match_the_fused_layernorm():
+    model = randomise_layernorms(make_model(dtype=torch.float64))
+    t = tokens()
+    model(t, return_type="loss").backward()
+    fused = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    with model.hooks(fwd_hooks=[(lambda n: n.endswith("hook_normalized"), lambda a, hook: None)]):
+        model(t, return_type="loss").backward()
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, fused[k])
 
 
 def test_hook_scale_gradients_match_the_fused_layernorm():
@@ -332,6 +386,10 @@ def test_unknown_hook_names_list_the_nearest():
         model.run_with_hooks(tokens(), fwd_hooks=[("blocks.0.attn.hook_patern", lambda a, hook: None)])
     with pytest.raises(KeyError, match="attn_only"):
         model.run_with_cache(tokens(), names_filter=["blocks.0.hook_mlp_out"])
+    with pytest.raises(KeyError, match="set_use_split_qkv_input"):
+        model.add_hook("blocks.0.hook_q_input", lambda a, hook: None)
+    with pytest.raises(KeyError, match="set_use_hook_mlp_in"):
+        make_model().add_hook("blocks.1.hook_mlp_in", lambda a, hook: None)
     with pytest.raises(KeyError, match="normalization_type=None"):
         make_model(normalization_type=None).add_hook("blocks.0.ln1.hook_scale", lambda a, hook: None)
 
@@ -488,3 +546,90 @@ def test_start_at_layer_continues_from_the_residual_stream():
         model(cache["blocks.1.hook_resid_pre"], start_at_layer=4)
     with pytest.raises(ValueError, match="the residual stream"):
         model(tokens, start_at_layer=1)
+
+
+@pytest.mark.parametrize("switch", ["use_attn_in", "use_split_qkv_input"])
+def test_per_head_inputs_give_the_same_model(switch):
+    """With the inputs split per head the model computes the same logits and gradients, and the
+    fused q/k/v matmul comes back when the switch is off again."""
+    model = randomise_layernorms(make_model(dtype=torch.float64))
+    t = tokens()
+    logits, loss = model(t, return_type="both")
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    getattr(model, f"set_{switch}")(True)
+    logits2, loss2 = model(t, return_type="both")
+    loss2.backward()
+    torch.testing.assert_close(logits2, logits)
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[k])
+    getattr(model, f"set_{switch}")(False)
+    assert not any("_input" in n or "attn_in" in n for n in model.hook_dict)
+    torch.testing.assert_close(model(t), logits)
+
+
+def test_split_qkv_inputs_reach_one_head_and_one_of_q_k_v():
+    model = make_model(use_split_qkv_input=True)
+    t = tokens()
+    _, clean = model.run_with_cache(t)
+    for name in ("hook_q_input", "hook_k_input", "hook_v_input"):
+        torch.testing.assert_close(clean[f"blocks.0.{name}"], clean["resid_pre", 0][:, :, None].expand(B, P, 4, 16))
+
+    def zero_head_2(act, hook):
+        out = act.clone()
+        out[:, :, 2] = 0
+        return out
+
+    with model.hooks(fwd_hooks=[("blocks.1.hook_k_input", zero_head_2)]):
+        _, patched = model.run_with_cache(t)
+    # Head 2's keys come from ln1(0) = b (0 at init, so k = b_K); its queries and values and
+    # every other head are untouched.
+    k, k0 = patched["k", 1], clean["k", 1]
+    torch.testing.assert_close(k[:, :, [0, 1, 3]], k0[:, :, [0, 1, 3]])
+    torch.testing.assert_close(k[:, :, 2], model.blocks[1].attn.b_K[2].expand(B, P, 4))
+    torch.testing.assert_close(patched["q", 1], clean["q", 1])
+    torch.testing.assert_close(patched["v", 1], clean["v", 1])
+    # Gradients reach each head's own input copy.
+    seen = {}
+    model.add_hook("blocks.0.hook_v_input", lambda g, hook: seen.__setitem__("v", g), dir="bwd")
+    model.add_hook("blocks.0.hook_q_input", lambda g, hook: seen.__setitem__("q", g), dir="bwd")
+    model(t, return_type="loss").backward()
+    model.reset_hooks()
+    assert seen["v"].shape == (B, P, 4, 16) and seen["v"].abs().sum() > 0
+    # At position 0 each query attends only to itself: the gradient on q's input there is 0.
+    torch.testing.assert_close(seen["q"][:, 0], torch.zeros_like(seen["q"][:, 0]))
+
+
+def test_hook_mlp_in_and_attn_in_can_patch():
+    model = make_model(use_attn_in=True, use_hook_mlp_in=True)
+    t = tokens()
+    logits, cache = model.run_with_cache(t)
+    torch.testing.assert_close(cache["blocks.0.hook_mlp_in"], cache["resid_mid", 0])
+    torch.testing.assert_close(cache["blocks.0.hook_attn_in"], cache["resid_pre", 0][:, :, None].expand(B, P, 4, 16))
+
+    def zero_in_place(act, hook):
+        act.zero_()  # the block hands the hook a copy, so resid_mid itself is untouched
+
+    with model.hooks(fwd_hooks=[("blocks.1.hook_mlp_in", zero_in_place)]):
+        _, patched = model.run_with_cache(t)
+    torch.testing.assert_close(patched["resid_mid", 1], cache["resid_mid", 1])
+    mlp_of_zero = model.blocks[1].mlp(model.blocks[1].ln2(torch.zeros(B, P, 16)))
+    torch.testing.assert_close(patched["mlp_out", 1], mlp_of_zero)
+    with pytest.raises(ValueError, match="attn_only"):
+        make_model(attn_only=True).set_use_hook_mlp_in(True)
+    with pytest.raises(ValueError, match="use_hook_mlp_in"):
+        make_cfg(attn_only=True, use_hook_mlp_in=True)
+    model.cfg.use_attn_in = False
+    with pytest.raises(RuntimeError, match="set_use_attn_in"):
+        model(t)
+
+
+def test_unembed_hooks():
+    model = make_model()
+    t = tokens()
+    logits, cache = model.run_with_cache(t)
+    torch.testing.assert_close(cache["unembed.hook_out"], logits)
+    torch.testing.assert_close(model.unembed(cache["unembed.hook_in"]), logits)
+    doubled = model.run_with_hooks(t, fwd_hooks=[("unembed.hook_out", lambda a, hook: 2 * a)])
+    torch.testing.assert_close(doubled, 2 * logits)

@@ -314,10 +314,11 @@ class ActivationCache(Mapping):
             applied here, to both the stack and the scales.
         layer: None, -1 or n_layers -> ln_final; else ln1 of block ``layer`` (ln2 if
             mlp_input).
-        Like TransformerLens, the LayerNorm's weight w and bias b are *not* applied: the result
-        is exact for a model processed with ``process_weights`` (LN folded into the next
-        weights) or an LNPre model. With normalization_type None the stack is returned as is
-        (batch_slice still applied).
+        Like TransformerLens, the LayerNorm's weight w and bias b are *not* applied, so the
+        components sum to that LayerNorm's cached ``hook_normalized`` (the normalised input
+        before w and b) for any model. Logits are linear in that sum only once w and b are
+        folded into the next weights (``process_weights``), or for an LNPre model. With
+        normalization_type None the stack is returned as is (batch_slice still applied).
         """
         model = self._transformer()
         layer = self._layer_arg(layer)

@@ -13,6 +13,8 @@ Shapes: A [..., ldim, mdim], B [..., mdim, rdim], M = A @ B [..., ldim, rdim]. L
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -143,10 +145,9 @@ class FactoredMatrix:
     def svd(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reduced SVD of AB from the factors, never forming AB.
 
-        Returns U [..., ldim, k], S [..., k], Vh [..., k, rdim] with k = min(ldim, mdim, rdim),
-        such that ``U @ torch.diag_embed(S) @ Vh == AB``, S descending (the convention of
-        ``torch.linalg.svd``). Note: TransformerLens's ``svd`` returns V (= Vh.mT) in the third
-        slot instead.
+        Returns U [..., ldim, k], S [..., k], V [..., rdim, k] with k = min(ldim, mdim, rdim),
+        such that ``U @ torch.diag_embed(S) @ V.mT == AB``, S descending. As in TransformerLens,
+        the third entry is V, not ``torch.linalg.svd``'s Vh = V.mT.
         """
         # A = Ua Sa Vha and B = Ub Sb Vhb, so AB = Ua (Sa Vha Ub Sb) Vhb: only the small middle
         # matrix (at most mdim x mdim) needs one more SVD.
@@ -154,12 +155,60 @@ class FactoredMatrix:
         Ub, Sb, Vhb = torch.linalg.svd(self.B, full_matrices=False)
         middle = (Sa[..., :, None] * Vha) @ (Ub * Sb[..., None, :])
         Um, S, Vhm = torch.linalg.svd(middle, full_matrices=False)
-        return Ua @ Um, S, Vhm @ Vhb
+        return Ua @ Um, S, (Vhm @ Vhb).mT
+
+    @property
+    def U(self) -> torch.Tensor:
+        """Left singular vectors of AB: [..., ldim, k]."""
+        return self.svd()[0]
 
     @property
     def S(self) -> torch.Tensor:
         """Singular values of AB: [..., min(ldim, mdim, rdim)], descending."""
         return self.svd()[1]
+
+    @property
+    def V(self) -> torch.Tensor:
+        """Right singular vectors of AB: [..., rdim, k], so AB = U diag(S) V^T."""
+        return self.svd()[2]
+
+    @property
+    def Vh(self) -> torch.Tensor:
+        """TransformerLens's deprecated alias, which returns V [..., rdim, k] (not V^T); use .V."""
+        warnings.warn("FactoredMatrix.Vh returns V, as in TransformerLens, where the name is deprecated; "
+                      "use .V (and .V.mT for the transpose)", DeprecationWarning, stacklevel=2)
+        return self.V
+
+    def collapse_l(self) -> torch.Tensor:
+        """diag(S) V^T [..., k, rdim]: AB with its orthonormal left factor U dropped."""
+        U, S, V = self.svd()
+        return S[..., :, None] * V.mT
+
+    def collapse_r(self) -> torch.Tensor:
+        """U diag(S) [..., ldim, k]: AB with its orthonormal right factor V^T dropped."""
+        U, S, V = self.svd()
+        return U * S[..., None, :]
+
+    def make_even(self) -> FactoredMatrix:
+        """The same matrix refactored as (U sqrt(S)) (sqrt(S) V^T): both factors share the
+        singular values evenly."""
+        U, S, V = self.svd()
+        root = S.sqrt()
+        return FactoredMatrix(U * root[..., None, :], root[..., :, None] * V.mT)
+
+    @property
+    def pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The factors (A, B)."""
+        return self.A, self.B
+
+    def unsqueeze(self, k: int) -> FactoredMatrix:
+        """Insert a leading dim of size 1 at position k (of the full shape; k <= ndim - 2)."""
+        n = self.ndim
+        pos = k + n + 1 if k < 0 else k
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= pos <= n - 2:
+            raise ValueError(f"FactoredMatrix.unsqueeze: k must place the new dim among the leading dims of "
+                             f"shape {list(self.shape)} (0 <= k <= {n - 2}), got {k!r}")
+        return FactoredMatrix(self.A.unsqueeze(pos), self.B.unsqueeze(pos))
 
     def norm(self) -> torch.Tensor:
         """Frobenius norm of AB, from its singular values: [...]."""
@@ -174,17 +223,25 @@ class FactoredMatrix:
     # -- indexing ----------------------------------------------------------------------------
 
     def __getitem__(self, idx: object) -> FactoredMatrix:
-        """Index the leading dims only, e.g. ``model.OV[layer, head]`` or ``OV[:, None]``."""
+        """Index the leading dims, e.g. ``model.OV[layer, head]`` or ``OV[:, None]``; as in
+        TransformerLens, one more index selects rows of the matrix and two more select rows
+        and columns, always keeping the matrix 2-D (an int i acts as the slice i:i+1)."""
         parts = idx if isinstance(idx, tuple) else (idx,)
         if any(p is Ellipsis for p in parts):
             raise IndexError("FactoredMatrix indexing does not support '...'; index the leading dims explicitly")
         n_lead = self.ndim - 2
-        if sum(p is not None for p in parts) > n_lead:
+        n_idx = sum(p is not None for p in parts)
+        if n_idx <= n_lead:
+            return FactoredMatrix(self.A[parts], self.B[parts])
+        if n_idx > n_lead + 2:
             raise IndexError(
-                f"FactoredMatrix of shape {list(self.shape)} has {n_lead} leading dim(s) to index; "
-                f"got {idx!r}. Use .AB[...] to index the full matrix."
+                f"FactoredMatrix of shape {list(self.shape)} has {n_lead} leading dim(s), then rows and "
+                f"columns: at most {n_lead + 2} indices, got {idx!r}"
             )
-        return FactoredMatrix(self.A[parts], self.B[parts])
+        if n_idx == n_lead + 1:  # rows: only A changes
+            return FactoredMatrix(self.A[(*parts[:-1], _keep_dim(parts[-1]))], self.B[parts[:-1]])
+        lead, rows, cols = parts[:-2], _keep_dim(parts[-2]), _keep_dim(parts[-1])
+        return FactoredMatrix(self.A[(*lead, rows)], self.B[(*lead, slice(None), cols)])
 
     def __len__(self) -> int:
         if self.ndim == 2:
@@ -193,3 +250,10 @@ class FactoredMatrix:
 
     def to(self, *args, **kwargs) -> FactoredMatrix:
         return FactoredMatrix(self.A.to(*args, **kwargs), self.B.to(*args, **kwargs))
+
+
+def _keep_dim(p: object) -> object:
+    """An int index i as the slice i:i+1, so that the matrix keeps its row or column dim."""
+    if isinstance(p, int) and not isinstance(p, bool):
+        return slice(p, None if p == -1 else p + 1)
+    return p

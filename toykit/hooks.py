@@ -39,12 +39,12 @@ class HookPoint(nn.Module):
         self._handles: list[tuple[torch.utils.hooks.RemovableHandle, bool]] = []
 
     def add_hook(
-        self, fn: HookFn, dir: str = "fwd", is_permanent: bool = False
+        self, hook: HookFn | None = None, dir: str = "fwd", is_permanent: bool = False, *, fn: HookFn | None = None
     ) -> torch.utils.hooks.RemovableHandle:
-        """Attach ``fn(activation, hook)``; dir is "fwd" or "bwd". Returns a handle whose
-        ``.remove()`` detaches just this hook."""
-        if not callable(fn):
-            raise TypeError(f"add_hook: fn must be callable as fn(activation, hook), got {type(fn).__name__}")
+        """Attach ``hook(activation, hook)``; dir is "fwd" or "bwd". Returns a handle whose
+        ``.remove()`` detaches just this hook. The function may be passed as ``hook=``
+        (TransformerLens's keyword) or ``fn=``."""
+        fn = _one_hook_fn(hook, fn)
         if dir == "fwd":
 
             def forward_hook(module: nn.Module, inputs: tuple, output: torch.Tensor):
@@ -96,17 +96,67 @@ class HookPoint(nn.Module):
         self._handles = kept
 
     @property
-    def has_hooks(self) -> bool:
-        """True if any hook would fire here, whether added with add_hook or with PyTorch's own
-        register_*_hook. Models use this to skip work that only a hook could see."""
-        return bool(self._forward_hooks or self._forward_pre_hooks
-                    or self._backward_hooks or self._backward_pre_hooks)
+    def has_hooks(self) -> HasHooks:
+        """Whether any hook would fire here, whether added with add_hook or with PyTorch's own
+        register_*_hook. Models use this to skip work that only a hook could see.
+
+        Works both as toykit's property (``if hp.has_hooks:``) and as TransformerLens's method
+        (``hp.has_hooks()``, ``hp.has_hooks(dir="fwd", including_permanent=False)``)."""
+        return HasHooks(self)
+
+    def _has_hooks(self, dir: str = "both", including_permanent: bool = True) -> bool:
+        if dir not in ("fwd", "bwd", "both"):
+            raise ValueError(f"has_hooks: dir must be 'fwd', 'bwd' or 'both', got {dir!r}")
+        fwd = bool(self._forward_hooks or self._forward_pre_hooks)
+        bwd = bool(self._backward_hooks or self._backward_pre_hooks)
+        if not including_permanent:
+            # Only hooks added with add_hook know whether they are permanent.
+            temporary = [h for h, permanent in self._handles if not permanent]
+            fwd = any(h.id in self._forward_hooks for h in temporary)
+            bwd = any(h.id in self._backward_hooks for h in temporary)
+        return {"fwd": fwd, "bwd": bwd, "both": fwd or bwd}[dir]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+class HasHooks:
+    """The answer of ``HookPoint.has_hooks``: truthy like a bool, and callable like
+    TransformerLens's ``has_hooks(dir="both", including_permanent=True)``."""
+
+    __slots__ = ("_point",)
+
+    def __init__(self, point: HookPoint) -> None:
+        self._point = point
+
+    def __bool__(self) -> bool:
+        return self._point._has_hooks()
+
+    def __call__(self, dir: str = "both", including_permanent: bool = True, level: int | None = None) -> bool:
+        if level is not None:
+            raise ValueError("has_hooks: toykit has no hook context levels; pass level=None")
+        return self._point._has_hooks(dir, including_permanent)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self) == other if isinstance(other, bool) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(bool(self))
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+
+def _one_hook_fn(hook: HookFn | None, fn: HookFn | None) -> HookFn:
+    if hook is not None and fn is not None:
+        raise TypeError("add_hook: pass the hook function once, as hook= (TransformerLens's name) or fn=")
+    fn = hook if fn is None else fn
+    if not callable(fn):
+        raise TypeError(f"add_hook: the hook must be callable as fn(activation, hook), got {type(fn).__name__}")
+    return fn
 
 
 class HookedRootModule(nn.Module):
@@ -154,10 +204,13 @@ class HookedRootModule(nn.Module):
     # -- adding and removing hooks ----------------------------------------------------------
 
     def add_hook(
-        self, name_or_filter: NameFilter, fn: HookFn, dir: str = "fwd", is_permanent: bool = False
+        self, name_or_filter: NameFilter, hook: HookFn | None = None, dir: str = "fwd", is_permanent: bool = False,
+        *, fn: HookFn | None = None,
     ) -> list[tuple[HookPoint, torch.utils.hooks.RemovableHandle]]:
-        """Attach ``fn`` to one hook point (by name) or to every one a filter accepts.
-        Returns ``(hook_point, handle)`` pairs for removing exactly these hooks later."""
+        """Attach a hook function (``hook=``, TransformerLens's keyword, or ``fn=``) to one hook
+        point (by name) or to every one a filter accepts. Returns ``(hook_point, handle)`` pairs
+        for removing exactly these hooks later."""
+        fn = _one_hook_fn(hook, fn)
         return [(hp, hp.add_hook(fn, dir=dir, is_permanent=is_permanent)) for hp in self._resolve(name_or_filter)]
 
     def reset_hooks(self, including_permanent: bool = False) -> None:

@@ -8,7 +8,10 @@ learned directions (the rows of W_dec), plus a bias:
 
 Names and shapes follow SAELens, so what you learn carries over: W_enc [d_in, d_sae],
 b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in], and the hook points ``hook_sae_input``,
-``hook_sae_acts_pre`` (before σ), ``hook_sae_acts_post`` (f) and ``hook_sae_recons`` (x̂).
+``hook_sae_acts_pre`` (before σ), ``hook_sae_acts_post`` (f), ``hook_sae_recons`` (x̂),
+``hook_sae_output`` (what ``forward`` returns) and ``hook_sae_error`` (x − x̂, only with
+``sae.use_error_term = True``, when forward returns x̂ + (x − x̂) = x so that splicing the SAE
+into a model changes nothing until a hook edits the latents; as in SAELens).
 
 Three architectures differ in σ and in how sparsity is paid for:
 
@@ -275,6 +278,9 @@ class SAE(HookedRootModule):
         self.hook_sae_acts_pre = HookPoint()
         self.hook_sae_acts_post = HookPoint()
         self.hook_sae_recons = HookPoint()
+        self.hook_sae_error = HookPoint()  # fires only with use_error_term
+        self.hook_sae_output = HookPoint()
+        self.use_error_term = False
         self._init_extra(device)
         self.setup()
 
@@ -323,8 +329,19 @@ class SAE(HookedRootModule):
         return self.hook_sae_recons(feature_acts @ self.W_dec + self.b_dec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [..., d_in] -> reconstruction x̂: [..., d_in]."""
-        return self.decode(self.encode(x))
+        """x: [..., d_in] -> reconstruction x̂: [..., d_in], through hook_sae_output.
+
+        With ``use_error_term`` (SAELens's switch) it returns x̂ + error, where error = x − x̂
+        (through hook_sae_error) is computed again without hooks and without gradient. The
+        output is then x itself unless a hook edits the latents, and the edit is what changes.
+        """
+        sae_out = self.decode(self.encode(x))
+        if self.use_error_term:
+            with torch.no_grad():  # the true error, whatever hooks did to the latents
+                acts = self.activation((x - self.b_dec) @ self.W_enc + self.b_enc)
+                error = self.hook_sae_error(x - (acts @ self.W_dec + self.b_dec))
+            sae_out = sae_out + error
+        return self.hook_sae_output(sae_out)
 
     # -- loss ------------------------------------------------------------------------------
 
@@ -398,6 +415,13 @@ class TopKSAE(SAE):
     aux_k largest pre-activations among the *dead* latents alone, ê = TopK(z_dead) W_dec, and
     add ‖e − ê‖² (batch mean), scaled by min(n_dead / aux_k, 1). Dead latents that can explain
     the error get gradient again.
+
+    TopK here, as in the main activation, includes a ReLU: a dead latent with a negative
+    pre-activation contributes 0 to ê. This follows Gao et al. 2024's reference code (OpenAI's
+    sparse_autoencoder, train.py, applies torch.relu to the AuxK values as to the TopK ones).
+    SAELens 6.54 omits that ReLU, so when fewer than aux_k latents are dead (and some of the
+    chosen ones are negative) its AuxK loss differs from this one; the main loss, encode,
+    decode and forward agree exactly (toykit.interop converts between the two).
     """
 
     architecture = "topk"

@@ -20,23 +20,33 @@ hook                                                            shape
 hook_embed, hook_pos_embed                                      [b, p, d_model]
 blocks.{l}.hook_resid_pre / hook_resid_mid / hook_resid_post    [b, p, d_model]
 blocks.{l}.ln1 / ln2, ln_final .hook_scale                      [b, p, 1]
-blocks.{l}.ln1 / ln2, ln_final .hook_normalized                 [b, p, d_model]
+blocks.{l}.ln1 / ln2, ln_final .hook_normalized (1)             [b, p, d_model]
+blocks.{l}.hook_attn_in (only with use_attn_in)                 [b, p, n_heads, d_model]
+blocks.{l}.hook_q_input / hook_k_input / hook_v_input (2)       [b, p, n_heads, d_model]
 blocks.{l}.attn.hook_q / hook_k / hook_v / hook_z               [b, p, n_heads, d_head]
 blocks.{l}.attn.hook_attn_scores / hook_pattern                 [b, n_heads, q_pos, k_pos]
 blocks.{l}.attn.hook_result (only with use_attn_result)         [b, p, n_heads, d_model]
 blocks.{l}.hook_attn_out, blocks.{l}.hook_mlp_out               [b, p, d_model]
+blocks.{l}.hook_mlp_in (only with use_hook_mlp_in)              [b, p, d_model]
 blocks.{l}.mlp.hook_pre / hook_post                             [b, p, d_mlp]
+unembed.hook_in / unembed.hook_out                              [b, p, d_model] / [b, p, d_vocab]
 ==============================================================  ======================
 
-With ``attn_only`` there is no ln2, mlp, hook_resid_mid or hook_mlp_out; with
-``normalization_type=None`` the ln modules are identities without hooks; with "LNPre" they
-centre and scale but have no weights. ``cache["pattern", 0]`` works as in TransformerLens.
+(1) The normalised input (x - mean) / scale, *before* the LayerNorm's weight and bias, as in
+TransformerLens 3.x. (2) Only with use_split_qkv_input; with it or use_attn_in, ln1's hooks
+see [b, p, n_heads, ...] and fire once each for q, k and v.
+
+With ``attn_only`` there is no ln2, mlp, hook_resid_mid or hook_mlp_out (TransformerLens
+registers a hook_mlp_out there that never fires); with ``normalization_type=None`` the ln modules are
+identities without hooks; with "LNPre" they centre and scale but have no weights.
+``cache["pattern", 0]`` works as in TransformerLens. The optional hook points exist only while
+their switch is on (``model.set_use_attn_in(True)`` and so on), so they cost nothing when off.
 
 Two shortcuts keep the model as fast as a plain PyTorch GPT, and switch off when a hook could
 tell the difference: attention uses PyTorch's fused ``scaled_dot_product_attention`` unless a
 hook is attached to ``hook_attn_scores`` or ``hook_pattern`` (``run_with_cache`` attaches one
 when it caches them), and LayerNorm uses ``F.layer_norm`` unless one is attached to
-``hook_scale``. Both paths compute the same maths, equal to float rounding.
+``hook_scale`` or ``hook_normalized``. Both paths compute the same maths, equal to float rounding.
 """
 
 from __future__ import annotations
@@ -56,8 +66,21 @@ from toykit.runtime import resolve_device
 from toykit.sampling import sample_next_token
 from toykit.validation import check_tensor
 
-ACT_FNS = {"relu": F.relu, "gelu": F.gelu}
+ACT_FNS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    # GPT-2's tanh approximation of GELU (Hugging Face's and TransformerLens's "gelu_new").
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+}
 NORMALIZATION_TYPES = ("LN", "LNPre", None)
+# TransformerLens's switches for optional hook points: {switch: hook names in a block}. A hook
+# point exists only while its switch is on, so that an unused one costs nothing.
+HOOK_SWITCHES = {
+    "use_attn_result": ("attn.hook_result",),
+    "use_attn_in": ("hook_attn_in",),
+    "use_split_qkv_input": ("hook_q_input", "hook_k_input", "hook_v_input"),
+    "use_hook_mlp_in": ("hook_mlp_in",),
+}
 
 
 @dataclass(kw_only=True)
@@ -68,7 +91,8 @@ class TransformerConfig:
     n_heads: number of attention heads; d_head defaults to d_model // n_heads and must satisfy
         n_heads * d_head == d_model.
     d_mlp: MLP width, default 4 * d_model (unused when attn_only).
-    act_fn: "relu" or "gelu" (exact GELU, as TransformerLens's "gelu").
+    act_fn: "relu", "gelu" (exact GELU, as TransformerLens's "gelu") or "gelu_new" (GPT-2's
+        tanh approximation).
     normalization_type: "LN" (LayerNorm with weight w and bias b), "LNPre" (centre and scale
         only, as after folding) or None (no normalization).
     attn_only: no MLPs (and no ln2, hook_resid_mid, hook_mlp_out).
@@ -77,6 +101,16 @@ class TransformerConfig:
     use_attn_result: compute each head's output ``hook_result`` [b, p, n_heads, d_model].
         Off by default because it costs memory and time; change it with
         ``model.set_use_attn_result(True)``.
+    use_attn_in: give each head its own copy of the attention input, ``blocks.{l}.hook_attn_in``
+        [b, p, n_heads, d_model] (``model.set_use_attn_in``).
+    use_split_qkv_input: give each head separate query, key and value inputs,
+        ``blocks.{l}.hook_q_input`` / ``hook_k_input`` / ``hook_v_input`` [b, p, n_heads, d_model],
+        so that a patch can reach one head's keys only (path patching; ``model.set_use_split_qkv_input``).
+    use_hook_mlp_in: a hook on the MLP's input, ``blocks.{l}.hook_mlp_in`` [b, p, d_model]
+        (``model.set_use_hook_mlp_in``; not for attn_only models).
+        These three switches are TransformerLens's. Off, their hook points do not exist and
+        cost nothing; on, ln1 and q, k, v are computed once per head (ln1's hooks then see
+        [b, p, n_heads, ...] and fire three times, for q, k and v, as in TransformerLens).
     init_range: std of the normal init of every weight matrix; None means 0.8 / sqrt(d_model),
         TransformerLens's default.
     eps: added to the variance inside LayerNorm.
@@ -97,6 +131,9 @@ class TransformerConfig:
     positional_embedding_type: str = "standard"
     seed: int = 0
     use_attn_result: bool = False
+    use_attn_in: bool = False
+    use_split_qkv_input: bool = False
+    use_hook_mlp_in: bool = False
     init_range: float | None = None
     eps: float = 1e-5
     device: str | torch.device | None = None
@@ -127,9 +164,11 @@ class TransformerConfig:
             raise ValueError(
                 f"TransformerConfig: normalization_type must be 'LN', 'LNPre' or None, got {self.normalization_type!r}"
             )
-        for name in ("attn_only", "use_attn_result"):
+        for name in ("attn_only", *HOOK_SWITCHES):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"TransformerConfig: {name} must be a bool, got {getattr(self, name)!r}")
+        if self.attn_only and self.use_hook_mlp_in:
+            raise ValueError("TransformerConfig: use_hook_mlp_in needs an MLP, but attn_only=True")
         if self.positional_embedding_type != "standard":
             raise ValueError(
                 "TransformerConfig: positional_embedding_type must be 'standard' (learned W_pos), "
@@ -160,7 +199,9 @@ def _check_positive_int(name: str, value: object) -> None:
 class LayerNormPre(nn.Module):
     """Centre and scale to unit RMS, with no weights: the LayerNorm left after folding.
 
-    x: [b, p, d_model] -> [b, p, d_model]. hook_scale [b, p, 1], hook_normalized [b, p, d_model].
+    x: [..., d_model] -> [..., d_model]. hook_scale [..., 1] is sqrt(var(x) + eps);
+    hook_normalized [..., d_model] is (x - mean(x)) / scale. (The leading dims are [b, p], or
+    [b, p, n_heads] for ln1 with split q/k/v inputs.)
     """
 
     def __init__(self, cfg: TransformerConfig) -> None:
@@ -170,27 +211,32 @@ class LayerNormPre(nn.Module):
         self.hook_normalized = HookPoint()  # [b, p, d_model]
 
     def normalize(self, x: torch.Tensor, w: torch.Tensor | None = None, b: torch.Tensor | None = None) -> torch.Tensor:
-        """(x - mean(x)) / scale * w + b, with scale = sqrt(var(x) + eps) over d_model."""
-        if not self.hook_scale.has_hooks:
-            # Nothing reads or patches the scale: use the fused kernel (same maths, ~3x faster
-            # with its backward; results agree with the written-out path to float rounding).
+        """(x - mean(x)) / scale * w + b, with scale = sqrt(var(x) + eps) over d_model.
+
+        As in TransformerLens 3.x, hook_normalized sees (x - mean(x)) / scale *before* w and b.
+        """
+        if not (self.hook_scale.has_hooks or self.hook_normalized.has_hooks):
+            # Nothing reads or patches the scale or the normalised input: use the fused kernel
+            # (same maths, ~3x faster with its backward; equal to float rounding).
             return F.layer_norm(x, x.shape[-1:], w, b, self.cfg.eps)
-        # Written out so that the scale passes through its hook point: patching it (or freezing
-        # it, as direct logit attribution does) changes the output.
-        # (The norm and addcmul avoid full-size temporaries, which cost page faults on CPU.)
+        # Written out so that the scale and the normalised input pass through their hook
+        # points: patching them (or freezing the scale, as direct logit attribution does)
+        # changes the output. (The norm and addcmul avoid full-size temporaries.)
         x = x - x.mean(-1, keepdim=True)
         mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1]
         scale = self.hook_scale((mean_square + self.cfg.eps).sqrt())
-        return x / scale if w is None else torch.addcmul(b, x / scale, w)
+        normalized = self.hook_normalized(x / scale)
+        return normalized if w is None else torch.addcmul(b, normalized, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hook_normalized(self.normalize(x))
+        return self.normalize(x)
 
 
 class LayerNorm(LayerNormPre):
     """LayerNormPre followed by an elementwise affine map: w [d_model], b [d_model].
 
-    hook_normalized holds the output after w and b, as in TransformerLens.
+    hook_normalized holds the normalised input before w and b are applied, exactly as in
+    TransformerLens 3.x; the block's output is hook_normalized * w + b.
     """
 
     def __init__(self, cfg: TransformerConfig) -> None:
@@ -199,7 +245,7 @@ class LayerNorm(LayerNormPre):
         self.b = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hook_normalized(self.normalize(x, self.w, self.b))
+        return self.normalize(x, self.w, self.b)
 
 
 def make_norm(cfg: TransformerConfig) -> nn.Module:
@@ -268,15 +314,23 @@ class Attention(nn.Module):
         if cfg.use_attn_result:
             self.hook_result = HookPoint()  # [b, p, h, d_model]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One matmul for all of q, k and v (as nanoGPT's c_attn): fewer, larger kernels.
+    def forward(self, x: torch.Tensor, key_input: torch.Tensor | None = None,
+                value_input: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [b, p, d_model] -> [b, p, d_model]; or per-head inputs (use_attn_in /
+        use_split_qkv_input): x = query_input, key_input, value_input, each [b, p, h, d_model]."""
         h, d, e = self.W_Q.shape
-        W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).transpose(0, 1).reshape(d, 3 * h * e)
-        b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).reshape(3 * h * e)
-        qkv = torch.addmm(b_QKV, x.reshape(-1, d), W_QKV).view(*x.shape[:-1], 3, h, e)
-        q = self.hook_q(qkv[..., 0, :, :])
-        k = self.hook_k(qkv[..., 1, :, :])
-        v = self.hook_v(qkv[..., 2, :, :])
+        if key_input is None:
+            # One matmul for all of q, k and v (as nanoGPT's c_attn): fewer, larger kernels.
+            W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).transpose(0, 1).reshape(d, 3 * h * e)
+            b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).reshape(3 * h * e)
+            qkv = torch.addmm(b_QKV, x.reshape(-1, d), W_QKV).view(*x.shape[:-1], 3, h, e)
+            q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+        else:
+            # Head i reads only its own copy of the input: [b, p, h, d] x [h, d, e] -> [b, p, h, e].
+            q = torch.einsum("bphd,hde->bphe", x, self.W_Q) + self.b_Q
+            k = torch.einsum("bphd,hde->bphe", key_input, self.W_K) + self.b_K
+            v = torch.einsum("bphd,hde->bphe", value_input, self.W_V) + self.b_V
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks:
             z = self.hook_z(self.attend(q, k, v))
         else:
@@ -293,7 +347,7 @@ class Attention(nn.Module):
             return result.sum(dim=2) + self.b_O
         # Fast path: one matmul over the concatenated heads, never forming [b, p, h, d_model].
         return torch.addmm(self.b_O, z.reshape(-1, self.cfg.n_heads * self.cfg.d_head),
-                           self.W_O.reshape(-1, self.cfg.d_model)).view(x.shape)
+                           self.W_O.reshape(-1, self.cfg.d_model)).view(*z.shape[:2], self.cfg.d_model)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention written out, firing hook_attn_scores and hook_pattern.
@@ -354,24 +408,55 @@ class TransformerBlock(nn.Module):
         self.cfg = cfg
         # Defined in forward order, so that caches list activations in the order they happen.
         self.hook_resid_pre = HookPoint()
+        if cfg.use_attn_in:
+            self.hook_attn_in = HookPoint()  # [b, p, h, d_model]
+        if cfg.use_split_qkv_input:
+            self.hook_q_input = HookPoint()  # [b, p, h, d_model]
+            self.hook_k_input = HookPoint()  # [b, p, h, d_model]
+            self.hook_v_input = HookPoint()  # [b, p, h, d_model]
         self.ln1 = make_norm(cfg)
         self.attn = Attention(cfg)
         self.hook_attn_out = HookPoint()
         if not cfg.attn_only:
             self.hook_resid_mid = HookPoint()
+            if cfg.use_hook_mlp_in:
+                self.hook_mlp_in = HookPoint()  # [b, p, d_model]
             self.ln2 = make_norm(cfg)
             self.mlp = MLP(cfg)
             self.hook_mlp_out = HookPoint()
+        # TransformerLens 3.9 also registers hook_mlp_out (and hook_mlp_in) in attn_only blocks,
+        # where they never fire. toykit leaves them out: a hook added there would silently do
+        # nothing, whereas an unknown name raises an error that says the model has no MLP.
         self.hook_resid_post = HookPoint()
 
     def forward(self, resid_pre: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
         resid_pre = self.hook_resid_pre(resid_pre)
-        attn_out = self.hook_attn_out(self.attn(self.ln1(resid_pre)))
-        if self.cfg.attn_only:
+        if cfg.use_attn_in or cfg.use_split_qkv_input:
+            attn_out = self.attn(*(self.ln1(x) for x in self._per_head_inputs(resid_pre)))
+        else:
+            attn_out = self.attn(self.ln1(resid_pre))
+        attn_out = self.hook_attn_out(attn_out)
+        if cfg.attn_only:
             return self.hook_resid_post(resid_pre + attn_out)
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
-        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(resid_mid)))
+        # A copy, so that a hook editing the MLP's input in place leaves resid_mid alone.
+        mlp_in = self.hook_mlp_in(resid_mid.clone()) if cfg.use_hook_mlp_in else resid_mid
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(mlp_in)))
         return self.hook_resid_post(resid_mid + mlp_out)
+
+    def _per_head_inputs(self, resid_pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The query, key and value inputs [b, p, h, d_model]: a copy of resid_pre per head,
+        through hook_attn_in and/or hook_q_input / hook_k_input / hook_v_input (with both
+        switches on, q, k and v come from the split hooks, as in TransformerLens)."""
+        def per_head() -> torch.Tensor:  # a real copy per head, so a hook may edit one head only
+            return resid_pre[:, :, None, :].repeat(1, 1, self.cfg.n_heads, 1)
+
+        if self.cfg.use_attn_in:
+            attn_in = self.hook_attn_in(per_head())
+        if not self.cfg.use_split_qkv_input:
+            return attn_in, attn_in, attn_in
+        return self.hook_q_input(per_head()), self.hook_k_input(per_head()), self.hook_v_input(per_head())
 
 
 class Unembed(nn.Module):
@@ -382,9 +467,11 @@ class Unembed(nn.Module):
         super().__init__()
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab, dtype=cfg.dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab, dtype=cfg.dtype))
+        self.hook_in = HookPoint()  # [b, p, d_model]
+        self.hook_out = HookPoint()  # [b, p, d_vocab]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.W_U.T, self.b_U)
+        return self.hook_out(F.linear(self.hook_in(x), self.W_U.T, self.b_U))
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -441,19 +528,51 @@ class HookedTransformer(HookedRootModule):
 
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         """Turn the per-head ``blocks.{l}.attn.hook_result`` [b, p, n_heads, d_model] on or off."""
-        self.cfg.use_attn_result = bool(use_attn_result)
+        self._switch_hooks("use_attn_result", use_attn_result)
+
+    def set_use_attn_in(self, use_attn_in: bool) -> None:
+        """Turn ``blocks.{l}.hook_attn_in`` [b, p, n_heads, d_model] on or off."""
+        self._switch_hooks("use_attn_in", use_attn_in)
+
+    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        """Turn ``blocks.{l}.hook_q_input`` / ``hook_k_input`` / ``hook_v_input``
+        [b, p, n_heads, d_model] on or off."""
+        self._switch_hooks("use_split_qkv_input", use_split_qkv_input)
+
+    def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
+        """Turn ``blocks.{l}.hook_mlp_in`` [b, p, d_model] on or off (not on attn_only models)."""
+        if use_hook_mlp_in and self.cfg.attn_only:
+            raise ValueError("set_use_hook_mlp_in: this model is attn_only, so it has no MLP input to hook")
+        self._switch_hooks("use_hook_mlp_in", use_hook_mlp_in)
+
+    def _switch_hooks(self, switch: str, on: bool) -> None:
+        if not isinstance(on, bool):
+            raise TypeError(f"set_{switch}: expected a bool, got {on!r}")
+        setattr(self.cfg, switch, on)
         for block in self.blocks:
-            if use_attn_result and not hasattr(block.attn, "hook_result"):
-                block.attn.hook_result = HookPoint()
-            elif not use_attn_result and hasattr(block.attn, "hook_result"):
-                del block.attn.hook_result
+            for path in HOOK_SWITCHES[switch]:
+                owner, _, leaf = path.rpartition(".")
+                module = block.get_submodule(owner)
+                if on and not hasattr(module, leaf):
+                    setattr(module, leaf, HookPoint())
+                elif not on and hasattr(module, leaf):
+                    delattr(module, leaf)
         self.setup()  # re-register hook names
+
+    def _check_switches(self) -> None:
+        for switch, paths in HOOK_SWITCHES.items():
+            owner, _, leaf = paths[0].rpartition(".")
+            if self.blocks and getattr(self.cfg, switch) != hasattr(self.blocks[0].get_submodule(owner), leaf):
+                raise RuntimeError(f"cfg.{switch} was changed directly; call model.set_{switch}(flag)")
 
     def _unknown_hook_message(self, name: str) -> str:
         msg = super()._unknown_hook_message(name)
-        if name.endswith("hook_result") and not self.cfg.use_attn_result:
-            msg += "; hook_result exists only after model.set_use_attn_result(True)"
-        elif self.cfg.attn_only and name.split(".")[-1] in ("hook_resid_mid", "hook_mlp_out", "hook_pre", "hook_post"):
+        leaf = name.rsplit(".", 1)[-1]
+        switch = next((s for s, paths in HOOK_SWITCHES.items() if any(p.rsplit(".", 1)[-1] == leaf for p in paths)),
+                      None)
+        if switch is not None and not getattr(self.cfg, switch):
+            msg += f"; {leaf} exists only after model.set_{switch}(True)"
+        elif self.cfg.attn_only and leaf in ("hook_resid_mid", "hook_mlp_out", "hook_pre", "hook_post", "hook_mlp_in"):
             msg += "; this model is attn_only, so it has no MLPs"
         elif self.cfg.normalization_type is None and name.split(".")[-1] in ("hook_scale", "hook_normalized"):
             msg += "; this model has normalization_type=None, so it has no LayerNorm hooks"
@@ -527,6 +646,7 @@ class HookedTransformer(HookedRootModule):
                     f"the residual stream has {tokens.shape[1]} positions, more than n_ctx={self.cfg.n_ctx}"
                 )
             first, resid = start_at_layer, tokens.to(self.device)
+        self._check_switches()
         for block in self.blocks[first:n_run]:
             resid = block(resid)
         if stop_at_layer is not None:
