@@ -30,7 +30,8 @@ def _assign(args: argparse.Namespace) -> int:
     from toykit.grading.assign import assign
 
     try:
-        written = assign(args.chapter, args.out, root=Path(args.root) if args.root else None, force=args.force)
+        written = assign(args.chapter, args.out, root=Path(args.root) if args.root else None, force=args.force,
+                         gradescope=args.gradescope)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -74,6 +75,8 @@ def add_assign_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("chapter", help="the chapter, e.g. 00 or 00_how_this_course_works")
     p.add_argument("--out", required=True, help="the folder to write into")
     p.add_argument("--force", action="store_true", help="overwrite files that differ")
+    p.add_argument("--gradescope", action="store_true",
+                   help="also write a Gradescope autograder bundle (gradescope/ and gradescope_<chapter>.zip)")
     p.add_argument("--root", help="the course folder (default: found from the current folder)")
     p.set_defaults(func=_assign)
     return p
