@@ -60,10 +60,10 @@ def record_checks(namespace: dict, config: dict) -> None:
                 line["missing"] = True
             else:
                 recorder = Recorder(obj)
-                check = getattr(importlib.import_module("toykit.exercises." + ex["module"]), ex["check"])
                 previous = signal.signal(signal.SIGALRM, on_alarm)
                 signal.alarm(max(1, int(config["seconds"])))
-                try:
+                try:  # the check is looked up here too: a notebook may have broken its module
+                    check = getattr(importlib.import_module("toykit.exercises." + ex["module"]), ex["check"])
                     check(recorder.learner)
                     line["kernel"] = "passed"
                 except Stopped as err:

@@ -240,6 +240,9 @@ class Recorder:
             event["out"] = result(out)
         except WireError as err:
             event["refused"] = f"your code returned {err}, which the grader cannot take"
+        except Exception as err:  # an object whose methods raise when read
+            event["refused"] = (f"your code returned a {type(out).__name__} that could not be read "
+                                f"({type(err).__name__})")
         self._add(event)
         return out
 
@@ -265,7 +268,9 @@ class Recorder:
 
 
 def _module_state(module: nn.Module) -> dict:
-    return {"training": module.training, "state": dict(module.state_dict())}
+    """What a module's forward depends on besides its inputs; entries by name, since the
+    stand-in registers them in another order than the learner's module may have."""
+    return {"training": module.training, "state": dict(sorted(module.state_dict().items()))}
 
 
 class _Forwarding(nn.Module):

@@ -109,8 +109,11 @@ def make_row(key: str, submission: Path, sha256: str, spec: ChapterSpec, outcome
         status = "tampered"
         detail = "the kernel's record was altered: " + "; ".join(dict.fromkeys(problems))
         records = {}
+    slow = [ex.id for ex in spec.exercises if records.get(ex.id, {}).get("grader_error")]
     suspect = [ex.id for ex in spec.exercises if records.get(ex.id, {}).get("suspect")]
-    if suspect and status != "grader_error":
+    if slow:
+        status, detail = "grader_error", f"the grader's own check of {', '.join(slow)} ran out of time"
+    elif suspect and status != "grader_error":
         status = "tampered"
         detail = f"the grader could not replay the answers recorded for {', '.join(suspect)}: read this notebook"
     exercises = {}

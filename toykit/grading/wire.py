@@ -182,7 +182,7 @@ def _feed(h: Any, x: Any, depth: int, seen: set[int]) -> None:
     if isinstance(x, torch.nn.Module):
         put("module" + type(x).__qualname__, str(x.training).encode())
         put("hooked", ",".join(hooked_modules(x)).encode())
-        for name, t in x.state_dict(keep_vars=True).items():
+        for name, t in sorted(x.state_dict(keep_vars=True).items()):  # by name: registration order may differ
             put("entry", name.encode())
             _feed(h, t, depth + 1, seen)
         return None
