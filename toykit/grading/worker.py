@@ -11,7 +11,8 @@ session and the kernel's process group, and starts a new worker. For each job th
   (HOME and the working directory are the staging folder) and a memory limit;
 - runs every cell with nbclient: errors do not stop the run, and a cell that runs past the
   per-cell limit is interrupted and the next one runs;
-- writes ``outcome.json`` (how the run went) next to the results file the check cell wrote.
+- writes ``outcome.json`` (how the run went) next to the record the check cell wrote, after
+  running :mod:`toykit.grading.verdict` on that record in a fresh interpreter.
 
 It never writes outside the job's scratch folder.
 """
@@ -245,7 +246,7 @@ def decide_outside(job: dict, ctl: Path, results: Path, exercises: list[dict]) -
         proc = subprocess.run([sys.executable, "-I", "-c", boot, os.path.dirname(job["toykit_dir"]),
                                str(ctl / "verdict-job.json")], cwd=ctl, env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              timeout=job["cell_timeout"] * (len(exercises) + 1) + 120)
+                              timeout=(len(exercises) + 1) * max(60, 4 * job["cell_timeout"]) + 120)
     except subprocess.TimeoutExpired:
         return "the grader's verdict process ran past its time limit"
     if proc.returncode != 0 or not (ctl / "verdict.json").exists():
