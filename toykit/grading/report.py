@@ -99,7 +99,7 @@ def make_row(key: str, submission: Path, sha256: str, spec: ChapterSpec, outcome
     verdict_failed = outcome.get("verdict")
     if isinstance(verdict_failed, str):
         status, detail = "grader_error", _text(verdict_failed, 2000)
-    elif status in ("ok", "errors", "timeout", "out_of_memory") and not recorded and (
+    elif outcome.get("status") == "ok" and not recorded and (  # every cell ran, the grader's too
             grading_errors or len(records) < len(spec.exercises)):
         # the grader's own cell failed: not the student's fault, so the row is graded again next run
         why = (f"{grading_errors[0]['ename']}: {_first_line(grading_errors[0]['evalue'])}" if grading_errors
