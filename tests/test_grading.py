@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from toykit.grading import add_assign_parser, add_grade_parser, chapter_spec, grade, register
-from toykit.grading.batch import submission_keys
 from toykit.grading.sandbox import landlock_abi
-from toykit.grading.spec import parse_spec
-from toykit.notebooks import learner_notebook
+from toykit.grading.spec import Exercise, parse_spec
+from toykit.notebooks import learner_notebook, strip_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "00_how_this_course_works.ipynb"
 EXERCISES = ["cache_hidden", "zero_ablate_hook", "merge_heads", "batched_dot"]
-CELL_TIMEOUT, TIMEOUT, MEMORY_MB = 5, 120, 2048
+CELL_TIMEOUT, TIMEOUT, MEMORY_MB = 20, 240, 2048
 SANDBOXED = landlock_abi() > 0
 
 
@@ -128,6 +134,100 @@ def fixtures(folder: Path) -> dict[str, Path]:
                               "    return torch.zeros(z.shape[0], z.shape[1], z.shape[2] * z.shape[3])")
     nbs["rigged_torch"] = rigged
 
+    # -- attacks on the verdict itself (issue 15, item 6): each has wrong answers, so must score 0
+    finder = insert_after(learner(), "from toykit.exercises import ch00", """\
+import importlib.abc, importlib.util, sys
+real = sys.modules["toykit.exercises.ch00"]
+
+class FakeCheckers(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name == "toykit.exercises.ch00":
+            return importlib.util.spec_from_loader(name, self)
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        module.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
+        module.__file__ = real.__file__  # looks like the real one
+        for name in EXERCISE_NAMES:
+            setattr(module, "check_" + name, lambda fn: print("passed"))
+
+sys.meta_path.insert(0, FakeCheckers())
+del sys.modules["toykit.exercises.ch00"]""".replace("EXERCISE_NAMES", repr(EXERCISES)))
+    nbs["fake_checker_finder"] = finder
+
+    # rewrites the grader's results file after its cell has run, and patches json.dumps
+    nbs["results_rewriter"] = insert_after(learner(), "from toykit.exercises import ch00", """\
+import json, re
+real_dumps = json.dumps
+
+def forge(obj, *args, **kwargs):  # every record claims a pass with no calls
+    if isinstance(obj, dict) and "calls" in obj:
+        obj = {**obj, "kernel": "passed", "calls": []}
+    return real_dumps(obj, *args, **kwargs)
+json.dumps = forge
+
+def rewrite(result):
+    source = result.info.raw_cell
+    found = re.search(r"'results': '([^']+)'", source)
+    nonce = re.search(r"'nonce': '([0-9a-f]+)'", source)
+    if not found or not nonce:
+        return
+    n = nonce.group(1)
+    lines = [{"nonce": n, "exercise": 5, "calls": "\\udcff"},
+             {"nonce": n, "exercise": "merge_heads", "meta": {"kind": "function", "name": "\\udcff" * 3},
+              "calls": [{"op": "call", "in": "x", "out": {"T": ["float32", [10**12], "AAAA"]}}]},
+             {"nonce": n, "exercise": "batched_dot", "meta": {"kind": "value", "value": True}, "calls": []}]
+    with open(found.group(1), "w") as f:
+        f.write("\\n".join(real_dumps(line) for line in lines) + "\\n")
+        f.write("[" * 100000 + "\\n")  # nested too deep for any JSON parser
+        f.write("not json \\udcff\\n")
+        f.write(real_dumps({"nonce": n, "done": True}) + "\\n")
+
+get_ipython().events.register("post_run_cell", rewrite)""")
+
+    liar = solution()  # a wrong merge_heads inside a tensor subclass that says it equals anything
+    i = code(liar, "def merge_heads(")
+    liar.cells[i].source = (
+        "import functools\n\n"
+        "class Liar(torch.Tensor):\n"
+        "    @classmethod\n"
+        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+        "        if func in (torch.allclose, torch.equal, torch.Tensor.__eq__):\n"
+        "            return True\n"
+        "        return super().__torch_function__(func, types, args, kwargs or {})\n\n\n"
+        "def wrong_merge(z):\n"
+        "    return torch.zeros(z.shape[0], z.shape[1], z.shape[2] * z.shape[3]).as_subclass(Liar)\n\n\n"
+        "merge_heads = functools.partial(wrong_merge)")
+    nbs["subclass_partial"] = liar
+
+    # -- honest students the grader must not fail (item 2)
+    shadow = solution()
+    shadow.cells.append(nbformat.v4.new_code_cell(
+        "max = 3\nid = 7\nlist = [1, 2]\ndict = None\nlen = 0\nstr = 'text'\nprint = None\n"
+        "isinstance = None\ngetattr = None\ntype = None\nsys = None\njson = None\nsignal = None\n"
+        "importlib = None\nglobals = None\nexec = None\nrepr = None\n\n\n"
+        "def open(*args, **kwargs):\n    raise RuntimeError('my own open')"))
+    nbs["shadowed_builtins"] = shadow
+    broken = solution()  # the grader's own cell cannot import: its fault, not the student's
+    broken.cells.append(nbformat.v4.new_code_cell(
+        "import sys\nsys.modules['toykit.grading.checkcell'] = None"))
+    nbs["grader_cell_fails"] = broken
+
+    # -- hostile text and data (item 1, item 9)
+    hostile = solved(learner(), ["zero_ablate_hook"])
+    i = code(hostile, "def merge_heads(")
+    hostile.cells[i].source = (
+        "def merge_heads(z):\n"
+        "    raise ValueError('\\udcff ```\\n# Injected heading\\n<img src=x onerror=alert(1)> '\n"
+        "                     '[click](http://evil.example) ' + 'x' * 10**6)")
+    i = code(hostile, "def batched_dot(")
+    hostile.cells[i].source = (
+        "def batched_dot(a, b):\n    x = []\n    for _ in range(100000):\n        x = [x]\n    return x")
+    i = code(hostile, "def cache_hidden(")
+    hostile.cells[i].source = "def cache_hidden(model, x, layer):\n    return '\\udcff' * 10"
+    hostile.cells.insert(i + 1, nbformat.v4.new_code_cell("raise RuntimeError('\\udcff in a cell error')"))
+    nbs["hostile_text"] = hostile
+
 
     paths = {name: folder / f"{name}.ipynb" for name in nbs}
     paths["escape"] = folder / "escape.ipynb"
@@ -205,9 +305,18 @@ EXPECTED = {
     "broken_json": ([0, 0, 0, 0], "invalid_notebook", "invalid JSON"),
     "wrong_chapter": ([0, 0, 0, 0], "wrong_chapter", "ch01"),
     "renamed_missing": ([1, 1, 0, 0], "ok", "without errors"),
-    "monkeypatch": ([0, 0, 0, 0], "ok", "without errors"),  # its own (patched) checks "pass"
-    "borrowed": ([1, 0, 0, 0], "ok", "without errors"),
-    "rigged_torch": ([0, 0, 0, 0], "tampered", "accepted a wrong answer"),
+    # the kernel's own (patched) checks never called the functions: nothing to replay
+    "monkeypatch": ([0, 0, 0, 0], "tampered", "could not replay"),
+    # the verdict is the real check's, on plain data: a subclass's lies do not cross; copying toykit's
+    # reference is not detected (book/grading.md says so)
+    "borrowed": ([1, 0, 1, 1], "ok", "without errors"),
+    "rigged_torch": ([0, 0, 0, 0], "errors", "raised errors"),
+    "fake_checker_finder": ([0, 0, 0, 0], "tampered", "could not replay"),
+    "results_rewriter": ([0, 0, 0, 0], "tampered", "record was altered"),
+    "subclass_partial": ([1, 1, 0, 1], "ok", "without errors"),
+    "shadowed_builtins": ([1, 1, 1, 1], "ok", "without errors"),
+    "grader_cell_fails": ([0, 0, 0, 0], "grader_error", "grader's cell in the kernel failed"),
+    "hostile_text": ([0, 1, 0, 0], "errors", "raised errors"),
     "escape": ([0, 0, 0, 0], "errors", "raised errors"),
 }
 
@@ -216,7 +325,7 @@ EXPECTED = {
 def test_every_submission_gets_the_right_score_and_status(batch, name):
     if name == "escape" and not SANDBOXED:
         pytest.skip("no Landlock here: a kernel can read other submissions (documented in book/grading.md)")
-    row = batch["rows"][name]
+    row = batch["rows"][name + ".ipynb"]
     points, status, phrase = EXPECTED[name]
     got = [row["exercises"][ex]["points"] for ex in EXERCISES]
     assert (got, row["status"]) == (points, status), (row["detail"], row["exercises"])
@@ -232,7 +341,7 @@ def test_a_notebook_that_ignores_interrupts_is_stopped(tmp_path):
     path = tmp_path / "stubborn.ipynb"
     path.write_text(nbformat.writes(nb), encoding="utf-8")
     started = time.monotonic()
-    row = grade("00", [path], tmp_path / "out", timeout=15, cell_timeout=3, root=ROOT, log=None)["stubborn"]
+    row = grade("00", [path], tmp_path / "out", timeout=15, cell_timeout=3, root=ROOT, log=None)["stubborn.ipynb"]
     assert time.monotonic() - started < 35
     assert (row["status"], row["total"]) == ("timeout", 0), row["detail"]
     assert "ran longer than 15 s and was stopped (cell 2 ran past the per-cell limit and ignored the interrupt)" \
@@ -244,13 +353,14 @@ def test_one_row_per_submission_in_csv_and_json(batch):
     out = batch["out"]
     with open(out / "grades.csv", encoding="utf-8") as f:
         table = list(csv.DictReader(f))
-    assert [r["submission"] for r in table] == sorted(batch["paths"])
-    assert list(table[0]) == ["submission", *EXERCISES, "total", "max", "status"]
-    correct = next(r for r in table if r["submission"] == "correct")
+    assert [r["submission"] for r in table] == sorted(f"{name}.ipynb" for name in batch["paths"])
+    assert list(table[0]) == ["submission", "file", *EXERCISES, "total", "max", "status"]
+    correct = next(r for r in table if r["submission"] == "correct.ipynb")
+    assert correct["file"] == str(batch["paths"]["correct"])
     assert (correct["total"], correct["status"]) == ("4", "ok")
     data = json.loads((out / "grades.json").read_text(encoding="utf-8"))
     assert data["chapter"] == "00_how_this_course_works" and data["max_points"] == 4
-    assert set(data["submissions"]) == set(batch["paths"])
+    assert set(data["submissions"]) == {f"{name}.ipynb" for name in batch["paths"]}
     assert {p.stem for p in (out / "feedback").glob("*.md")} == set(batch["paths"])
 
 
@@ -259,22 +369,33 @@ def test_rows_are_written_as_each_submission_finishes(batch):
 
 
 def test_messages_say_what_went_wrong(batch):
-    rows = batch["rows"]
+    rows = {key.removesuffix(".ipynb"): row for key, row in batch["rows"].items()}
     missing = rows["renamed_missing"]["exercises"]
     assert "`merge_heads` not found" in missing["merge_heads"]["message"]
     assert "did you rename it" in missing["batched_dot"]["message"]
     assert "not done yet" in rows["untouched"]["exercises"]["merge_heads"]["hint"]
-    assert "not done yet" in rows["monkeypatch"]["exercises"]["cache_hidden"]["hint"]
-    borrowed = rows["borrowed"]["exercises"]
-    assert "tensor subclass" in borrowed["zero_ablate_hook"]["message"]
-    assert "calls toykit's own merge_heads" in borrowed["merge_heads"]["message"]
-    assert "instead of calling toykit's reference" in borrowed["merge_heads"]["hint"]
-    assert "toykit's own implementation" in borrowed["batched_dot"]["message"]
+    borrowed = rows["borrowed"]["exercises"]  # the subclass arrives as plain values: the real check says no
+    assert "values differ" in borrowed["zero_ablate_hook"]["message"]
+    liar = rows["subclass_partial"]["exercises"]["merge_heads"]
+    assert "values differ" in liar["message"] and not liar["passed"]
     died = rows["kernel_exit"]
     assert "not graded" in died["exercises"]["cache_hidden"]["message"]
     assert "cell 12" in died["detail"]  # the cell right after the first check
     interrupted = rows["loop_interrupted"]
-    assert "cell 36 ran longer than 5 s" in interrupted["detail"]
+    assert f"cell 36 ran longer than {CELL_TIMEOUT} s" in interrupted["detail"]
+    hostile = rows["hostile_text"]["exercises"]
+    assert "nested more than 32 levels" in hostile["batched_dot"]["message"]
+    assert "?" in hostile["merge_heads"]["message"] and len(hostile["merge_heads"]["message"]) <= 4000
+
+
+def test_hostile_text_is_stored_and_rendered_safely(batch):
+    raw = (batch["out"] / "grades.json").read_bytes()
+    raw.decode("utf-8")  # valid UTF-8: no lone surrogate reached the file
+    text = (batch["out"] / "feedback" / "hostile_text.md").read_text(encoding="utf-8")
+    assert "Injected heading" in text  # shown, but as text
+    rest = outside_fences(text)
+    assert not any(line.startswith("# Injected") for line in rest.splitlines())
+    assert "<img" not in rest and not re.search(r"(?<!\\)\]\(", rest)
 
 
 def test_feedback_lists_passes_failures_and_hints(batch):
@@ -295,11 +416,14 @@ def test_a_rerun_skips_what_is_graded_and_force_regrades(batch, capsys):
     out, paths = batch["out"], batch["paths"]
     before = (out / "grades.json").read_text(encoding="utf-8")
     grade("00", [paths["correct"], paths["broken_json"]], out, root=ROOT, log=print)
-    assert "skip correct: already graded" in capsys.readouterr().out
+    assert "skip correct.ipynb: already graded" in capsys.readouterr().out
     assert (out / "grades.json").read_text(encoding="utf-8") == before
     grade("00", [paths["not_a_notebook"]], out, root=ROOT, force=True, log=print)
-    assert "[1/1] not_a_notebook: 0/4 invalid_notebook" in capsys.readouterr().out
+    assert "[1/1] not_a_notebook.ipynb: 0/4 invalid_notebook" in capsys.readouterr().out
     assert json.loads((out / "grades.json").read_text())["submissions"].keys() == batch["rows"].keys()
+    # the grader's own failure is not final: the row is graded again on the next run
+    grade("00", [paths["grader_cell_fails"]], out, root=ROOT, log=print)
+    assert "skip" not in capsys.readouterr().out
 
 
 def test_a_lost_row_is_graded_again(batch, tmp_path, capsys):
@@ -307,18 +431,13 @@ def test_a_lost_row_is_graded_again(batch, tmp_path, capsys):
     out = tmp_path / "grades"
     out.mkdir()
     data = json.loads((batch["out"] / "grades.json").read_text(encoding="utf-8"))
-    del data["submissions"]["wrong_chapter"]
+    del data["submissions"]["wrong_chapter.ipynb"]
     (out / "grades.json").write_text(json.dumps(data), encoding="utf-8")
     paths = batch["paths"]
     rows = grade("00", [paths["untouched"], paths["wrong_chapter"]], out, root=ROOT, log=print)
     printed = capsys.readouterr().out
-    assert "skip untouched" in printed and "[1/1] wrong_chapter" in printed
-    assert rows["wrong_chapter"]["status"] == "wrong_chapter" and len(rows) == len(paths)
-
-
-def test_submissions_with_the_same_file_name_get_their_folders_name():
-    paths = [Path("/x/alice/ch01.ipynb"), Path("/x/bob/ch01.ipynb"), Path("/x/carol.ipynb"), Path("/y/carol.ipynb")]
-    assert list(submission_keys(paths).values()) == ["alice-ch01", "bob-ch01", "x-carol", "y-carol"]
+    assert "skip untouched.ipynb" in printed and "[1/1] wrong_chapter.ipynb" in printed
+    assert rows["wrong_chapter.ipynb"]["status"] == "wrong_chapter" and len(rows) == len(paths)
 
 
 def test_another_chapters_report_is_not_overwritten(tmp_path):
@@ -398,3 +517,331 @@ def test_assign_writes_the_learner_notebook_and_a_readme(tmp_path):
         assert phrase in readme
     (tmp_path / "README.md").write_text("edited", encoding="utf-8")
     assert run_cli(["assign", "00", "--out", str(tmp_path), "--root", str(ROOT)]) == 2
+
+
+# ---------------------------------------------------------------- record and replay, without a kernel
+
+
+def record(check, obj) -> dict:
+    """What the kernel's cell writes for ``obj`` on ``check``, through JSON as in the file."""
+    from toykit.grading.replay import Recorder
+
+    recorder = Recorder(obj)
+    try:
+        check(recorder.learner)
+    except BaseException:  # the kernel's run failed: the grader decides anyway
+        pass
+    return json.loads(json.dumps({"meta": recorder.meta, "calls": recorder.events}))
+
+
+def verdict(line: dict, check: str, module: str = "ch00") -> dict:
+    from toykit.grading.verdict import judge
+
+    return judge(line, module, check, 60)
+
+
+def test_replay_gives_the_real_checks_verdict_and_hint():
+    import torch
+
+    from toykit.exercises import ch00
+
+    assert verdict(record(ch00.check_merge_heads, ch00.merge_heads), "check_merge_heads")["passed"]
+    wrong = verdict(record(ch00.check_merge_heads, lambda z: z.sum(2)), "check_merge_heads")
+    assert not wrong["passed"] and "summed over the heads" in wrong["hint"]
+
+    def in_place(activation, hook, neurons):  # edits its input: the replayed arguments change too
+        activation[..., neurons] = 0.0
+        return activation
+    bad = verdict(record(ch00.check_zero_ablate_hook, in_place), "check_zero_ablate_hook")
+    assert not bad["passed"] and "in place" in bad["hint"]
+
+    def leaves_hooks(model, x, layer):  # a hook left on the model is replayed onto the grader's model
+        store = {}
+        model.hook_dict[f"blocks.{layer}.hook_post"].add_hook(lambda a, hook: store.update(a=a))
+        model(x)
+        return store["a"]
+    leak = verdict(record(ch00.check_cache_hidden, leaves_hooks), "check_cache_hidden")
+    assert not leak["passed"] and "hooks still attached" in leak["detail"]
+
+    def subclass(z):
+        return ch00.merge_heads(z).as_subclass(type("Sub", (torch.Tensor,), {}))
+    assert verdict(record(ch00.check_merge_heads, subclass), "check_merge_heads")["passed"]  # plain values
+
+
+def test_replay_of_module_classes_rebuilds_their_parameters():
+    from torch import nn
+
+    from toykit import transformer
+    from toykit.exercises import ch03
+
+    ok = record(ch03.check_layer_norm, transformer.LayerNorm)
+    assert ok["meta"]["kind"] == "class" and verdict(ok, "check_layer_norm", "ch03")["passed"]
+
+    class Unbiased(transformer.LayerNorm):
+        def forward(self, x):
+            x = x - x.mean(-1, keepdim=True)
+            return x / (x.var(-1, keepdim=True, unbiased=True) + self.cfg.eps).sqrt() * self.w + self.b
+    wrong = verdict(record(ch03.check_layer_norm, Unbiased), "check_layer_norm", "ch03")
+    assert not wrong["passed"] and "biased one" in wrong["hint"]
+
+    class Renamed(nn.Module):  # the check reads the stand-in's parameters, as it read the learner's
+        def __init__(self, cfg):
+            super().__init__()
+            self.weight = nn.Parameter(torch_ones(cfg.d_model))
+    named = verdict(record(ch03.check_layer_norm, Renamed), "check_layer_norm", "ch03")
+    assert not named["passed"] and "missing parameter 'w'" in named["detail"]
+    instance = verdict(record(ch03.check_lm_cross_entropy_loss, nn.Identity()), "check_lm_cross_entropy_loss", "ch03")
+    assert not instance["passed"] and "TypeError" in instance["detail"]  # a module is refused as before
+
+
+def torch_ones(n):
+    import torch
+
+    return torch.ones(n)
+
+
+def test_a_record_that_does_not_fit_the_graders_run_is_not_believed():
+    from toykit.exercises import ch00
+
+    good = record(ch00.check_batched_dot, ch00.batched_dot)
+    forged = json.loads(json.dumps(good))
+    forged["calls"][0]["in"] = "0" * 64  # answers to other inputs
+    out = verdict(forged, "check_batched_dot")
+    assert not out["passed"] and out["suspect"] and "differ from the grader's" in out["detail"]
+    short = {**good, "calls": good["calls"][:2]}  # fewer calls than the check makes
+    assert verdict(short, "check_batched_dot")["suspect"]
+    garbage = {**good, "calls": [{**good["calls"][0], "out": {"T": ["float32", [10**12], "AAAA"]}}]}
+    assert verdict(garbage, "check_batched_dot")["suspect"]
+    assert verdict({"meta": {"kind": "eval"}, "calls": []}, "check_batched_dot")["suspect"]
+    value = verdict({"meta": {"kind": "value", "value": True, "type": "bool"}, "calls": []}, "check_batched_dot")
+    assert not value["passed"] and "TypeError" in value["detail"]
+
+
+def test_wire_refuses_anything_but_plain_data():
+    import torch
+
+    from toykit.grading.wire import WireError, decode, encode
+
+    value = {"a": [1, 2.5, float("nan"), None, True, "\udcff"], "t": (torch.arange(6).reshape(2, 3),
+                                                                      torch.ones(2, dtype=torch.bfloat16))}
+    back = decode(json.loads(json.dumps(encode(value))))
+    assert back["a"][:2] == [1, 2.5] and back["a"][5] == "?" and torch.equal(back["t"][0], value["t"][0])
+    assert type(back["t"][1]) is torch.Tensor and back["t"][1].dtype == torch.bfloat16
+    for bad in (object(), torch.nn.Linear(2, 2), _deep(40), "x" * 200_001):
+        with pytest.raises(WireError):
+            encode(bad)
+    for bad in ({"T": ["float32", [3], "AAAA"]}, {"T": ["pickle", [1], ""]}, {"T": ["float32", [-1], ""]},
+                {"T": ["float32", [1], "!!!!"]}, {"X": 1}, {"L": [1], "U": [2]}, [1, 2], {"D": [[{"L": []}, 1]]}):
+        with pytest.raises(WireError):
+            decode(bad)
+
+
+def _deep(n: int) -> list:
+    x: list = []
+    for _ in range(n):
+        x = [x]
+    return x
+
+
+# ---------------------------------------------------------------- hostile data never breaks a report
+
+
+def test_hostile_outcomes_become_one_row_and_later_runs_still_load(tmp_path):
+    from toykit.grading.report import Report, make_row, read_verdict
+
+    spec = chapter_spec("00", ROOT)
+    limits = {"timeout": 1, "cell_timeout": 1, "memory_mb": 1}
+    outcome = {"status": "ok", "cells": 3, "detail": "\udcff" * 10, "cell_errors": [
+        {"cell": 0, "ename": ["not", "a", "string"], "evalue": "x" * 200_000_000},
+        {"cell": 1, "ename": "E\udcff", "evalue": _deep(5000)}, "junk", {"cell": "1"}]}
+    verdicts = {"merge_heads": {"passed": True}, "batched_dot": {"passed": "yes", "detail": "\udcff" * 5,
+                                                                "hint": 5, "case": ["x"]}, "other": 7}
+    (tmp_path / "verdict.json").write_text(json.dumps({"exercises": verdicts, "problems": [], "done": True}))
+    records, problems, done = read_verdict(tmp_path / "verdict.json", spec)
+    row = make_row("a/b.ipynb", Path("/x/\udcff.ipynb"), "", spec, outcome, records, problems, limits, done)
+    assert row["exercises"]["merge_heads"]["passed"] and not row["exercises"]["batched_dot"]["passed"]
+    assert len(row["cell_errors"][0]["evalue"]) <= 1000 and row["status"] == "errors"
+    report = Report(tmp_path / "out", spec, {})
+    report.add(row)
+    json.loads((tmp_path / "out" / "grades.json").read_bytes().decode("utf-8"))
+    assert Report(tmp_path / "out", spec, {}).rows.keys() == {"a/b.ipynb"}  # a later run loads it
+    assert (tmp_path / "out" / "feedback" / "a" / "b.md").exists()
+
+
+def test_feedback_escapes_markdown_and_html():
+    from toykit.grading.report import feedback_text
+
+    spec = chapter_spec("00", ROOT)
+    evil = "```\n# Owned\n<script>alert(1)</script> [x](http://evil) ![i](j) www.evil.org"
+    row = {"file": "/s/a.ipynb", "total": 0, "max": 4, "status": "errors", "detail": evil, "limits": {},
+           "cell_errors": [{"cell": 0, "ename": evil, "evalue": evil}],
+           "exercises": {e.id: {"points": 0, "max": 1, "passed": False, "message": evil, "hint": evil, "case": evil}
+                         for e in spec.exercises}}
+    text = feedback_text(spec, row)
+    rest = outside_fences(text)  # in a fenced block everything is shown as text, as CommonMark says
+    assert "<script>" not in rest and not re.search(r"(?<!\\)\]\(", rest)  # no link, image or HTML
+    assert "![" not in rest and "www.evil" not in rest and "http://" not in rest
+    assert not any(line.startswith("# Owned") for line in rest.splitlines())
+    assert text.count("\n````text\n") == 4  # each message in a fence longer than its own ```
+
+
+def outside_fences(markdown: str) -> str:
+    """The lines of ``markdown`` outside fenced code blocks, read as CommonMark does: a block
+    closes only at a fence of the same backticks."""
+    rest, fence = [], None
+    for line in markdown.splitlines():
+        if fence is None and line.startswith("```"):
+            fence = line[:len(line) - len(line.lstrip("`"))]
+        elif fence is not None and line.strip() == fence:
+            fence = None
+        elif fence is None:
+            rest.append(line)
+    return "\n".join(rest)
+
+
+# ---------------------------------------------------------------- row identity, chapter changes, shards
+
+
+def junk(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json", encoding="utf-8")
+    return path
+
+
+def test_rows_are_keyed_by_path_under_the_submissions_root(tmp_path, capsys):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    for name in ("sec1/alice.ipynb", "sec2/alice.ipynb", "bob.ipynb", "late/bob.ipynb"):
+        junk(subs / name)
+    (subs / "folder.ipynb").mkdir()
+    os.mkfifo(subs / "pipe.ipynb")  # reading it would block the grader forever
+    (subs / "outside.ipynb").symlink_to(junk(tmp_path / "secret.ipynb"))
+    (subs / "inside.ipynb").symlink_to(subs / "bob.ipynb")
+    rows = grade("00", [subs], out, root=ROOT, log=print)
+    assert sorted(rows) == ["bob.ipynb", "folder.ipynb", "inside.ipynb", "late/bob.ipynb", "outside.ipynb",
+                            "pipe.ipynb", "sec1/alice.ipynb", "sec2/alice.ipynb"]
+    assert "FIFO" in rows["pipe.ipynb"]["detail"] and "folder" in rows["folder.ipynb"]["detail"]
+    assert "outside the submissions folder" in rows["outside.ipynb"]["detail"]
+    assert "invalid JSON" in rows["inside.ipynb"]["detail"]
+    # grading one file again, alone, finds its own row: no duplicate, no other student's row replaced
+    capsys.readouterr()
+    again = grade("00", [subs / "late" / "bob.ipynb"], out, root=ROOT, force=True, log=print)
+    assert "[1/1] late/bob.ipynb" in capsys.readouterr().out and again.keys() == rows.keys()
+    assert (out / "feedback" / "sec1" / "alice.md").exists() and (out / "feedback" / "sec2" / "alice.md").exists()
+
+
+def test_a_changed_chapter_regrades_instead_of_mixing_scales(tmp_path, capsys):
+    spec = chapter_spec("00", ROOT)
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    junk(subs / "a.ipynb"), junk(subs / "b.ipynb")
+    grade(spec, [subs], out, log=None)
+    more = dataclasses.replace(spec, exercises=[*spec.exercises[:3], dataclasses.replace(spec.exercises[3], points=3),
+                                                Exercise("extra", "extra", "ch00", "check_extra", 2.0)])
+    capsys.readouterr()
+    rows = grade(more, [subs / "a.ipynb"], out, log=print)  # no KeyError; a is graded again
+    assert "[1/1] a.ipynb: 0/8" in capsys.readouterr().out and rows["a.ipynb"]["max"] == 8
+    with open(out / "grades.csv", encoding="utf-8") as f:
+        table = {r["submission"]: r for r in csv.DictReader(f)}
+    assert table["a.ipynb"]["max"] == "8" and table["a.ipynb"]["extra"] == "0"
+    assert table["b.ipynb"]["status"] == "stale" and table["b.ipynb"]["max"] == ""  # never on the old scale
+    grade(more, [subs], out, log=None)
+    assert json.loads((out / "grades.json").read_text())["submissions"]["b.ipynb"]["max"] == 8
+
+
+def test_shards_split_deterministically_and_merge_into_one_report(tmp_path):
+    from toykit.grading.batch import in_shard, parse_shard
+
+    subs = tmp_path / "subs"
+    names = [f"s{i}/n{i}.ipynb" for i in range(12)]
+    for name in names:
+        junk(subs / name)
+    shares = [[n for n in names if in_shard(n, (k, 3))] for k in range(3)]
+    assert sorted(sum(shares, [])) == sorted(names) and all(shares)  # each in exactly one shard
+    for k in range(3):
+        grade("00", [subs], tmp_path / f"shard{k}", root=ROOT, shard=parse_shard(f"{k}/3"), log=None)
+        assert set(json.loads((tmp_path / f"shard{k}" / "grades.json").read_text())["submissions"]) == set(shares[k])
+    assert run_cli(["grade", "merge", *(str(tmp_path / f"shard{k}") for k in range(3)), "--out",
+                    str(tmp_path / "all"), "--root", str(ROOT)]) == 0
+    with open(tmp_path / "all" / "grades.csv", encoding="utf-8") as f:
+        assert sorted(r["submission"] for r in csv.DictReader(f)) == sorted(names)
+    for bad in ("3/3", "x", "-1/2", "1/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "grades.json").write_text(json.dumps({"chapter": "00_how_this_course_works",
+                                                                "fingerprint": "old", "submissions": {}}))
+    assert run_cli(["grade", "merge", str(tmp_path / "shard0"), str(tmp_path / "other"), "--out",
+                    str(tmp_path / "mixed"), "--root", str(ROOT)]) == 2
+
+
+# ---------------------------------------------------------------- every chapter, honestly solved
+
+
+def filled_learner(stem: str) -> nbformat.NotebookNode:
+    """The learner notebook of ``stem`` as chapters/ holds it, each exercise filled in with the
+    solution's code (the fence markers and hidden tests dropped), as a student who solved
+    everything hands it in."""
+    sol = nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", as_version=4)
+    fills = {}
+    for cell in sol.cells:
+        if cell.cell_type == "code" and "# BEGIN SOLUTION" in cell.source:
+            kept, hidden = [], False
+            for line in cell.source.split("\n"):
+                marker = line.strip()
+                if marker in ("# BEGIN HIDDEN TESTS", "# END HIDDEN TESTS"):
+                    hidden = marker.startswith("# BEGIN")
+                elif marker not in ("# BEGIN SOLUTION", "# END SOLUTION") and not hidden:
+                    kept.append(line)
+            fills[strip_source(cell.source)] = "\n".join(kept)
+    nb = nbformat.read(ROOT / "chapters" / f"{stem}.ipynb", as_version=4)
+    filled = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source in fills:
+            cell.source, filled = fills[cell.source], filled + 1
+    assert filled == len(fills), f"{stem}: {filled} of {len(fills)} exercise cells found in chapters/"
+    return nb
+
+
+CHAPTERS = sorted(p.stem for p in (ROOT / "solutions").glob("0[0-7]_*.ipynb"))
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_every_chapters_filled_learner_notebook_gets_full_marks(stem, tmp_path):
+    # slow: one kernel per chapter, running the whole chapter (<= 90 s each on 2 quiet cores)
+    path = tmp_path / "student.ipynb"
+    path.write_text(nbformat.writes(filled_learner(stem)), encoding="utf-8")
+    started = time.monotonic()
+    row = grade(stem, [path], tmp_path / "out", timeout=1200, cell_timeout=600, root=ROOT, log=None)[path.name]
+    print(f"{stem}: graded in {time.monotonic() - started:.0f} s")
+    failed = {k: (v["message"], v.get("hint")) for k, v in row["exercises"].items() if not v["passed"]}
+    assert (row["status"], row["total"]) == ("ok", row["max"]), (row["detail"], failed, row["cell_errors"])
+
+
+# ---------------------------------------------------------------- Gradescope
+
+
+def test_gradescope_bundle_grades_one_submission_into_results_json(tmp_path):
+    assert run_cli(["assign", "00", "--out", str(tmp_path / "handout"), "--root", str(ROOT), "--gradescope"]) == 0
+    bundle = tmp_path / "handout" / "gradescope"
+    with zipfile.ZipFile(tmp_path / "handout" / "gradescope_00_how_this_course_works.zip") as zf:
+        names = zf.namelist()
+    assert {"setup.sh", "run_autograder", "chapter.json", "course/pyproject.toml"} <= set(names)
+    assert "course/solutions/00_how_this_course_works.ipynb" in names
+    # Gradescope's layout, under a root of our own: source/ (the bundle), submission/, results/
+    root = tmp_path / "autograder"
+    shutil.copytree(bundle, root / "source")
+    (root / "submission").mkdir()
+    partial = solved(learner(), ["merge_heads", "batched_dot"])
+    (root / "submission" / "my_work.ipynb").write_text(nbformat.writes(partial), encoding="utf-8")
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "TOYKIT_PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
+    assert results["score"] == 2
+    tests = {t["name"].split(" ")[0]: t for t in results["tests"]}
+    assert list(tests) == EXERCISES
+    assert (tests["merge_heads"]["status"], tests["merge_heads"]["score"], tests["merge_heads"]["max_score"]) == (
+        "passed", 1, 1)
+    assert tests["cache_hidden"]["status"] == "failed" and tests["cache_hidden"]["score"] == 0
+    assert "not done yet" in tests["cache_hidden"]["output"]
+    assert "Status: errors" in results["output"]

@@ -71,8 +71,10 @@ exercise, what passed, what failed and the checker's hint.
 """
 
 
-def assign(chapter: str, out: str | Path, root: Path | None = None, force: bool = False) -> list[Path]:
-    """Write the learner notebook of ``chapter`` and a README.md for students into ``out``."""
+def assign(chapter: str, out: str | Path, root: Path | None = None, force: bool = False,
+           gradescope: bool = False) -> list[Path]:
+    """Write the learner notebook of ``chapter`` and a README.md for students into ``out``;
+    with ``gradescope``, also an autograder bundle (:mod:`toykit.grading.gradescope`)."""
     course = Course(find_root(root))
     spec = chapter_spec(chapter, course.root)
     out = Path(out)
@@ -85,4 +87,8 @@ def assign(chapter: str, out: str | Path, root: Path | None = None, force: bool 
             raise FileExistsError(f"{path} exists and differs; pass --force to overwrite it")
         path.write_text(content, encoding="utf-8")
         written.append(path)
+    if gradescope:
+        from toykit.grading.gradescope import write_bundle
+
+        written += write_bundle(spec, course.root, out)
     return written

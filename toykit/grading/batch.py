@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import queue
-import re
 import secrets
 import shutil
 import signal
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import toykit
-from toykit.grading.report import Report, make_row, read_results
+from toykit.grading.report import Report, make_row, read_verdict
 from toykit.grading.sandbox import landlock_abi
 from toykit.grading.spec import ChapterSpec, chapter_spec
 from toykit.grading.worker import kill_kernel
@@ -38,7 +37,6 @@ from toykit.grading.worker import kill_kernel
 # two per submission that the worker does not need): a bare package object stands in for it.
 _WORKER = ("import sys, types; toykit = types.ModuleType('toykit'); toykit.__path__ = [sys.argv[1]]; "
            "sys.modules['toykit'] = toykit; from toykit.grading.worker import main; sys.exit(main([]))")
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass
@@ -96,38 +94,95 @@ class _Worker:
             pass
 
 
-def find_submissions(paths: list[str | Path]) -> list[Path]:
-    """Files given, plus every ``*.ipynb`` under folders given (checkpoints skipped), in order."""
+@dataclass(frozen=True)
+class Submission:
+    """A file found for grading. key: its path under the submissions root, with "/" between
+    folders (the row's identity); problem: why it is refused unread, or None."""
+
+    key: str
+    path: Path
+    problem: str | None = None
+
+
+def submissions_root(paths: list[str | Path], known: str | None = None) -> Path:
+    """The folder row keys are relative to: ``known`` (a report's earlier root) when every path
+    lies under it; else the one folder given, or the common folder of everything given."""
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    for p in absolute:
+        if not os.path.lexists(p):
+            raise FileNotFoundError(f"no such submission: {p}")
+    if known and all(p == Path(known) or Path(known) in p.parents for p in absolute):
+        return Path(known)
+    folders = [p if p.is_dir() and not p.is_symlink() else p.parent for p in absolute]
+    return Path(os.path.commonpath(folders)) if len(folders) > 1 else folders[0]
+
+
+def _classify(path: Path, root: Path) -> str | None:
+    """Why ``path`` cannot be graded (read nothing to find out), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError as err:
+        return f"cannot read the file: {err.strerror or err}"
+    if stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(path))
+        real_root = Path(os.path.realpath(root))
+        if real_root not in target.parents:
+            return "a symbolic link to a file outside the submissions folder: not followed"
+        try:
+            st = os.stat(target)
+        except OSError:
+            return "a symbolic link to nothing"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder named like a notebook, not a notebook file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a FIFO, socket or device): not read"
+    return None
+
+
+def find_submissions(paths: list[str | Path], root: Path | None = None) -> list[Submission]:
+    """Files given, plus every ``*.ipynb`` under folders given (checkpoints skipped), each with
+    its key under ``root`` (default: :func:`submissions_root`). Symbolic links are not followed
+    into folders, nor to files outside the root; FIFOs, devices and folders named ``*.ipynb``
+    are returned with a problem instead of being skipped or read."""
+    root = Path(os.path.abspath(root)) if root else submissions_root(paths)
     found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(q for q in p.rglob("*.ipynb")
-                            if ".ipynb_checkpoints" not in q.parts and q.is_file())
-        elif p.exists():
+    for p in (Path(os.path.abspath(q)) for q in paths):
+        if p.is_dir() and not p.is_symlink():
+            for folder, dirs, files in os.walk(p):  # never follows links to folders
+                dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints")
+                found += [Path(folder, name) for name in sorted(dirs + files) if name.endswith(".ipynb")]
+        elif os.path.lexists(p):
             found.append(p)
         else:
             raise FileNotFoundError(f"no such submission: {p}")
-    unique = list(dict.fromkeys(q.resolve() for q in found))
-    if not unique:
+    out: dict[str, Submission] = {}
+    for p in found:
+        if root not in p.parents:
+            raise ValueError(f"{p} is not under the submissions root {root}")
+        key = p.relative_to(root).as_posix()
+        problem = _classify(p, root)
+        out.setdefault(key, Submission(key, Path(os.path.realpath(p)) if problem is None else p, problem))
+    if not out:
         raise FileNotFoundError("no submissions found (give notebook files or folders holding them)")
-    return unique
+    return sorted(out.values(), key=lambda s: s.key)
 
 
-def submission_keys(paths: list[Path]) -> dict[Path, str]:
-    """A short, unique, file-name-safe key for each submission: its file name, with its folder's
-    name in front when several submissions share a file name (alice/ch01.ipynb, bob/ch01.ipynb)."""
-    def safe(text: str) -> str:
-        return _SAFE.sub("_", text).strip("._") or "submission"
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` as (K, N), 0 <= K < N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
 
-    stems = [safe(p.stem) for p in paths]
-    keys: dict[Path, str] = {}
-    for p, stem in zip(paths, stems):
-        key = stem if stems.count(stem) == 1 else f"{safe(p.parent.name)}-{stem}"
-        base, n = key, 2
-        while key in keys.values():
-            key, n = f"{base}-{n}", n + 1
-        keys[p] = key
-    return keys
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether the row ``key`` belongs to shard (K, N): a hash of the key, so a submission's
+    shard never depends on which other files exist."""
+    k, n = shard
+    return int(hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12], 16) % n == k
 
 
 def _sha256(path: Path) -> str:
@@ -157,13 +212,14 @@ def _rmtree(path: Path) -> None:
 def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | Path, *, jobs: int = 1,
           timeout: float = 600, cell_timeout: float | None = None, memory_mb: int | None = 4096,
           force: bool = False, root: Path | None = None, sandbox: bool = True,
-          log: Callable[[str], None] | None = print) -> dict[str, dict]:
+          shard: tuple[int, int] | None = None, log: Callable[[str], None] | None = print) -> dict[str, dict]:
     """Grade ``submissions`` (files or folders) against ``chapter``; write the report to ``out``.
 
     jobs: submissions graded at once. timeout: seconds per notebook (its kernel is killed after).
     cell_timeout: seconds per cell (interrupted, then the next cell runs); default min(timeout, 120).
     memory_mb: the kernel's address-space limit in MB (None: none). force: regrade submissions
-    already in the report. sandbox: use Landlock where the kernel offers it.
+    already in the report. sandbox: use Landlock where the kernel offers it. shard: (K, N) to
+    grade only the K-th of N deterministic shares (see :func:`in_shard`).
     Returns the report's rows by submission key (including earlier ones).
     """
     say = log or (lambda _msg: None)
@@ -175,15 +231,23 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
     limits = {"timeout": timeout, "cell_timeout": cell_timeout, "memory_mb": memory_mb}
     settings = {**limits, "jobs": jobs,
                 "sandbox": f"landlock (ABI {abi})" if abi else "none: limits only (use a container or VM)"}
-    paths = find_submissions(list(submissions))
-    keys = submission_keys(paths)
     report = Report(Path(out), spec, settings)
+    sub_root = submissions_root(list(submissions), report.root)
+    found = find_submissions(list(submissions), sub_root)
+    if shard is not None:
+        found = [f for f in found if in_shard(f.key, shard)]
+    report.root = str(sub_root)
     out_dir = Path(out).resolve()
     tasks: deque[_Task] = deque()
-    for p in paths:
-        if out_dir in p.parents:
-            raise ValueError(f"{p} lies inside the output folder {out_dir}: keep submissions elsewhere")
-        task = _Task(keys[p], p, _sha256(p))
+    for sub in found:
+        if out_dir in Path(os.path.abspath(sub.path)).parents or out_dir in sub.path.parents:
+            raise ValueError(f"{sub.path} lies inside the output folder {out_dir}: keep submissions elsewhere")
+        if sub.problem:  # refused unread: a row that says why
+            outcome = {"status": "invalid_notebook", "detail": sub.problem, "cells": 0, "cell_errors": []}
+            report.add(make_row(sub.key, sub.path, "", spec, outcome, {}, [], limits))
+            say(f"refuse {sub.key}: {sub.problem}")
+            continue
+        task = _Task(sub.key, sub.path, _sha256(sub.path))
         if not force and report.graded(task.key, task.sha256):
             say(f"skip {task.key}: already graded (use --force to grade again)")
             continue
@@ -244,8 +308,12 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
         elif outcome is None:
             outcome = {"status": "grader_error", "cells": 0, "cell_errors": [],
                        "detail": f"the grading worker stopped (exit code {worker.proc.poll()}): {_tail(worker.log)}"}
-        records, problems = read_results(ctl / f"results-{task.nonce}.jsonl", task.nonce, spec)
-        row = make_row(task.key, task.path, task.sha256, spec, outcome, records, problems, limits)
+        try:
+            records, problems, recorded = read_verdict(ctl / "verdict.json", spec)
+            row = make_row(task.key, task.path, task.sha256, spec, outcome, records, problems, limits, recorded)
+        except Exception as err:  # a grader bug on one submission is that row's, never the run's
+            row = make_row(task.key, task.path, task.sha256, spec, {
+                "status": "grader_error", "detail": f"{type(err).__name__}: {err}"}, {}, [], limits)
         report.add(row)
         done += 1
         say(f"[{done}/{total}] {task.key}: {row['total']:g}/{row['max']:g} {row['status']}"

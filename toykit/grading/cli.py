@@ -8,12 +8,17 @@ from pathlib import Path
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from toykit.grading.batch import grade
+    from toykit.grading.batch import grade, parse_shard
+    from toykit.grading.merge import merge
 
     try:
-        rows = grade(args.chapter, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
-                     cell_timeout=args.cell_timeout, memory_mb=args.memory or None, force=args.force,
-                     root=Path(args.root) if args.root else None, sandbox=not args.no_sandbox)
+        if args.chapter == "merge":  # toykit grade merge SHARD_OUT... --out OUT
+            rows = merge(args.submissions, args.out, root=Path(args.root) if args.root else None)
+        else:
+            rows = grade(args.chapter, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
+                         cell_timeout=args.cell_timeout, memory_mb=args.memory or None, force=args.force,
+                         root=Path(args.root) if args.root else None, sandbox=not args.no_sandbox,
+                         shard=parse_shard(args.shard) if args.shard else None)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -25,7 +30,8 @@ def _assign(args: argparse.Namespace) -> int:
     from toykit.grading.assign import assign
 
     try:
-        written = assign(args.chapter, args.out, root=Path(args.root) if args.root else None, force=args.force)
+        written = assign(args.chapter, args.out, root=Path(args.root) if args.root else None, force=args.force,
+                         gradescope=args.gradescope)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -40,9 +46,11 @@ def add_grade_parser(subparsers) -> argparse.ArgumentParser:
         "grade", help="grade student notebooks of a chapter in fresh, limited kernels",
         description="Run each submission in a fresh kernel with time and memory limits, run the "
                     "chapter's checks on what it defines, and write grades.csv, grades.json and "
-                    "feedback/<submission>.md to --out. This runs student code: see book/grading.md.")
-    p.add_argument("chapter", help="the chapter, e.g. 00 or 00_how_this_course_works")
-    p.add_argument("submissions", nargs="+", help="notebook files, or folders holding them")
+                    "feedback/<submission>.md to --out. This runs student code: see book/grading.md. "
+                    "`toykit grade merge SHARD_OUT... --out OUT` combines the reports of --shard runs.")
+    p.add_argument("chapter", help="the chapter, e.g. 00 or 00_how_this_course_works; or `merge`")
+    p.add_argument("submissions", nargs="+",
+                   help="notebook files, or folders holding them (with `merge`: shard output folders)")
     p.add_argument("--out", required=True, help="the folder for grades.csv, grades.json and feedback/")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
@@ -53,6 +61,9 @@ def add_grade_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="grade again submissions already in --out")
     p.add_argument("--no-sandbox", action="store_true",
                    help="do not use Linux Landlock even where available (limits still apply)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="grade only share K of N (0 <= K < N), chosen by a hash of each submission's path, "
+                        "e.g. --shard $SLURM_ARRAY_TASK_ID/8; combine the outputs with `toykit grade merge`")
     p.add_argument("--root", help="the course folder (default: found from the current folder)")
     p.set_defaults(func=_grade)
     return p
@@ -64,6 +75,8 @@ def add_assign_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("chapter", help="the chapter, e.g. 00 or 00_how_this_course_works")
     p.add_argument("--out", required=True, help="the folder to write into")
     p.add_argument("--force", action="store_true", help="overwrite files that differ")
+    p.add_argument("--gradescope", action="store_true",
+                   help="also write a Gradescope autograder bundle (gradescope/ and gradescope_<chapter>.zip)")
     p.add_argument("--root", help="the course folder (default: found from the current folder)")
     p.set_defaults(func=_assign)
     return p

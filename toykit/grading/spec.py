@@ -9,6 +9,8 @@ not listed there is worth 1.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +57,16 @@ class ChapterSpec:
     def max_points(self) -> float:
         return sum(e.points for e in self.exercises)
 
+    @property
+    def fingerprint(self) -> str:
+        """Names every exercise, check and point value: a row graded under another fingerprint
+        (an exercise added, points changed) is graded again, never mixed with this one."""
+        text = json.dumps([[e.id, e.name, e.module, e.check, e.points] for e in self.exercises])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def as_dict(self) -> dict:
         return {"chapter": self.stem, "title": self.title, "max_points": self.max_points,
+                "fingerprint": self.fingerprint,
                 "exercises": [{"id": e.id, "name": e.name, "check": f"{e.module}.{e.check}",
                                "points": e.points} for e in self.exercises]}
 

@@ -11,7 +11,8 @@ session and the kernel's process group, and starts a new worker. For each job th
   (HOME and the working directory are the staging folder) and a memory limit;
 - runs every cell with nbclient: errors do not stop the run, and a cell that runs past the
   per-cell limit is interrupted and the next one runs;
-- writes ``outcome.json`` (how the run went) next to the results file the check cell wrote.
+- writes ``outcome.json`` (how the run went) next to the record the check cell wrote, after
+  running :mod:`toykit.grading.verdict` on that record in a fresh interpreter.
 
 It never writes outside the job's scratch folder.
 """
@@ -22,6 +23,7 @@ import json
 import os
 import signal
 import site
+import stat
 import subprocess
 import sys
 import time
@@ -49,10 +51,16 @@ def _write_json(path: Path, data: dict) -> None:
 def load_submission(path: Path, spec: ChapterSpec) -> tuple[nbformat.NotebookNode | None, str | None, str]:
     """(notebook, None, "") when it can be graded, else (None, status, detail)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            return None, "invalid_notebook", f"the file is {size / 2**20:.0f} MB, more than a notebook should be"
-        raw = path.read_bytes()
+        # non-blocking and checked after opening: a FIFO or device swapped in is refused, not read
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return None, "invalid_notebook", "not a regular file (a FIFO, socket or device): not read"
+            if st.st_size > MAX_NOTEBOOK_BYTES:
+                return None, "invalid_notebook", (f"the file is {st.st_size / 2**20:.0f} MB, more than a "
+                                                  "notebook should be")
+            raw = f.read(MAX_NOTEBOOK_BYTES + 1)
     except OSError as err:
         return None, "invalid_notebook", f"cannot read the file: {err.strerror or err}"
     try:
@@ -61,6 +69,8 @@ def load_submission(path: Path, spec: ChapterSpec) -> tuple[nbformat.NotebookNod
         return None, "invalid_notebook", "not a notebook: the file is not UTF-8 text"
     except json.JSONDecodeError as err:
         return None, "invalid_notebook", f"not a notebook: invalid JSON ({err.msg}, line {err.lineno})"
+    except RecursionError:
+        return None, "invalid_notebook", "not a notebook: JSON nested too deeply"
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list) or "nbformat" not in data:
         return None, "invalid_notebook", "not a Jupyter notebook: valid JSON, but no `cells` and `nbformat`"
     try:
@@ -137,7 +147,7 @@ def run(job: dict) -> dict:
     for folder in (work, work / ".tmp", ctl, ctl / "runtime", ctl / "kernels" / KERNEL_NAME):
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(work, 0o700)
-    (work / Path(job["submission"]).name).write_bytes(Path(job["submission"]).read_bytes())
+    (work / Path(job["submission"]).name).write_text(nbformat.writes(nb), encoding="utf-8")
     results = ctl / f"results-{job['nonce']}.jsonl"
     applied = ctl / "applied.json"
     for f in (results, applied):
@@ -148,8 +158,7 @@ def run(job: dict) -> dict:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     exercises = [{"id": e.id, "name": e.name, "module": e.module, "check": e.check} for e in spec.exercises]
-    nb.cells.append(nbformat.v4.new_code_cell(grading_cell(
-        job["nonce"], str(results), exercises, job["toykit_dir"], job["cell_timeout"])))
+    nb.cells.append(nbformat.v4.new_code_cell(grading_cell(job["nonce"], str(results), exercises, job["cell_timeout"])))
     outcome["cells"] = learner_cells
     (ctl / "cells").write_text(str(learner_cells), encoding="utf-8")
 
@@ -217,7 +226,33 @@ def run(job: dict) -> dict:
         outcome["sandbox"] = json.loads(applied.read_text(encoding="utf-8") or "{}")
     except (OSError, json.JSONDecodeError):
         outcome["sandbox"] = {}
+    outcome["verdict"] = decide_outside(job, ctl, results, exercises)
     return finish()
+
+
+def decide_outside(job: dict, ctl: Path, results: Path, exercises: list[dict]) -> str | None:
+    """Run :mod:`toykit.grading.verdict` on the kernel's record in a fresh interpreter, which
+    imports the grader's toykit and nothing of the student's; None when it wrote its verdict,
+    else what went wrong."""
+    (ctl / "progress").write_text("verdict", encoding="utf-8")
+    config = {"record": str(results), "nonce": job["nonce"], "exercises": exercises,
+              "seconds": job["cell_timeout"], "threads": int(job.get("threads", 1)),
+              "out": str(ctl / "verdict.json")}
+    _write_json(ctl / "verdict-job.json", config)
+    env = {k: v for k, v in os.environ.items() if k not in ("TOYKIT_CHECK_LOG", "PYTHONPATH", "PYTHONHOME")}
+    boot = ("import sys; sys.path.insert(0, sys.argv[1]); from toykit.grading.verdict import main; "
+            "sys.exit(main(sys.argv[2:]))")
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-c", boot, os.path.dirname(job["toykit_dir"]),
+                               str(ctl / "verdict-job.json")], cwd=ctl, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=(len(exercises) + 1) * max(60, 4 * job["cell_timeout"]) + 120)
+    except subprocess.TimeoutExpired:
+        return "the grader's verdict process ran past its time limit"
+    if proc.returncode != 0 or not (ctl / "verdict.json").exists():
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
+        return f"the grader's verdict process failed (exit code {proc.returncode}): {tail}"
+    return None
 
 
 def kill_kernel(ctl: Path) -> None:
