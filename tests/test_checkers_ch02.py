@@ -380,6 +380,7 @@ def test_mmcs_mutants(fn, hint):
 
 
 def reinit_good(W_enc, b_enc, W_dec, b_dec, dead, inputs):
+    W_enc, b_enc, W_dec = W_enc.clone(), b_enc.clone(), W_dec.clone()
     live_norm = torch.linalg.norm(W_enc[:, ~dead], dim=0).mean()
     for j, latent in enumerate(torch.nonzero(dead).flatten().tolist()):
         u = inputs[j] - b_dec
@@ -387,6 +388,15 @@ def reinit_good(W_enc, b_enc, W_dec, b_dec, dead, inputs):
         W_dec[latent] = u
         W_enc[:, latent] = 0.2 * live_norm * u
         b_enc[latent] = 0
+    return W_enc, b_enc, W_dec
+
+
+def reinit_in_place(W_enc, b_enc, W_dec, b_dec, dead, inputs):
+    # Right values, written into the SAE's own tensors: the docstring promises new tensors.
+    u = F.normalize(inputs - b_dec, dim=1)
+    W_enc[:, dead] = u.T * 0.2 * W_enc[:, ~dead].norm(dim=0).mean()
+    W_dec[dead] = u
+    b_enc[dead] = 0.0
     return W_enc, b_enc, W_dec
 
 
@@ -432,6 +442,7 @@ def test_reinitialise_accepts_reference_and_alternative(capsys):
     (reinit_all_norms, "*live* latents only"),
     (reinit_keep_bias, "encoder bias b_enc to 0"),
     (reinit_decoder_only, "not only the decoder rows"),
+    (reinit_in_place, "modified one of its inputs in place"),
 ])
 def test_reinitialise_mutants(fn, hint):
     rejects(ch02.check_reinitialise_latents, fn, hint)
