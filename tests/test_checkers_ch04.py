@@ -107,6 +107,10 @@ def rt_float(batch, seq_len, d_vocab, bos):
     return rt_good(batch, seq_len, d_vocab, bos).float()
 
 
+def rt_int32(batch, seq_len, d_vocab, bos):
+    return rt_good(batch, seq_len, d_vocab, bos).int()  # the model's loss would refuse these ids
+
+
 def rt_one_block(batch, seq_len, d_vocab, bos):
     block = rt_good(1, seq_len, d_vocab, bos)
     return block.expand(batch, -1)
@@ -127,6 +131,7 @@ def test_generate_repeated_tokens_accepts_correct_versions(capsys):
     (rt_cat_dim0, "position axis"),
     (rt_float, "torch.randint"),
     (rt_one_block, "its own random block"),
+    (rt_int32, "int64"),
 ])
 def test_generate_repeated_tokens_mutants(fn, hint):
     rejects(ch04.check_generate_repeated_tokens, fn, hint)
