@@ -282,7 +282,7 @@ def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
     run_check(
         exercise, learner, reference, cases,
         mistakes=[
-            Mistake("you zeroed rows of the batch axis (activation[neurons] = 0): neurons live "
+            Mistake("you zeroed rows of the batch axis (indexing activation[neurons]): neurons live "
                     "on the last axis, activation[..., neurons]", zero_rows),
             Mistake("you zeroed axis 1, which is the position axis when the activation is "
                     "[batch, pos, d_hidden]: index the last axis with activation[..., neurons]",

@@ -736,7 +736,8 @@ _GENERATOR_HINT = (
     "two calls with identically seeded generators drew different tokens: draw with the generator "
     "you are given, torch.multinomial(probs, 1, generator=generator), so that seeded sampling repeats"
 )
-_GREEDY_HINT = "temperature 0 means greedy: return logits.argmax(dim=-1), without dividing by 0"
+_GREEDY_HINT = ("temperature 0 means greedy: take the most likely token of each row, without dividing by 0 "
+                "(and without drawing)")
 
 
 def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
