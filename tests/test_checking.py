@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from toykit.exercises import CheckFailure, clear_results, results, show_solution
-from toykit.exercises.checking import Case, Mistake, run_check
+from toykit.exercises.checking import Case, Mistake, check_unchanged, run_check, snapshot
 from toykit.exercises.solutions import SOLUTIONS, solution
 
 CASES = [Case("small", (torch.randn(2, 3, generator=torch.Generator().manual_seed(0)),)),
@@ -296,16 +296,14 @@ def test_show_solution_prints_a_solution_on_request(capsys):
 
 
 def test_unchanged_inputs_pass_and_edits_inside_containers_are_named():
-    from toykit.exercises.checking import _snapshot, check_unchanged
-
     cache = {"blocks.0.attn.hook_z": torch.ones(2, 3), "other": [torch.zeros(2)]}
-    before = _snapshot(cache)
+    before = snapshot(cache)
     check_unchanged("demo", "case", {"clean_z": (before, cache)})  # nothing changed: no error
     cache["other"][0][1] = float("nan")
     with pytest.raises(CheckFailure, match=r"`clean_z\['other'\]\[0\]` was modified in place"):
         check_unchanged("demo", "case", {"clean_z": (before, cache)})
     nan = torch.tensor([float("nan"), 1.0])
-    check_unchanged("demo", "case", {"x": (_snapshot(nan), nan)})  # nan equals nan here
+    check_unchanged("demo", "case", {"x": (snapshot(nan), nan)})  # nan equals nan here
 
 
 def test_a_loss_check_rejects_a_python_number():
@@ -343,3 +341,28 @@ def test_a_renamed_parameter_is_told_to_keep_the_names():
     with pytest.raises(CheckFailure) as info:
         check_kw(lambda x, factor: x * factor)
     assert "keep the parameter names" in info.value.hint
+
+
+def test_no_reference_modifies_its_inputs():
+    """The references the checks compare against obey the rule they enforce."""
+    for module in CHAPTERS:
+        chapter = module.__name__.rsplit(".", 1)[1]
+        runs = []
+        original = module.run_check
+
+        def record(exercise, learner, reference, cases, *args, runs=runs, **kwargs):
+            runs.append((exercise, reference, cases))
+
+        module.run_check = record
+        try:
+            for name in module.__all__:
+                if name.startswith("check_"):
+                    getattr(module, name)(_solved(f"{chapter}.{name.removeprefix('check_')}"))
+        finally:
+            module.run_check = original
+        for exercise, reference, cases in runs:
+            for case in cases:
+                args, kwargs = case.fresh()
+                before = snapshot((args, kwargs))
+                reference(*args, **kwargs)
+                check_unchanged(exercise, case.name, {"arguments": (before, [list(args), kwargs])})

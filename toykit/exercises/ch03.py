@@ -53,15 +53,15 @@ from toykit.exercises.checking import (
     Case,
     CheckFailure,
     Mistake,
-    _error_hint,
     _mismatch,
-    _snapshot,
     check_unchanged,
     describe,
+    error_hint,
     require_callable,
     rng,
     run_check,
     seeded,
+    snapshot,
 )
 from toykit.sampling import sample_next_token
 from toykit.transformer import TransformerConfig, lm_cross_entropy_loss
@@ -227,11 +227,11 @@ def _copy_weights(exercise: str, case: str, module: nn.Module, reference: nn.Mod
 
 def _module_check(exercise: str, cls: Callable, kind: str, cases: list[Case], mistakes: list[Mistake],
                   hint: str, atol: float = 1e-5, rtol: float = 1e-4,
-                  error_hint: Callable[[str, Exception], str | None] | None = None) -> None:
+                  explain_error: Callable[[str, Exception], str | None] | None = None) -> None:
     """Compare ``cls(cfg)`` holding toykit's random weights with toykit's module, case by case.
 
     Each case's args are (cfg, seed, *inputs) and its kwargs hold the case name; mistakes take
-    the same arguments. error_hint(case, error) may name the cause of an error the module raises.
+    the same arguments. explain_error(case, error) may name the cause of an error the module raises.
     """
 
     def learner(cfg: TransformerConfig, seed: int, *inputs: torch.Tensor, case: str) -> Any:
@@ -242,7 +242,7 @@ def _module_check(exercise: str, cls: Callable, kind: str, cases: list[Case], mi
             with torch.no_grad():
                 out = module(*inputs)
         except Exception as err:
-            special = error_hint(case, err) if error_hint else None
+            special = explain_error(case, err) if explain_error else None
             if special is None:
                 raise
             raise CheckFailure(exercise, case, f"your code raised {type(err).__name__}: {err}", special) from err
@@ -467,12 +467,12 @@ def check_attention(Attention: Callable) -> None:
                 lambda m, c, x: _attention(m, c, x) + (c.n_heads - 1) * m.b_O),
     ]
     def long_sequence(case: str, err: Exception) -> str | None:
-        if case.startswith("a long sequence") and _error_hint(err) != DTYPE_HINT:
+        if case.startswith("a long sequence") and error_hint(err) != DTYPE_HINT:
             return ("this case has 14 positions: the causal mask must fit each input's number of positions, up "
                     "to cfg.n_ctx (build it from cfg.n_ctx and slice it, or from the input), not a fixed size")
         return None
 
-    _module_check("attention", Attention, "attn", cases, mistakes, error_hint=long_sequence,
+    _module_check("attention", Attention, "attn", cases, mistakes, explain_error=long_sequence,
                   hint="go through attention one step at a time and compare shapes with the docstring: "
                        "queries, keys and values per head, scaled scores, the causal mask, a softmax over "
                        "keys, the weighted sum of values, then the output projection summed over heads")
@@ -752,14 +752,14 @@ def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
         many = logits.repeat(N_DRAWS, 1)  # row r * rows + i is a copy of row i
 
         def draw(global_seed: int) -> torch.Tensor:
-            before = _snapshot(many)
+            before = snapshot(many)
             try:
                 with seeded(global_seed):  # the verdict is the same every run; the learner's RNG is left alone
                     out = fn(many, temperature=temperature, top_k=top_k, generator=rng(seed))
             except (NotImplementedError, CheckFailure):
                 raise
             except Exception as err:
-                if temperature == 0 and _error_hint(err) is None:
+                if temperature == 0 and error_hint(err) is None:
                     raise CheckFailure(exercise, case, f"your code raised {type(err).__name__}: {err}",
                                        _GREEDY_HINT) from err
                 raise

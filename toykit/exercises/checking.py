@@ -150,7 +150,7 @@ def _clone(x: Any) -> Any:
     return x
 
 
-def _snapshot(x: Any) -> Any:
+def snapshot(x: Any) -> Any:
     """A copy of everything in ``x`` a learner could modify: tensors, containers of them, and
     the parameters and buffers of modules (a model passed in)."""
     if isinstance(x, torch.nn.Module):
@@ -158,9 +158,9 @@ def _snapshot(x: Any) -> Any:
     if isinstance(x, torch.Tensor):
         return x.detach().clone()
     if isinstance(x, (tuple, list)):
-        return [_snapshot(v) for v in x]
+        return [snapshot(v) for v in x]
     if isinstance(x, dict):
-        return {k: _snapshot(v) for k, v in x.items()}
+        return {k: snapshot(v) for k, v in x.items()}
     return x
 
 
@@ -316,7 +316,7 @@ def _first_tensor(x: Any) -> Any:
     return x[0] if isinstance(x, (tuple, list)) and x else x
 
 
-def _error_hint(err: Exception) -> str | None:
+def error_hint(err: Exception) -> str | None:
     """A hint for an exception raised by the learner's code, from its message."""
     text = str(err)
     if isinstance(err, TypeError) and re.search(r"unexpected keyword argument|got multiple values for argument|"
@@ -369,7 +369,7 @@ def _run_cases(exercise, learner, reference, cases, mistakes, hint, atol, rtol, 
             args, kwargs = case.fresh()
             for i in grad_args:
                 args[i].requires_grad_(True)
-            before = _snapshot(args), {k: _snapshot(v) for k, v in kwargs.items()}
+            before = snapshot(args), {k: snapshot(v) for k, v in kwargs.items()}
             try:
                 got = learner(*args, **kwargs)
             except NotImplementedError:
@@ -380,7 +380,7 @@ def _run_cases(exercise, learner, reference, cases, mistakes, hint, atol, rtol, 
             except Exception as err:  # the learner's bug, reported as a failed case
                 raise CheckFailure(exercise, case.name,
                                    f"your code raised {type(err).__name__}: {err}",
-                                   _error_hint(err) or hint) from err
+                                   error_hint(err) or hint) from err
             names = _arg_names(learner, args, kwargs)
             check_unchanged(exercise, case.name, {
                 **{name: (b, a) for name, b, a in zip(names, before[0], args)},
