@@ -154,7 +154,7 @@ def test_cache_hidden_reference_leaves_no_hooks():
 def test_cache_hidden_unknown_wrong_answer_gets_the_generic_hint():
     err = fails_with(ch00.check_cache_hidden,
                      lambda model, x, layer: ch00.cache_hidden(model, x, layer) * 2,
-                     "run_with_hooks")
+                     "after block `layer`'s nonlinearity")
     assert err.case == "2 layers, layer 0"
 
 
@@ -350,14 +350,25 @@ def batched_dot_no_sum(a, b):
     return einops.einsum(a, b, "batch d, batch d -> batch d")
 
 
+def batched_dot_squeeze_all(a, b):
+    # Right for every batch but a batch of one, where squeeze() also drops the batch axis.
+    return torch.bmm(a[:, None, :], b[:, :, None]).squeeze()
+
+
 @pytest.mark.parametrize("mutant, hint", [
     (batched_dot_matmul, "every pair of rows"),
     (batched_dot_over_batch, "summed over the batch instead of over d"),
     (batched_dot_scalar, "got one number"),
+    (batched_dot_squeeze_all, "squeeze() removed the batch axis too"),
     (batched_dot_no_sum, "did not sum over d"),
 ])
 def test_batched_dot_mutants(mutant, hint):
     fails_with(ch00.check_batched_dot, mutant, hint)
+
+
+def test_batched_dot_squeeze_is_not_blamed_on_summing_everything():
+    err = fails_with(ch00.check_batched_dot, batched_dot_squeeze_all, "squeeze() removed the batch axis")
+    assert err.case == "batch of one" and "summed over everything" not in err.hint
 
 
 def test_batched_dot_reference_rejects_mismatched_inputs():

@@ -273,6 +273,14 @@ def dpf_global(W):
     return W.shape[1] / W.pow(2).sum()
 
 
+def dpf_fixed_m(W):
+    return 2 / W.pow(2).sum(dim=(1, 2))  # the chapter's m = 2, hard-coded
+
+
+def dpf_instances(W):
+    return W.shape[0] / W.pow(2).sum(dim=(1, 2))
+
+
 def test_dimensions_per_feature_accepts_reference(capsys):
     ch01.check_dimensions_per_feature(ref.dimensions_per_feature)
     ch01.check_dimensions_per_feature(lambda W: W.shape[1] / torch.linalg.matrix_norm(W) ** 2)
@@ -286,6 +294,11 @@ def test_dimensions_per_feature_accepts_reference(capsys):
     (dpf_global, "per instance"),
 ])
 def test_dimensions_per_feature_mutants(fn, hint):
+    rejects(ch01.check_dimensions_per_feature, fn, hint)
+
+
+@pytest.mark.parametrize("fn, hint", [(dpf_fixed_m, "fixed m = 2"), (dpf_instances, "not n_instances")])
+def test_dimensions_per_feature_fixed_m_is_not_called_n_instances(fn, hint):
     rejects(ch01.check_dimensions_per_feature, fn, hint)
 
 

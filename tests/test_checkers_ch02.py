@@ -130,6 +130,18 @@ def loss_summed_batch(x, feature_acts, sae_out, W_dec, l1_coefficient):
     return mse_loss + l1_coefficient * l1_loss, mse_loss, l1_loss
 
 
+def loss_item(x, feature_acts, sae_out, W_dec, l1_coefficient):
+    mse_loss = ((sae_out - x) ** 2).sum(dim=1).mean()
+    l1_loss = (feature_acts * W_dec.norm(dim=1)).sum(dim=1).mean()
+    return (mse_loss + l1_coefficient * l1_loss).item(), mse_loss.item(), l1_loss.item()
+
+
+def loss_rewrapped(x, feature_acts, sae_out, W_dec, l1_coefficient):
+    mse_loss = ((sae_out - x) ** 2).sum(dim=1).mean()
+    l1_loss = (feature_acts * W_dec.norm(dim=1)).sum(dim=1).mean()
+    return torch.tensor((mse_loss + l1_coefficient * l1_loss).item(), requires_grad=True), mse_loss, l1_loss
+
+
 def test_sae_loss_accepts_reference_and_alternative(capsys):
     def via_module(x, feature_acts, sae_out, W_dec, l1_coefficient):
         mse_loss = ref.reconstruction_loss(x, sae_out)
@@ -147,6 +159,8 @@ def test_sae_loss_accepts_reference_and_alternative(capsys):
     (loss_squared_norms, "not their squares"),
     (loss_scaled_part, "before multiplying by l1_coefficient"),
     (loss_summed_batch, "average over the batch"),
+    (loss_item, "carries gradients"),
+    (loss_rewrapped, "carries gradients"),
 ])
 def test_sae_loss_mutants(fn, hint):
     rejects(ch02.check_sae_loss, fn, hint)
@@ -220,6 +234,10 @@ def jumprelu_plain_relu(acts_pre, threshold):
     return acts_pre.clamp(min=0)
 
 
+def jumprelu_at_least(acts_pre, threshold):
+    return torch.where(acts_pre >= threshold, acts_pre, torch.zeros_like(acts_pre))
+
+
 def test_jumprelu_accepts_reference_and_alternative(capsys):
     ch02.check_jumprelu(lambda z, t: ref.jumprelu(z, t))
     ch02.check_jumprelu(jumprelu_good)
@@ -230,6 +248,7 @@ def test_jumprelu_accepts_reference_and_alternative(capsys):
     (jumprelu_shifted, "shifts every value down by θ"),
     (jumprelu_step_only, "multiply the step by z"),
     (jumprelu_plain_relu, "not 0"),
+    (jumprelu_at_least, "strictly"),
 ])
 def test_jumprelu_mutants(fn, hint):
     rejects(ch02.check_jumprelu, fn, hint)
@@ -360,6 +379,11 @@ def mmcs_all_pairs(W_dec, true_features):
     return (F.normalize(true_features, dim=1) @ F.normalize(W_dec, dim=1).T).abs().mean()
 
 
+def mmcs_true_not_normalised(W_dec, true_features):
+    # Fine when the true features are unit vectors; the exercise says they need not be.
+    return (true_features @ F.normalize(W_dec, dim=1).T).abs().max(dim=1).values.mean()
+
+
 def test_mmcs_accepts_reference_and_alternative(capsys):
     ch02.check_mmcs(sae_metrics.mmcs)
     ch02.check_mmcs(mmcs_good)
@@ -371,6 +395,7 @@ def test_mmcs_accepts_reference_and_alternative(capsys):
     (mmcs_unnormalised, "normalise both"),
     (mmcs_wrong_axis, "not the other way round"),
     (mmcs_all_pairs, "not the mean of all cosines"),
+    (mmcs_true_not_normalised, "normalise the true features too"),
 ])
 def test_mmcs_mutants(fn, hint):
     rejects(ch02.check_mmcs, fn, hint)
@@ -380,6 +405,7 @@ def test_mmcs_mutants(fn, hint):
 
 
 def reinit_good(W_enc, b_enc, W_dec, b_dec, dead, inputs):
+    W_enc, b_enc, W_dec = W_enc.clone(), b_enc.clone(), W_dec.clone()
     live_norm = torch.linalg.norm(W_enc[:, ~dead], dim=0).mean()
     for j, latent in enumerate(torch.nonzero(dead).flatten().tolist()):
         u = inputs[j] - b_dec
@@ -387,6 +413,15 @@ def reinit_good(W_enc, b_enc, W_dec, b_dec, dead, inputs):
         W_dec[latent] = u
         W_enc[:, latent] = 0.2 * live_norm * u
         b_enc[latent] = 0
+    return W_enc, b_enc, W_dec
+
+
+def reinit_in_place(W_enc, b_enc, W_dec, b_dec, dead, inputs):
+    # Right values, written into the SAE's own tensors: the docstring promises new tensors.
+    u = F.normalize(inputs - b_dec, dim=1)
+    W_enc[:, dead] = u.T * 0.2 * W_enc[:, ~dead].norm(dim=0).mean()
+    W_dec[dead] = u
+    b_enc[dead] = 0.0
     return W_enc, b_enc, W_dec
 
 
@@ -432,6 +467,7 @@ def test_reinitialise_accepts_reference_and_alternative(capsys):
     (reinit_all_norms, "*live* latents only"),
     (reinit_keep_bias, "encoder bias b_enc to 0"),
     (reinit_decoder_only, "not only the decoder rows"),
+    (reinit_in_place, "modified one of its inputs in place"),
 ])
 def test_reinitialise_mutants(fn, hint):
     rejects(ch02.check_reinitialise_latents, fn, hint)

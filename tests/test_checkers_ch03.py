@@ -217,7 +217,7 @@ def sample_gumbel(logits, temperature=1.0, top_k=None, generator=None):
     (ch03.check_layer_norm, tt.LayerNorm, LayerNorm, 5),
     (ch03.check_embed, tt.Embed, Embed, 4),
     (ch03.check_pos_embed, tt.PosEmbed, PosEmbed, 4),
-    (ch03.check_attention, tt.Attention, Attention, 5),
+    (ch03.check_attention, tt.Attention, Attention, 6),
     (ch03.check_mlp, tt.MLP, MLP, 4),
     (ch03.check_transformer_block, tt.TransformerBlock, TransformerBlock, 4),
     (ch03.check_unembed, tt.Unembed, Unembed, 3),
@@ -291,6 +291,16 @@ class LNNoSuperInit(nn.Module):
 ])
 def test_layer_norm_mutants(cls, hint):
     rejects(ch03.check_layer_norm, cls, hint)
+
+
+class LNInPlace(LayerNorm):
+    def forward(self, x):
+        x -= x.mean(dim=-1, keepdim=True)  # rewrites the residual stream it was given
+        return x / (x.pow(2).mean(dim=-1, keepdim=True) + self.cfg.eps).sqrt() * self.w + self.b
+
+
+def test_layer_norm_that_edits_its_input_is_rejected():
+    rejects(ch03.check_layer_norm, LNInPlace, "modified one of its inputs in place")
 
 
 # -- Embed and PosEmbed --------------------------------------------------------------------------
@@ -425,7 +435,62 @@ class AttnFlatWeights(nn.Module):
         return self.out(x)
 
 
+class AttnScaleByDModel(Attention):
+    def scores(self, x):
+        return super().scores(x) * math.sqrt(self.cfg.d_head) / math.sqrt(self.cfg.d_model)
+
+
+class AttnMaskFor10(Attention):
+    # A mask built once for 10 positions, as in a tutorial with n_ctx = 10: right for short inputs.
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.register_buffer("causal", torch.triu(torch.ones(10, 10, dtype=torch.bool), 1), persistent=False)
+
+    def mask(self, n):
+        return self.causal[:n, :n]
+
+
+class AttnFloat64(Attention):
+    # Passes float64 parameters to the block; its output would turn the residual stream into float64.
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        for name, p in list(self.named_parameters()):
+            setattr(self, name, nn.Parameter(p.detach().double()))
+
+    def forward(self, x):
+        return super().forward(x.double())
+
+
+class AttnCastsBack(Attention):
+    # Computes in float64 but returns the residual stream's dtype: fine.
+    def forward(self, x):
+        W = {name: p.double() for name, p in self.named_parameters()}
+        q = torch.einsum("bpd,hde->bhpe", x.double(), W["W_Q"]) + W["b_Q"][:, None]
+        k = torch.einsum("bpd,hde->bhpe", x.double(), W["W_K"]) + W["b_K"][:, None]
+        v = torch.einsum("bpd,hde->bhpe", x.double(), W["W_V"]) + W["b_V"][:, None]
+        pattern = self.pattern(q @ k.transpose(-1, -2) / math.sqrt(self.cfg.d_head))
+        return (torch.einsum("bhqe,hed->bqd", pattern @ v, W["W_O"]) + W["b_O"]).float()
+
+
+def test_attention_computed_in_float64_passes(capsys):
+    ch03.check_attention(AttnCastsBack)
+    assert "✔ attention" in capsys.readouterr().out
+
+
+def test_a_float64_submodule_is_named_in_the_block_check():
+    class Float64Block(TransformerBlock):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.attn = AttnFloat64(cfg)
+
+    err = rejects(ch03.check_transformer_block, Float64Block, "cfg.dtype")
+    assert "shape" not in err.hint
+
+
 @pytest.mark.parametrize("cls, hint", [
+    (AttnScaleByDModel, "You divided by sqrt(d_model)"),
+    (AttnMaskFor10, "not a fixed size"),
+    (AttnFloat64, "create every parameter with the config's dtype"),
     (AttnNoMask, "no causal mask"),
     (AttnMaskAfterSoftmax, "is the mask applied before the softmax?"),
     (AttnMaskWithZero, "not 0: exp(0) = 1"),
@@ -436,7 +501,7 @@ class AttnFlatWeights(nn.Module):
     (AttnNoBiases, "add the biases b_Q, b_K and b_V"),
     (AttnBiasPerHead, "not once per head"),
     (AttnPersistentMask, "persistent=False"),
-    (AttnFlatWeights, "no parameter W_Q of shape [n_heads, d_model, d_head] = [4, 16, 4]"),
+    (AttnFlatWeights, "no parameter W_Q of shape [n_heads, d_model, d_head] = [4, 36, 9]"),
 ])
 def test_attention_mutants(cls, hint):
     rejects(ch03.check_attention, cls, hint)
@@ -619,7 +684,17 @@ def loss_per_token(logits, tokens):
     return -logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)
 
 
+def loss_item(logits, tokens):
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).item()
+
+
+def loss_numpy(logits, tokens):
+    return float(F.cross_entropy(logits[:, :-1].flatten(0, 1).detach(), tokens[:, 1:].flatten()))
+
+
 @pytest.mark.parametrize("fn, hint", [
+    (loss_item, "carries gradients"),
+    (loss_numpy, "carries gradients"),
     (loss_no_shift, "predicts the *next* token"),
     (loss_shift_backwards, "the shift goes the other way"),
     (loss_sum, "not sum"),
@@ -686,7 +761,25 @@ def sample_keepdim(logits, temperature=1.0, top_k=None, generator=None):
     return torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
 
 
+def sample_int32(logits, temperature=1.0, top_k=None, generator=None):
+    return sample_good(logits, temperature, top_k, generator).int()
+
+
+def sample_renamed(logits, temp=1.0, top_k=None, generator=None):
+    return sample_good(logits, temp, top_k, generator)
+
+
+def sample_in_place(logits, temperature=1.0, top_k=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits /= temperature  # edits the caller's logits
+    return sample_good(logits, 1.0, top_k, generator)
+
+
 @pytest.mark.parametrize("fn, hint", [
+    (sample_int32, "return int64 token ids"),
+    (sample_renamed, "keep the parameter names"),
+    (sample_in_place, "modified one of its inputs in place"),
     (sample_times_temperature, "temperature divides the logits: softmax(logits / temperature); you multiplied"),
     (sample_probs_over_temperature, "dividing probabilities by it changes nothing"),
     (sample_bottom_k, "you kept the k smallest"),

@@ -112,11 +112,27 @@ def tc_ascending(x, k):
     return vecs[:, :k].T
 
 
+def tc_svd_last(x, k):
+    # An SVD user who took the last rows of Vh: the directions of smallest variance.
+    return torch.linalg.svd(x - x.mean(0), full_matrices=False).Vh[-k:]
+
+
+def tc_svd_columns(x, k):
+    # Columns of Vh instead of rows (as if it were torch.svd's V).
+    return torch.linalg.svd(x - x.mean(0), full_matrices=False).Vh[:, :k].T
+
+
 def test_top_components():
     ch05.check_top_components(tc_good)
     ch05.check_top_components(tc_good_eigh)
     rejects(ch05.check_top_components, tc_no_centre, "centre the data first")
-    rejects(ch05.check_top_components, tc_ascending, "ascending")
+    rejects(ch05.check_top_components, tc_ascending, "*smallest* variance")
+
+
+@pytest.mark.parametrize("fn, hint", [(tc_svd_last, "largest singular values (the SVD lists them first)"),
+                                      (tc_svd_columns, "*rows* of Vh")])
+def test_top_components_svd_mistakes_get_svd_hints(fn, hint):
+    rejects(ch05.check_top_components, fn, hint)
 
 
 # -- logit_lens --------------------------------------------------------------------------------
@@ -178,8 +194,15 @@ def st_last(resid, direction, alpha, pos):
     return out
 
 
+def st_in_place(resid, direction, alpha, pos):
+    unit = F.normalize(direction, dim=-1)
+    resid[torch.arange(len(pos)), pos] += alpha * unit  # edits the cached residual stream
+    return resid
+
+
 def test_steer_resid():
     ch05.check_steer_resid(st_good)
+    rejects(ch05.check_steer_resid, st_in_place, "modified one of its inputs in place")
     rejects(ch05.check_steer_resid, st_raw, "unit length")
     rejects(ch05.check_steer_resid, st_everywhere, "not every position")
     rejects(ch05.check_steer_resid, st_last, "its own position")

@@ -12,6 +12,8 @@ from checker_helpers import accepts, not_done, rejects
 from toykit.exercises import ch06
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 
+IN_PLACE = "modified one of its inputs in place"
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -103,6 +105,12 @@ def test_normalized_metric_mutants(fn, hint):
 
 
 def resid_good(resid, hook, pos, clean_cache):
+    out = resid.clone()
+    out[:, pos, :] = clean_cache[hook.name][:, pos, :]
+    return out
+
+
+def resid_in_place(resid, hook, pos, clean_cache):
     resid[:, pos, :] = clean_cache[hook.name][:, pos, :]
     return resid
 
@@ -112,11 +120,13 @@ def resid_everything(resid, hook, pos, clean_cache):
 
 
 def resid_rows(resid, hook, pos, clean_cache):
+    resid = resid.clone()
     resid[pos] = clean_cache[hook.name][pos]
     return resid
 
 
 def resid_fixed_name(resid, hook, pos, clean_cache):
+    resid = resid.clone()
     resid[:, pos] = clean_cache["blocks.0.hook_resid_pre"][:, pos]
     return resid
 
@@ -126,7 +136,8 @@ def test_patch_residual_hook_accepts(capsys):
 
 
 @pytest.mark.parametrize("fn, hint", [(resid_everything, "patch only position pos"), (resid_rows, "axis 1"),
-                                      (resid_fixed_name, "clean_cache[hook.name]")])
+                                      (resid_fixed_name, "this hook's own clean activation"),
+                                      (resid_in_place, IN_PLACE)])
 def test_patch_residual_hook_mutants(fn, hint):
     rejects(ch06.check_patch_residual_hook, fn, hint)
 
@@ -135,16 +146,24 @@ def test_patch_residual_hook_mutants(fn, hint):
 
 
 def head_good(z, hook, head, clean_cache):
+    z = z.clone()
+    z[..., head, :] = clean_cache[hook.name][..., head, :]
+    return z
+
+
+def head_in_place(z, hook, head, clean_cache):
     z[..., head, :] = clean_cache[hook.name][..., head, :]
     return z
 
 
 def head_wrong_axis(z, hook, head, clean_cache):
+    z = z.clone()
     z[:, head] = clean_cache[hook.name][:, head]
     return z
 
 
 def head_whole_layer(z, hook, head, clean_cache):
+    z = z.clone()
     z[:] = clean_cache[hook.name]
     return z
 
@@ -153,7 +172,8 @@ def test_patch_head_hook_accepts(capsys):
     accepts(ch06.check_patch_head_hook, head_good, capsys, "patch_head_hook")
 
 
-@pytest.mark.parametrize("fn, hint", [(head_wrong_axis, "the head axis is 2"), (head_whole_layer, "not the whole")])
+@pytest.mark.parametrize("fn, hint", [(head_wrong_axis, "the head axis is 2"), (head_whole_layer, "not the whole"),
+                                      (head_in_place, IN_PLACE)])
 def test_patch_head_hook_mutants(fn, hint):
     rejects(ch06.check_patch_head_hook, fn, hint)
 
@@ -185,13 +205,18 @@ def zero_instead(z, head, reference_z):
     return z
 
 
+def mean_in_place(z, head, reference_z):
+    z[:, :, head] = reference_z[:, :, head].mean(dim=0)
+    return z
+
+
 def test_mean_ablate_head_accepts(capsys):
     accepts(ch06.check_mean_ablate_head, mean_good, capsys, "mean_ablate_head")
 
 
 @pytest.mark.parametrize("fn, hint", [(mean_over_everything, "averaged over positions"),
                                       (mean_of_batch, "mean of the *reference* prompts"),
-                                      (zero_instead, "not by zero")])
+                                      (zero_instead, "not by zero"), (mean_in_place, IN_PLACE)])
 def test_mean_ablate_head_mutants(fn, hint):
     rejects(ch06.check_mean_ablate_head, fn, hint)
 
@@ -222,13 +247,18 @@ def resample_averaged(z, head, reference_z, draws):
     return out
 
 
+def resample_in_place(z, head, reference_z, draws):
+    z[:, :, head] = reference_z[draws, :, head]
+    return z
+
+
 def test_resample_ablate_head_accepts(capsys):
     accepts(ch06.check_resample_ablate_head, resample_good, capsys, "resample_ablate_head")
 
 
 @pytest.mark.parametrize("fn, hint", [(resample_ignores_draws, "use the random draws"),
                                       (resample_whole_prompt, "replace only the chosen head"),
-                                      (resample_averaged, "averaging the draws")])
+                                      (resample_averaged, "averaging the draws"), (resample_in_place, IN_PLACE)])
 def test_resample_ablate_head_mutants(fn, hint):
     rejects(ch06.check_resample_ablate_head, fn, hint)
 
@@ -262,6 +292,26 @@ def freeze_every_layer(z, hook, clean_z, corrupted_z, senders):
 
 def freeze_forgot(z, hook, clean_z, corrupted_z, senders):
     layer = int(hook.name.split(".")[1])
+    z = z.clone()
+    for l, h in senders:
+        if l == layer:
+            z[:, :, h] = corrupted_z[hook.name][:, :, h]
+    return z
+
+
+def freeze_edits_clean_cache(z, hook, clean_z, corrupted_z, senders):
+    # Right values, but it writes into the clean cache: a sweep over senders would poison it.
+    layer = int(hook.name.split(".")[1])
+    out = clean_z[hook.name]
+    for l, h in senders:
+        if l == layer:
+            out[:, :, h] = corrupted_z[hook.name][:, :, h]
+    return out
+
+
+def freeze_in_place(z, hook, clean_z, corrupted_z, senders):
+    layer = int(hook.name.split(".")[1])
+    z[:] = clean_z[hook.name]
     for l, h in senders:
         if l == layer:
             z[:, :, h] = corrupted_z[hook.name][:, :, h]
@@ -273,7 +323,8 @@ def test_freeze_heads_hook_accepts(capsys):
 
 
 @pytest.mark.parametrize("fn, hint", [(freeze_swapped, "you swapped them"), (freeze_every_layer, "in its own layer"),
-                                      (freeze_forgot, "freeze the non-sender heads")])
+                                      (freeze_forgot, "freeze the non-sender heads"),
+                                      (freeze_edits_clean_cache, IN_PLACE), (freeze_in_place, IN_PLACE)])
 def test_freeze_heads_hook_mutants(fn, hint):
     rejects(ch06.check_freeze_heads_hook, fn, hint)
 

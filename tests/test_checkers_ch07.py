@@ -180,6 +180,18 @@ def kf_row_pairs(fourier_W_E, min_share):
     return torch.nonzero(share >= min_share).flatten() + 1
 
 
+def kf_strict(fourier_W_E, min_share):
+    p = fourier_W_E.shape[0]
+    sq = (fourier_W_E**2).sum(-1)
+    energy = sq[1::2] + sq[2::2]
+    share = energy / energy.sum()
+    return torch.tensor([k + 1 for k in range(p // 2) if share[k] > min_share])
+
+
+def kf_float(fourier_W_E, min_share):
+    return kf_good(fourier_W_E, min_share).float()
+
+
 def test_key_frequencies_accepts_correct_versions(capsys):
     ch07.check_key_frequencies(kf_good)
     ch07.check_key_frequencies(lambda c, m: ref.key_frequencies(ref.frequency_energy(c).sum(-1), m).sort().values)
@@ -192,6 +204,8 @@ def test_key_frequencies_accepts_correct_versions(capsys):
     (kf_cos_only, "both the cos and the sin row"),
     (kf_by_energy, "increasing order"),
     (kf_row_pairs, "(row + 1) // 2"),
+    (kf_strict, "(>=, not >)"),
+    (kf_float, "integer"),
 ])
 def test_key_frequencies_mutants(fn, hint):
     rejects(ch07.check_key_frequencies, fn, hint)
@@ -414,3 +428,11 @@ def test_excluded_loss_accepts_correct_versions(capsys):
 ])
 def test_excluded_loss_mutants(fn, hint):
     rejects(ch07.check_excluded_loss, fn, hint)
+
+
+def test_excluded_loss_with_a_renamed_parameter_is_told_to_keep_the_names():
+    def renamed(logits, freqs, mask):
+        return ex_good(logits, freqs, mask)
+
+    err = rejects(ch07.check_excluded_loss, renamed, "keep the parameter names")
+    assert "unexpected keyword argument 'train_mask'" in err.detail

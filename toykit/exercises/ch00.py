@@ -182,9 +182,9 @@ def check_cache_hidden(fn: Callable[[Any, torch.Tensor, int], torch.Tensor]) -> 
             Mistake("you returned the model's output: return what your hook stored",
                     model_output),
         ],
-        hint="attach a hook to f'blocks.{layer}.hook_post' that stores the activation in a "
-             "dict or list defined outside it, run model.run_with_hooks(x, fwd_hooks=...), "
-             "then return the stored tensor",
+        hint="a hook sees the activation as it passes: hook the activation after block "
+             "`layer`'s nonlinearity, let the hook store what it sees somewhere that outlives "
+             "it, run the model with the hook attached only for that run, and return what it stored",
     )
 
 
@@ -196,8 +196,8 @@ _RETURNED_NONE_HINT = (
 )
 _IN_PLACE_NONE_HINT = (
     "you zeroed the activation in place and returned None: the exercise asks for a "
-    "replacement, so clone first (new = activation.clone()), zero the neurons of the copy, "
-    "and return the copy"
+    "replacement, a new tensor that your hook returns, while the activation passed in "
+    "stays unchanged"
 )
 _SIGNATURE_HINT = (
     "a HookPoint calls its hooks as fn(activation, hook=hook_point), and partial() passes "
@@ -205,7 +205,7 @@ _SIGNATURE_HINT = (
 )
 _IN_PLACE_HINT = (
     "your hook changed its input in place: a cache (or autograd) may hold that same tensor, "
-    "so work on a copy, new = activation.clone(), and return the copy"
+    "so make the change on a copy and return the copy"
 )
 
 
@@ -282,7 +282,7 @@ def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
     run_check(
         exercise, learner, reference, cases,
         mistakes=[
-            Mistake("you zeroed rows of the batch axis (activation[neurons] = 0): neurons live "
+            Mistake("you zeroed rows of the batch axis (indexing activation[neurons]): neurons live "
                     "on the last axis, activation[..., neurons]", zero_rows),
             Mistake("you zeroed axis 1, which is the position axis when the activation is "
                     "[batch, pos, d_hidden]: index the last axis with activation[..., neurons]",
@@ -292,7 +292,8 @@ def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
             Mistake("only the last neuron of the list is zero: are you cloning the activation "
                     "again inside the loop? Clone once, then zero every neuron", only_last),
         ],
-        hint="new = activation.clone(); zero new[..., neurons]; return new",
+        hint="return a copy of the activation in which the listed neurons (on the last axis) are 0 "
+             "and everything else is unchanged",
     )
 
 
@@ -320,13 +321,15 @@ def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
             Mistake("you merged batch and pos too: only (n_heads, d_head) become one axis, "
                     "the output is [batch, pos, n_heads * d_head]",
                     lambda z: einops.rearrange(z, "b p h d -> (b p) (h d)")),
-            Mistake("you merged pos with the heads: the pattern is 'b p h d -> b p (h d)'",
+            Mistake("you merged pos with the heads: only the last two axes, n_heads and d_head, "
+                    "become one",
                     lambda z: einops.rearrange(z, "b p h d -> b (p h) d")),
             Mistake("you summed over the heads: merging concatenates them, it does not add "
                     "them (that would be einops.reduce)",
                     lambda z: einops.reduce(z, "b p h d -> b p d", "sum")),
         ],
-        hint="einops.rearrange(z, 'b p h d -> b p (h d)')",
+        hint="a rearrange pattern names every axis; axes grouped in brackets on the right-hand "
+             "side become one axis, the first of them the outer one",
     )
 
 
@@ -349,17 +352,22 @@ def check_batched_dot(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) 
         "batched_dot", fn, batched_dot, cases,
         mistakes=[
             Mistake("you computed every pair of rows ([batch, batch], like a @ b.T): pair row i "
-                    "of a only with row i of b, 'batch d, batch d -> batch'",
+                    "of a only with row i of b (one batch axis shared by both inputs)",
                     lambda a, b: einops.einsum(a, b, "i d, j d -> i j")),
             Mistake("you summed over the batch instead of over d: the output keeps the batch "
-                    "axis, 'batch d, batch d -> batch'",
+                    "axis",
                     lambda a, b: einops.einsum(a, b, "batch d, batch d -> d")),
+            Mistake("squeeze() removed the batch axis too: on a batch of one it drops every axis "
+                    "of size 1, so the result is a number instead of shape [1]; squeeze only the "
+                    "axis you mean (squeeze(-1)) or avoid creating it",
+                    lambda a, b: batched_dot(a, b).squeeze()),
             Mistake("you summed over everything and got one number: keep the batch axis in "
-                    "the output, 'batch d, batch d -> batch'",
+                    "the output",
                     lambda a, b: (a * b).sum()),
             Mistake("you multiplied elementwise but did not sum over d: an axis missing from "
-                    "the output of einsum is summed, so leave d out, 'batch d, batch d -> batch'",
+                    "the output of einsum is summed, so leave d out",
                     lambda a, b: a * b),
         ],
-        hint="einops.einsum(a, b, 'batch d, batch d -> batch')",
+        hint="in an einsum pattern, an axis left out of the output is summed over: keep the "
+             "axis you want one value for and leave out the one you sum over",
     )

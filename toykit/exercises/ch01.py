@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from toykit import superposition as ref
-from toykit.exercises.checking import Case, Mistake, rng, run_check
+from toykit.exercises.checking import Case, Mistake, rng, run_check, seeded
 
 __all__ = [
     "check_antipodal_pair_losses",
@@ -110,8 +110,8 @@ def check_generate_batch(generate_batch: Callable[[int, torch.Tensor], torch.Ten
     instances, over 40,000 samples per entry (tolerance 0.02, many standard errors)."""
 
     def learner(n_batch: int, p: torch.Tensor, seed: int) -> tuple[torch.Tensor, ...]:
-        torch.manual_seed(seed)  # so that the check's verdict is the same every run
-        x = generate_batch(n_batch, p)
+        with seeded(seed):  # the verdict is the same every run; the learner's own RNG is left alone
+            x = generate_batch(n_batch, p)
         want = [n_batch, *p.shape]
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"generate_batch must return a tensor, got {type(x).__name__}")
@@ -329,9 +329,11 @@ def check_feature_dimensionality(feature_dimensionality: Callable[[torch.Tensor]
 def check_dimensions_per_feature(dimensions_per_feature: Callable[[torch.Tensor], torch.Tensor]
                                  ) -> None:
     """Check ``dimensions_per_feature(W) -> [n_instances]`` = n_hidden / ‖W‖²_F per instance."""
+    # n_instances, n_hidden and n_features differ from each other and from 2 (the chapter's m),
+    # so that using the wrong one, or a fixed number, shows.
     cases = [
         Case("random W [3, 2, 5]", (_W(0, 3, 2, 5),)),
-        Case("random W [2, 6, 4]", (_W(1, 2, 6, 4),)),
+        Case("random W [4, 6, 5]", (_W(1, 4, 6, 5),)),
         Case("pentagon (2 dims, 5 unit features)", (_polygon(5, 2),)),
         Case("one instance", (_W(2, 1, 3, 11) * 0.3,)),
     ]
@@ -348,9 +350,13 @@ def check_dimensions_per_feature(dimensions_per_feature: Callable[[torch.Tensor]
                 lambda W: W.shape[1] / (W ** 2).sum()),
         Mistake("the numerator is m = n_hidden (W.shape[1]), not n_instances",
                 lambda W: W.shape[0] / (W ** 2).sum((1, 2))),
+        Mistake("you used a fixed m = 2 (the chapter's example): read the hidden size m from the shape "
+                "of this W, [n_instances, n_hidden, n_features]",
+                lambda W: 2 / (W ** 2).sum((1, 2))),
     ]
     run_check("dimensions_per_feature", dimensions_per_feature, ref.dimensions_per_feature, cases,
-              mistakes, hint="m / ‖W‖²_F per instance: W.shape[1] / (W**2).sum over axes 1 and 2")
+              mistakes, hint="dimensions per feature is m / ‖W‖²_F, one value per instance: m is the hidden "
+                             "size and the squared Frobenius norm sums every squared weight of that instance")
 
 
 # -- neuron_polysemanticity --------------------------------------------------------------------
@@ -392,8 +398,8 @@ def check_neuron_polysemanticity(neuron_polysemanticity: Callable[[torch.Tensor]
     ]
     run_check("neuron_polysemanticity", neuron_polysemanticity, ref.neuron_polysemanticity,
               _poly_cases(), mistakes,
-              hint="r = ReLU(W) (W: [n_instances, n_hidden, n_features]); "
-                   "P = (r**2).sum(-1)**2 / (r**4).sum(-1), and 0 where the denominator is 0")
+              hint="for each neuron, take the positive part r of its weights to the features; "
+                   "P_h = (Σ r²)² / Σ r⁴ is the participation ratio of r², 0 for a neuron that never fires")
 
 
 # -- antipodal_pair_losses ---------------------------------------------------------------------
@@ -409,8 +415,8 @@ def check_antipodal_pair_losses(antipodal_pair_losses: Callable[..., tuple]) -> 
         Case("s = 0 and s = 1", (torch.tensor([0.0, 1.0], dtype=torch.float64),)),
     ]
     mistakes = [
-        Mistake("the dropped feature should use its best constant output, its mean s/2, as the "
-                "bias: then its loss is Var(x) = E[x²] - (s/2)² = s/3 - s²/4, not E[x²] = s/3",
+        Mistake("the dropped feature should use its best constant output, its mean, as the "
+                "bias: then its loss is its variance, not E[x²]",
                 lambda s: (s / 3, s ** 2 / 3)),
         Mistake("when both features are present, *both* outputs are wrong by the smaller value m "
                 "(the larger is read as the difference, the smaller as 0): error 2·E[m²] = 1/3",
@@ -424,5 +430,6 @@ def check_antipodal_pair_losses(antipodal_pair_losses: Callable[..., tuple]) -> 
                 lambda s: (s / 3 - s ** 2 / 4, 2 * s ** 2 / 3)),
     ]
     run_check("antipodal_pair_losses", antipodal_pair_losses, ref.antipodal_pair_losses, cases,
-              mistakes, hint="loss_drop = s/3 - s²/4 (variance of the dropped feature); "
-                             "loss_antipodal = s² · 2 · E[min(U₁, U₂)²]")
+              mistakes, hint="loss_drop: the error of the best constant guess for the dropped feature; "
+                             "loss_antipodal: errors happen only when both features are present, and then "
+                             "both outputs are off by the smaller of the two values")

@@ -99,7 +99,8 @@ def check_sae_forward(sae_forward: Callable[..., tuple]) -> None:
                 lambda x, We, be, Wd, bd: (f := relu((x - bd) @ We.T + be), f @ Wd.T + bd)),
     ]
     run_check("sae_forward", sae_forward, _forward_reference, _forward_cases(), mistakes,
-              hint="f = ReLU((x − b_dec) @ W_enc + b_enc) and x̂ = f @ W_dec + b_dec; return (f, x̂)")
+              hint="encode the input centred on b_dec with W_enc and b_enc through a ReLU, then decode the "
+                   "feature activations with W_dec and add b_dec back; return both")
 
 
 # -- sae_loss ------------------------------------------------------------------------------------
@@ -129,7 +130,8 @@ def _loss_cases() -> list[Case]:
 def check_sae_loss(sae_loss: Callable[..., tuple]) -> None:
     """Check ``sae_loss(x, feature_acts, sae_out, W_dec, l1_coefficient) -> (loss, mse_loss,
     l1_loss)``: mse_loss = batch mean of ‖x − x̂‖², l1_loss = batch mean of Σ_i f_i ‖W_dec,i‖,
-    loss = mse_loss + l1_coefficient · l1_loss."""
+    loss = mse_loss + l1_coefficient · l1_loss. The loss must be a tensor that carries gradients back
+    to feature_acts, sae_out and W_dec (training calls loss.backward())."""
 
     def parts(mse_loss, l1_loss, c):
         return mse_loss + c * l1_loss, mse_loss, l1_loss
@@ -155,9 +157,9 @@ def check_sae_loss(sae_loss: Callable[..., tuple]) -> None:
                 "batch size",
                 lambda x, f, xh, Wd, c: parts(sq(x, xh).sum(), (f * Wd.norm(dim=1)).sum(), c)),
     ]
-    run_check("sae_loss", sae_loss, _loss_reference, _loss_cases(), mistakes,
-              hint="mse_loss = ((x − x̂)**2).sum(-1).mean(); l1_loss = (f * W_dec.norm(dim=1)).sum(-1).mean(); "
-                   "loss = mse_loss + l1_coefficient * l1_loss")
+    run_check("sae_loss", sae_loss, _loss_reference, _loss_cases(), mistakes, grad_args=(1, 2, 3),
+              hint="per input, the squared error summed over d_in and the decoder-norm-weighted sum of the "
+                   "activations; average each over the batch; the total adds the penalty times its coefficient")
 
 
 # -- topk_activation -----------------------------------------------------------------------------
@@ -197,8 +199,8 @@ def check_topk_activation(topk_activation: Callable[[torch.Tensor, int], torch.T
                 lambda z, k: F.relu(_keep(z, -z, k))),
     ]
     run_check("topk_activation", topk_activation, ref.topk_activation, _topk_cases(), mistakes,
-              hint="values, indices = acts_pre.topk(k, dim=-1); scatter ReLU(values) into "
-                   "torch.zeros_like(acts_pre) at those indices")
+              hint="in each row, the k largest pre-activations keep their place (after a ReLU) and every "
+                   "other latent becomes 0")
 
 
 # -- jumprelu ------------------------------------------------------------------------------------
@@ -211,12 +213,15 @@ def _jumprelu_cases() -> list[Case]:
         Case("a position axis [3, 4, 5]", (torch.randn(3, 4, 5, generator=g), torch.rand(5, generator=g) + 0.2)),
         Case("thresholds from 0.01 to 2", (torch.randn(20, 7, generator=g) * 2,
                                            torch.tensor([0.01, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0]))),
+        Case("values exactly at the threshold", (torch.tensor([[0.5, 0.25, 1.0], [0.7, 0.25, 0.9]]),
+                                                 torch.tensor([0.5, 0.25, 1.0]))),
     ]
 
 
 def check_jumprelu(jumprelu: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``jumprelu(acts_pre, threshold) -> feature_acts``: z · H(z − θ), i.e. z where z > θ
-    (θ: one threshold per latent, [d_sae]) and 0 elsewhere."""
+    (θ: one threshold per latent, [d_sae]) and 0 elsewhere. The comparison is strict, as in
+    SAELens: a value exactly at its threshold gives 0."""
     mistakes = [
         Mistake("JumpReLU keeps z itself above the threshold, z · H(z − θ); ReLU(z − θ) shifts every "
                 "value down by θ (that is the shrinkage JumpReLU avoids)",
@@ -227,9 +232,11 @@ def check_jumprelu(jumprelu: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
                 lambda z, t: F.relu(z)),
         Mistake("above the threshold the output is z, not θ",
                 lambda z, t: t * (z > t)),
+        Mistake("a value exactly at its threshold is switched off: H(z − θ) is 1 only for z > θ, "
+                "strictly (you used >=)", lambda z, t: z * (z >= t)),
     ]
     run_check("jumprelu", jumprelu, lambda z, t: ref.jumprelu(z, t).detach(), _jumprelu_cases(), mistakes,
-              hint="acts_pre * (acts_pre > threshold)")
+              hint="keep z itself where it lies strictly above its latent's threshold, and 0 everywhere else")
 
 
 # -- jumprelu_threshold_grad ---------------------------------------------------------------------
@@ -280,8 +287,9 @@ def check_jumprelu_threshold_grad(jumprelu_threshold_grad: Callable[..., torch.T
                 lambda z, t, e, g: total(-(t / e) * ((z - t).abs() < 0.5) * g, z.shape[-1])),
     ]
     run_check("jumprelu_threshold_grad", jumprelu_threshold_grad, ref.jumprelu_threshold_grad, _grad_cases(),
-              mistakes, hint="(-(threshold / bandwidth) * (((acts_pre - threshold) / bandwidth).abs() < 0.5) "
-                             "* grad_output), summed over every axis but the last")
+              mistakes, hint="each input near the threshold (inside the kernel's window) contributes "
+                             "grad_output times the pseudo-derivative −θ/ε; add the contributions of every "
+                             "input, one total per latent")
 
 
 # -- explained_variance --------------------------------------------------------------------------
@@ -321,7 +329,8 @@ def check_explained_variance(explained_variance: Callable[[torch.Tensor, torch.T
                 lambda x, xh: 1 - (x - xh).pow(2).sum(-1).mean() / x.var(dim=0).sum()),
     ]
     run_check("explained_variance", explained_variance, metrics.explained_variance, _ev_cases(), mistakes,
-              hint="1 - ((x - x_hat)**2).sum() / ((x - x.mean(dim=0))**2).sum()")
+              hint="one minus the ratio of two totals: the squared reconstruction error, and the squared "
+                   "deviation of the data from its mean input")
 
 
 # -- mmcs ----------------------------------------------------------------------------------------
@@ -335,18 +344,25 @@ def _mmcs_cases() -> list[Case]:
         W_dec[: min(d_sae, n_true) // 2] = -2 * true[: min(d_sae, n_true) // 2]  # some found, sign-flipped
         return Case(name, (W_dec, true))
 
+    def unequal(c: Case, seed: int) -> Case:
+        # The docstring promises nothing about true_features' lengths: rescale them unequally.
+        W_dec, true = c.args
+        return Case(c.name + ", true features of unequal length",
+                    (W_dec, true * (0.2 + 3 * torch.rand(true.shape[0], 1, generator=rng(seed)))))
+
     return [
-        case("12 latents, 8 true features in 5 dims", 0, 12, 8, 5),
+        unequal(case("12 latents, 8 true features in 5 dims", 0, 12, 8, 5), 10),
         case("fewer latents than true features", 1, 4, 9, 6),
-        case("square (d_sae = n_true = d = 6)", 2, 6, 6, 6),
+        unequal(case("square (d_sae = n_true = d = 6)", 2, 6, 6, 6), 11),
         Case("a perfect dictionary, shuffled and rescaled",
              (torch.eye(4)[[2, 0, 3, 1]] * torch.tensor([[3.0], [0.5], [1.0], [2.0]]), torch.eye(4))),
     ]
 
 
 def check_mmcs(mmcs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Check ``mmcs(W_dec, true_features) -> scalar``: W_dec [d_sae, d], true_features [n_true, d];
-    the mean over true features of the largest |cos| with any decoder row."""
+    """Check ``mmcs(W_dec, true_features) -> scalar``: W_dec [d_sae, d], true_features [n_true, d]
+    (rows of any length, not necessarily unit vectors); the mean over true features of the largest
+    |cos| with any decoder row."""
 
     def cos(W, T):
         return F.normalize(T, dim=1) @ F.normalize(W, dim=1).T  # [n_true, d_sae]
@@ -357,6 +373,11 @@ def check_mmcs(mmcs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> No
                 lambda W, T: cos(W, T).max(dim=1).values.mean()),
         Mistake("normalise both sets of vectors: a cosine similarity is a dot product of unit vectors",
                 lambda W, T: (T @ W.T).abs().max(dim=1).values.mean()),
+        Mistake("normalise the true features too: they are not necessarily unit vectors, and a cosine "
+                "divides by both lengths",
+                lambda W, T: (T @ F.normalize(W, dim=1).T).abs().max(dim=1).values.mean()),
+        Mistake("normalise the decoder rows too: their lengths differ, and a cosine divides by both lengths",
+                lambda W, T: (F.normalize(T, dim=1) @ W.T).abs().max(dim=1).values.mean()),
         Mistake("the max is over decoder rows and the mean over true features (for each true feature, its "
                 "best latent), not the other way round",
                 lambda W, T: cos(W, T).abs().max(dim=0).values.mean()),
@@ -366,8 +387,8 @@ def check_mmcs(mmcs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> No
                 lambda W, T: cos(W, T).abs().mean()),
     ]
     run_check("mmcs", mmcs, metrics.mmcs, _mmcs_cases(), mistakes,
-              hint="normalise the rows of both, cos = true @ W_decᵀ ([n_true, d_sae]); "
-                   "cos.abs().max(dim=1).values.mean()")
+              hint="for each true feature, its best |cosine similarity| with any decoder row; then the "
+                   "average over the true features")
 
 
 # -- reinitialise_latents ------------------------------------------------------------------------
@@ -392,7 +413,8 @@ def check_reinitialise_latents(reinitialise_latents: Callable[..., tuple]) -> No
     """Check ``reinitialise_latents(W_enc, b_enc, W_dec, b_dec, dead, inputs) -> (W_enc, b_enc,
     W_dec)``: for each dead latent, in order, u = (input − b_dec)/‖input − b_dec‖; its decoder
     row becomes u, its encoder column u · 0.2 · (mean norm of the *live* latents' encoder
-    columns), and its encoder bias 0. Live latents are unchanged."""
+    columns), and its encoder bias 0. Live latents are unchanged, and so are the arguments:
+    return new tensors."""
 
     def make(We, be, Wd, bd, dead, inputs, centre=True, unit=True, live_only=True, factor=0.2,
              reset_bias=True, encoder=True):
@@ -427,5 +449,6 @@ def check_reinitialise_latents(reinitialise_latents: Callable[..., tuple]) -> No
                 lambda *a: make(*a, encoder=False)),
     ]
     run_check("reinitialise_latents", reinitialise_latents, ref_reinitialise, _reinit_cases(), mistakes,
-              hint="u = F.normalize(inputs - b_dec, dim=1); W_dec[dead] = u; "
-                   "W_enc[:, dead] = u.T * 0.2 * W_enc[:, ~dead].norm(dim=0).mean(); b_enc[dead] = 0")
+              hint="each dead latent points at its input as the encoder sees it (centred, unit length): "
+                   "decoder row, encoder column at a fifth of the live columns' typical norm, and no bias; "
+                   "return new tensors and leave the live latents (and the arguments) alone")

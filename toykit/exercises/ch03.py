@@ -48,7 +48,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toykit import transformer as ref
-from toykit.exercises.checking import Case, CheckFailure, Mistake, _mismatch, describe, require_callable, rng, run_check
+from toykit.exercises.checking import (
+    DTYPE_HINT,
+    Case,
+    CheckFailure,
+    Mistake,
+    _mismatch,
+    check_unchanged,
+    describe,
+    error_hint,
+    require_callable,
+    rng,
+    run_check,
+    seeded,
+    snapshot,
+)
 from toykit.sampling import sample_next_token
 from toykit.transformer import TransformerConfig, lm_cross_entropy_loss
 
@@ -190,6 +204,12 @@ def _copy_weights(exercise: str, case: str, module: nn.Module, reference: nn.Mod
                 exercise, case, f"parameter {name!r} has shape {list(have[name].shape)}",
                 f"{name} must have shape {_shape_words(name, value.shape)}, got {list(have[name].shape)}: "
                 "toykit's weights are right-multiplied (x @ W), as in TransformerLens")
+        if have[name].dtype != value.dtype:
+            raise CheckFailure(
+                exercise, case, f"parameter {name!r} has dtype {have[name].dtype}, expected {value.dtype}",
+                f"create every parameter with the config's dtype (dtype=cfg.dtype, {value.dtype} here): a "
+                f"{have[name].dtype} module turns the float32 residual stream into {have[name].dtype}, and the "
+                "next module's float32 weights then fail on it")
     extra = [k for k in have if k not in want]
     if extra:
         buffers = {n for n, _ in module.named_buffers()}
@@ -206,19 +226,32 @@ def _copy_weights(exercise: str, case: str, module: nn.Module, reference: nn.Mod
 
 
 def _module_check(exercise: str, cls: Callable, kind: str, cases: list[Case], mistakes: list[Mistake],
-                  hint: str, atol: float = 1e-5, rtol: float = 1e-4) -> None:
+                  hint: str, atol: float = 1e-5, rtol: float = 1e-4,
+                  explain_error: Callable[[str, Exception], str | None] | None = None) -> None:
     """Compare ``cls(cfg)`` holding toykit's random weights with toykit's module, case by case.
 
     Each case's args are (cfg, seed, *inputs) and its kwargs hold the case name; mistakes take
-    the same arguments.
+    the same arguments. explain_error(case, error) may name the cause of an error the module raises.
     """
 
     def learner(cfg: TransformerConfig, seed: int, *inputs: torch.Tensor, case: str) -> Any:
         module = _build(exercise, case, cls, cfg)
         _copy_weights(exercise, case, module, _ref(kind, cfg, seed), cfg)
         module.eval()
-        with torch.no_grad():
-            return module(*inputs)
+        try:
+            with torch.no_grad():
+                out = module(*inputs)
+        except Exception as err:
+            special = explain_error(case, err) if explain_error else None
+            if special is None:
+                raise
+            raise CheckFailure(exercise, case, f"your code raised {type(err).__name__}: {err}", special) from err
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and out.dtype != cfg.dtype:
+            raise CheckFailure(exercise, case, f"your module returned dtype {out.dtype} for a model of dtype "
+                               f"{cfg.dtype}", f"keep the model's dtype, cfg.dtype ({cfg.dtype}): the next "
+                               "module adds your output to the residual stream or multiplies it by its own "
+                               f"{cfg.dtype} weights. {DTYPE_HINT}")
+        return out
 
     def reference(cfg: TransformerConfig, seed: int, *inputs: torch.Tensor, case: str) -> Any:
         with torch.no_grad():
@@ -294,15 +327,16 @@ def check_layer_norm(LayerNorm: Callable) -> None:
     # atol 1e-4: on nearly constant rows, float32 rounding alone differs by ~3e-5 between
     # correct implementations; every mistake above is off by far more.
     _module_check("layer_norm", LayerNorm, "ln", cases, mistakes, atol=1e-4, rtol=1e-4,
-                  hint="centre over d_model, divide by sqrt(biased variance + cfg.eps), then * w + b")
+                  hint="normalise each position's vector over d_model (centre it, divide by its standard "
+                       "deviation with cfg.eps added to the variance), then apply the learned scale and shift")
 
 
 # -- Embed and PosEmbed ------------------------------------------------------------------------
 
 
 def check_embed(Embed: Callable) -> None:
-    """Check your ``Embed(cfg)``: W_E [d_vocab, d_model]; tokens [batch, pos] -> [batch, pos, d_model],
-    the row of W_E of each token."""
+    """Check your ``Embed(cfg)``: W_E [d_vocab, d_model]; tokens [batch, pos] (int64 token ids, as
+    everywhere in toykit) -> [batch, pos, d_model], the row of W_E of each token."""
     _require_class("check_embed", Embed)
     cases = []
     for i, (name, cfg, batch, pos) in enumerate([
@@ -318,7 +352,9 @@ def check_embed(Embed: Callable) -> None:
                 "TransformerLens, does not multiply it by sqrt(d_model)",
                 lambda m, cfg, t: m.W_E[t] * math.sqrt(cfg.d_model)),
     ]
-    _module_check("embed", Embed, "embed", cases, mistakes, hint="return self.W_E[tokens]")
+    _module_check("embed", Embed, "embed", cases, mistakes,
+                  hint="a token's embedding is the row of the embedding matrix that belongs to its id; look up "
+                       "every token of the batch at once")
 
 
 def check_pos_embed(PosEmbed: Callable) -> None:
@@ -346,7 +382,8 @@ def check_pos_embed(PosEmbed: Callable) -> None:
                 lambda m, cfg, t: m.W_pos[: t.shape[1]].flip(0).expand(t.shape[0], -1, -1)),
     ]
     _module_check("pos_embed", PosEmbed, "pos_embed", cases, mistakes,
-                  hint="return W_pos[:pos] repeated over the batch: [batch, pos, d_model]")
+                  hint="the positional embedding depends only on where a token sits: the first pos rows of "
+                       "the positional matrix, the same for every sequence of the batch, [batch, pos, d_model]")
 
 
 # -- Attention ---------------------------------------------------------------------------------
@@ -384,10 +421,15 @@ def _attention(m: nn.Module, cfg: TransformerConfig, x: torch.Tensor, *, scale: 
 def check_attention(Attention: Callable) -> None:
     """Check your ``Attention(cfg)``: W_Q, W_K, W_V [n_heads, d_model, d_head], b_Q, b_K, b_V
     [n_heads, d_head], W_O [n_heads, d_head, d_model], b_O [d_model]; forward x [batch, pos, d_model]
-    -> [batch, pos, d_model]: causal multi-head attention with scores q·k / sqrt(d_head)."""
+    -> [batch, pos, d_model]: causal multi-head attention with scores q·k / sqrt(d_head). Any
+    sequence length up to cfg.n_ctx must work."""
     _require_class("check_attention", Attention)
+    # The first case has sqrt(d_model) = 6, d_head = 9 and sqrt(d_head) = 3, so that each wrong scale
+    # shows as itself; the long case has more than 10 positions (a mask built for 10 fails there).
     cases = [
-        _case("4 heads, batch 2, pos 6", _cfg(), 0, _resid(400, 2, 6, 16)),
+        _case("4 heads of d_head 9, d_model 36, pos 6", _cfg(d_model=36, n_heads=4, d_head=9), 0,
+              _resid(400, 2, 6, 36)),
+        _case("a long sequence (pos 14 of n_ctx 16)", _cfg(n_ctx=16), 5, _resid(405, 2, 14, 16)),
         _case("2 heads of d_head 8, a full context", _cfg(n_heads=2, d_head=8, n_ctx=10), 1, _resid(401, 3, 10, 16)),
         _case("1 head, d_model 12", _cfg(d_model=12, n_heads=1, d_head=12), 2, _resid(402, 2, 5, 12)),
         _case("batch 1, pos 1", _cfg(), 3, _resid(403, 1, 1, 16)),
@@ -424,9 +466,16 @@ def check_attention(Attention: Callable) -> None:
         Mistake("b_O must be added once to the sum over heads, not once per head",
                 lambda m, c, x: _attention(m, c, x) + (c.n_heads - 1) * m.b_O),
     ]
-    _module_check("attention", Attention, "attn", cases, mistakes,
-                  hint="q, k, v = x @ W + b per head; scores = q·k / sqrt(d_head); mask keys after the "
-                       "query with -inf; softmax over keys; z = pattern @ v; out = Σ_heads z @ W_O + b_O")
+    def long_sequence(case: str, err: Exception) -> str | None:
+        if case.startswith("a long sequence") and error_hint(err) != DTYPE_HINT:
+            return ("this case has 14 positions: the causal mask must fit each input's number of positions, up "
+                    "to cfg.n_ctx (build it from cfg.n_ctx and slice it, or from the input), not a fixed size")
+        return None
+
+    _module_check("attention", Attention, "attn", cases, mistakes, explain_error=long_sequence,
+                  hint="go through attention one step at a time and compare shapes with the docstring: "
+                       "queries, keys and values per head, scaled scores, the causal mask, a softmax over "
+                       "keys, the weighted sum of values, then the output projection summed over heads")
 
 
 # -- MLP ---------------------------------------------------------------------------------------
@@ -477,7 +526,8 @@ def check_mlp(MLP: Callable) -> None:
                 lambda m, c, x: _mlp(m, x, act_of(c), act_out=True)),
     ]
     _module_check("mlp", MLP, "mlp", cases, mistakes,
-                  hint="act(x @ W_in + b_in) @ W_out + b_out, act = GELU or ReLU from cfg.act_fn")
+                  hint="an MLP is a linear map with bias into d_mlp, the activation cfg.act_fn names, and a "
+                       "linear map with bias back to d_model")
 
 
 # -- TransformerBlock --------------------------------------------------------------------------
@@ -538,8 +588,8 @@ def check_transformer_block(TransformerBlock: Callable) -> None:
                 lambda m, c, x: _block(m, x, "ln1_twice")),
     ]
     _module_check("transformer_block", TransformerBlock, "block", cases, mistakes, atol=1e-4, rtol=1e-3,
-                  hint="check LayerNorm, Attention and MLP first; then resid_mid = resid_pre + "
-                       "attn(ln1(resid_pre)) and resid_post = resid_mid + mlp(ln2(resid_mid))")
+                  hint="check LayerNorm, Attention and MLP first; then follow the pre-norm block of the "
+                       "docstring: each sublayer reads a normalised copy of the stream and adds to the stream")
 
 
 # -- Unembed -----------------------------------------------------------------------------------
@@ -561,7 +611,9 @@ def check_unembed(Unembed: Callable) -> None:
         Mistake("return the logits themselves, not log-probabilities: no log_softmax in the model",
                 lambda m, c, x: (x @ m.W_U + m.b_U).log_softmax(-1)),
     ]
-    _module_check("unembed", Unembed, "unembed", cases, mistakes, hint="logits = x @ W_U + b_U")
+    _module_check("unembed", Unembed, "unembed", cases, mistakes,
+                  hint="the unembedding is one linear map with bias from d_model to d_vocab; the logits are "
+                       "returned as they are")
 
 
 # -- the whole model ---------------------------------------------------------------------------
@@ -601,8 +653,8 @@ def check_transformer(Transformer: Callable) -> None:
                 lambda m, c, t: _model(m, t)[:, -1]),
     ]
     _module_check("transformer", Transformer, "model", cases, mistakes, atol=1e-4, rtol=1e-3,
-                  hint="check the pieces first; then resid = embed + pos_embed, every block in turn, "
-                       "ln_final, unembed")
+                  hint="check the pieces first; then follow the order of the docstring: embeddings, every "
+                       "block in turn, the final LayerNorm, the unembedding")
 
 
 # -- the language-model loss -------------------------------------------------------------------
@@ -610,8 +662,9 @@ def check_transformer(Transformer: Callable) -> None:
 
 def check_lm_cross_entropy_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``lm_cross_entropy_loss(logits, tokens) -> scalar``: logits [batch, pos, d_vocab],
-    tokens [batch, pos]; the mean over batch and positions 0..pos-2 of -log softmax(logits[b, i])
-    [tokens[b, i + 1]]."""
+    tokens [batch, pos] (int64 token ids); the mean over batch and positions 0..pos-2 of
+    -log softmax(logits[b, i])[tokens[b, i + 1]]. The loss must be a tensor that carries gradients
+    back to the logits (training calls loss.backward())."""
     require_callable("check_lm_cross_entropy_loss", fn, modules_ok=False)
 
     def case(name: str, seed: int, batch: int, pos: int, vocab: int) -> Case:
@@ -643,8 +696,9 @@ def check_lm_cross_entropy_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch
                 lambda lg, t: nll(lg[:, :-1], t[:, 1:])),
     ]
     run_check("lm_cross_entropy_loss", fn, lm_cross_entropy_loss, cases,
-              _distinct(mistakes, lm_cross_entropy_loss, 1e-5, 1e-4),
-              hint="-logits[:, :-1].log_softmax(-1) gathered at tokens[:, 1:], averaged")
+              _distinct(mistakes, lm_cross_entropy_loss, 1e-5, 1e-4), grad_args=(0,),
+              hint="each position's logits are scored on the token that comes next: the negative "
+                   "log-probability of that token, averaged over every prediction")
 
 
 # -- sampling ----------------------------------------------------------------------------------
@@ -682,12 +736,14 @@ _GENERATOR_HINT = (
     "two calls with identically seeded generators drew different tokens: draw with the generator "
     "you are given, torch.multinomial(probs, 1, generator=generator), so that seeded sampling repeats"
 )
-_GREEDY_HINT = "temperature 0 means greedy: return logits.argmax(dim=-1), without dividing by 0"
+_GREEDY_HINT = ("temperature 0 means greedy: take the most likely token of each row, without dividing by 0 "
+                "(and without drawing)")
 
 
 def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
     """Check ``sample_next_token(logits, temperature=1.0, top_k=None, generator=None) -> [batch]``
-    (int64 token ids) statistically; temperature 0 must give exactly the argmax."""
+    (int64 token ids) statistically; temperature 0 must give exactly the argmax. The check calls
+    it with keyword arguments, so keep these parameter names."""
     require_callable("check_sample_next_token", fn, modules_ok=False)
     exercise = "sample_next_token"
 
@@ -696,16 +752,19 @@ def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
         many = logits.repeat(N_DRAWS, 1)  # row r * rows + i is a copy of row i
 
         def draw(global_seed: int) -> torch.Tensor:
-            torch.manual_seed(global_seed)  # so that the verdict is the same every run
+            before = snapshot(many)
             try:
-                return fn(many.clone(), temperature=temperature, top_k=top_k, generator=rng(seed))
+                with seeded(global_seed):  # the verdict is the same every run; the learner's RNG is left alone
+                    out = fn(many, temperature=temperature, top_k=top_k, generator=rng(seed))
             except (NotImplementedError, CheckFailure):
                 raise
             except Exception as err:
-                if temperature == 0:
+                if temperature == 0 and error_hint(err) is None:
                     raise CheckFailure(exercise, case, f"your code raised {type(err).__name__}: {err}",
                                        _GREEDY_HINT) from err
                 raise
+            check_unchanged(exercise, case, {"logits": (before, many)})
+            return out
 
         out = draw(seed)
         if not isinstance(out, torch.Tensor):
@@ -716,9 +775,10 @@ def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
                                f"{list(out.shape)}, expected [{many.shape[0]}]",
                                "return one token id per row, shape [batch] (e.g. multinomial(...)[:, 0] "
                                "or argmax(dim=-1))")
-        if out.is_floating_point() or out.dtype == torch.bool:
+        if out.dtype != torch.int64:
             raise CheckFailure(exercise, case, f"you returned dtype {out.dtype}",
-                               "return integer token ids (argmax and multinomial give int64)")
+                               "return int64 token ids, as argmax and multinomial give: the model's loss and "
+                               "embedding take int64 tokens")
         if out.numel() and (out.min() < 0 or out.max() >= vocab):
             raise CheckFailure(exercise, case, f"token ids range from {int(out.min())} to {int(out.max())}",
                                f"token ids are indices into the vocabulary, in [0, d_vocab={vocab})")
@@ -761,6 +821,6 @@ def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
         Mistake(_GREEDY_HINT, mistake(greedy=False)),
     ]
     run_check(exercise, learner, reference, cases, _distinct(mistakes, reference, FREQ_TOL / 3, 0.0),
-              hint="divide the logits by temperature, set all but the top_k largest to -inf, softmax, "
-                   "then torch.multinomial(probs, 1, generator=generator)[:, 0]; argmax when temperature is 0",
+              hint="temperature rescales the logits before the softmax, top_k keeps only the k most likely "
+                   "tokens, and the draw must use the generator you are given; temperature 0 means greedy",
               atol=FREQ_TOL, rtol=0.0)

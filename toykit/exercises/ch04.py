@@ -31,7 +31,7 @@ import torch
 
 from toykit import circuits
 from toykit.ablation import head_ablation_hook
-from toykit.exercises.checking import Case, CheckFailure, Mistake, describe, require_callable, rng, run_check
+from toykit.exercises.checking import Case, CheckFailure, Mistake, describe, require_callable, rng, run_check, seeded
 from toykit.factored_matrix import FactoredMatrix
 from toykit.full_circuits import top_1_accuracy
 from toykit.hooks import HookPoint
@@ -72,6 +72,10 @@ def _repeated_tokens_problem(tokens: Any, batch: int, seq_len: int, d_vocab: int
     if tokens.is_floating_point() or tokens.dtype == torch.bool:
         return (f"expected integer token ids, got dtype {tokens.dtype}",
                 "token ids are integers: draw them with torch.randint (int64), not torch.rand")
+    if tokens.dtype != torch.int64:
+        return (f"expected int64 token ids, got dtype {tokens.dtype}",
+                "token ids are int64 everywhere in toykit (the loss and the model's embedding index with them): "
+                "keep randint's default dtype")
     shape = list(tokens.shape)
     if shape == [batch, 2 * seq_len]:
         return (f"expected shape {want}, got {shape}",
@@ -113,14 +117,14 @@ def _repeated_tokens_problem(tokens: Any, batch: int, seq_len: int, d_vocab: int
 
 def check_generate_repeated_tokens(generate_repeated_tokens_fn: Callable[..., torch.Tensor]) -> None:
     """Check ``generate_repeated_tokens(batch, seq_len, d_vocab, bos) -> [batch, 1 + 2 * seq_len]``:
-    row b is [bos, r_b, r_b] with r_b a block of seq_len uniform random tokens, never bos.
-    Tested by its properties (layout, range, uniformity) on large seeded batches."""
+    row b is [bos, r_b, r_b] with r_b a block of seq_len uniform random tokens, never bos; int64
+    token ids. Tested by its properties (layout, range, uniformity) on large seeded batches."""
     require_callable("check_generate_repeated_tokens", generate_repeated_tokens_fn)
     exercise = "generate_repeated_tokens"
 
     def learner(batch: int, seq_len: int, d_vocab: int, bos: int, seed: int, case: str) -> torch.Tensor:
-        torch.manual_seed(seed)  # the verdict is the same every run
-        tokens = generate_repeated_tokens_fn(batch, seq_len, d_vocab, bos)
+        with seeded(seed):  # the verdict is the same every run; the learner's own RNG is left alone
+            tokens = generate_repeated_tokens_fn(batch, seq_len, d_vocab, bos)
         problem = _repeated_tokens_problem(tokens, batch, seq_len, d_vocab, bos)
         if problem is not None:
             raise CheckFailure(exercise, case, *problem)
@@ -159,7 +163,7 @@ def _lp_cases() -> list[Case]:
 def check_per_token_log_probs(per_token_log_probs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``per_token_log_probs(logits, tokens) -> [batch, pos - 1]``: entry [b, i] is
     log softmax(logits[b, i])[tokens[b, i + 1]], the log-probability the model gave the token
-    that came next. logits: [batch, pos, d_vocab], tokens: [batch, pos]."""
+    that came next. logits: [batch, pos, d_vocab], tokens: [batch, pos] (int64 token ids)."""
     require_callable("check_per_token_log_probs", per_token_log_probs)
 
     def reference(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -189,8 +193,8 @@ def check_per_token_log_probs(per_token_log_probs: Callable[[torch.Tensor, torch
                 lambda lg, t: -pick(lsm(lg[:, :-1], -1), t[:, 1:])),
     ]
     run_check("per_token_log_probs", per_token_log_probs, reference, _lp_cases(), mistakes,
-              hint="log_probs = logits.log_softmax(-1); then gather, at positions 0 .. pos - 2, the ids "
-                   "tokens[:, 1:]")
+              hint="turn the logits into log-probabilities over the vocabulary, then read, at each position "
+                   "but the last, the one belonging to the token that comes next")
 
 
 # -- head-detection scores ------------------------------------------------------------------------
@@ -246,8 +250,8 @@ def check_previous_token_score(previous_token_score: Callable[[torch.Tensor], to
     ]
     run_check("previous_token_score", previous_token_score, circuits.previous_token_score,
               _score_cases(False), mistakes,
-              hint="take the stripe just below the diagonal, pattern[:, :, q, q - 1] for q >= 1, and average it "
-                   "over batch and queries")
+              hint="the score is how much each query attends to the position just before it, averaged over "
+                   "the batch and the queries that have one, per head")
 
 
 def _second_copy_start(pattern: torch.Tensor, seq_len: int) -> int:
@@ -274,8 +278,8 @@ def check_duplicate_token_score(duplicate_token_score: Callable[[torch.Tensor, i
     ]
     run_check("duplicate_token_score", duplicate_token_score, circuits.duplicate_token_score,
               _score_cases(True), mistakes,
-              hint="for each query q in the last seq_len positions take pattern[:, :, q, q - seq_len], then "
-                   "average over batch and queries")
+              hint="for each query in the second copy, the attention it pays to the same token in the first "
+                   "copy, averaged over batch and those queries, per head")
 
 
 def check_prefix_matching_score(prefix_matching_score: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
@@ -296,8 +300,8 @@ def check_prefix_matching_score(prefix_matching_score: Callable[[torch.Tensor, i
     ]
     run_check("prefix_matching_score", prefix_matching_score, circuits.prefix_matching_score,
               _score_cases(True), mistakes,
-              hint="for each query q in the last seq_len positions take pattern[:, :, q, q - seq_len + 1], "
-                   "then average over batch and queries")
+              hint="for each query in the second copy, the attention it pays to the token that followed its "
+                   "earlier copy, averaged over batch and those queries, per head")
 
 
 # -- head_ablation_hook ------------------------------------------------------------------------------
@@ -312,11 +316,13 @@ def _hook_point(name: str) -> HookPoint:
 def check_head_ablation_hook(head_ablation_hook_fn: Callable[..., torch.Tensor]) -> None:
     """Check ``head_ablation_hook(z, hook, head_index, method) -> z'``: z [batch, pos, n_heads,
     d_head]; z' equals z except that z'[:, :, head_index] is 0 ("zero") or the mean of
-    z[:, :, head_index] over batch and positions, a [d_head] vector ("mean")."""
+    z[:, :, head_index] over batch and positions, a [d_head] vector ("mean"). z' is a new tensor:
+    the hook must not modify z in place."""
     require_callable("check_head_ablation_hook", head_ablation_hook_fn)
     exercise = "head_ablation_hook"
 
     def learner(z: torch.Tensor, head_index: int, method: str, case: str) -> torch.Tensor:
+        # z is the learner's fresh copy: run_check rejects any edit of it (a cache may hold hook_z).
         out = head_ablation_hook_fn(z, _hook_point("blocks.0.attn.hook_z"), head_index, method)
         if out is None:
             raise CheckFailure(exercise, case, "your hook returned None",
@@ -365,8 +371,8 @@ def check_head_ablation_hook(head_ablation_hook_fn: Callable[..., torch.Tensor])
                 else z.mean(dim=(0, 1), keepdim=True).expand_as(z)),
     ]
     run_check(exercise, learner, reference, cases, mistakes,
-              hint="clone z, then set z[:, :, head_index] to 0 (zero) or to z[:, :, head_index].mean(dim=(0, 1)) "
-                   "(mean), and return it")
+              hint="return a new tensor equal to z except for head head_index, which becomes 0 ('zero') or that "
+                   "head's average output over batch and positions ('mean'); z itself stays unchanged")
 
 
 # -- logit_diff --------------------------------------------------------------------------------------
@@ -403,8 +409,8 @@ def check_logit_diff(logit_diff_fn: Callable[[torch.Tensor, torch.Tensor, torch.
         return logit_diff(logits, correct, incorrect, per_prompt=True)
 
     run_check("logit_diff", logit_diff_fn, reference, cases, mistakes,
-              hint="final = logits[:, -1]; pick final[b, correct[b]] and final[b, incorrect[b]] (e.g. with "
-                   "gather, or indexing with torch.arange(batch)) and subtract")
+              hint="at the final position of each prompt, that prompt's correct token's logit minus its incorrect "
+                   "token's logit: one value per prompt")
 
 
 # -- head_logit_attribution -------------------------------------------------------------------------
@@ -438,8 +444,8 @@ def check_head_logit_attribution(head_logit_attribution: Callable[..., torch.Ten
     cases = [case("random", 0, 5, 3, 6, 8, 11), case("one component", 1, 1, 2, 4, 5, 7),
              case("two positions", 2, 3, 4, 2, 6, 9), case("wide vocabulary", 3, 9, 2, 5, 4, 30)]
     run_check("head_logit_attribution", head_logit_attribution, next_token_attribution, cases, mistakes,
-              hint="directions = W_U[:, tokens[:, 1:]] ([d_model, batch, pos - 1]); dot each component at positions "
-                   "0 .. pos - 2 with them, e.g. einsum('cbpd,dbp->cbp', components[:, :, :-1], directions)")
+              hint="each component's output at a position is dotted with the unembedding direction of the token "
+                   "that comes next; the last position has no next token")
 
 
 # -- top_1_accuracy ----------------------------------------------------------------------------------
@@ -480,8 +486,8 @@ def check_top_1_accuracy(top_1_accuracy_fn: Callable[[torch.Tensor | FactoredMat
                 "row", lambda M: (dense(M).diagonal() > dense(M).mean(1)).float().mean()),
     ]
     run_check("top_1_accuracy", top_1_accuracy_fn, top_1_accuracy, cases, mistakes,
-              hint="M = circuit.AB if it is a FactoredMatrix; then (M.argmax(dim=1) == torch.arange(n)).float()"
-                   ".mean()")
+              hint="for each row, is its largest entry on the diagonal? Return the fraction of rows where it is "
+                   "(a FactoredMatrix can be turned into a dense matrix first)")
 
 
 # -- composition ------------------------------------------------------------------------------------
@@ -522,8 +528,8 @@ def check_composition_score(composition_score: Callable[[torch.Tensor, torch.Ten
                 lambda A, B: _fro(A * B) / (_fro(A) * _fro(B))),
     ]
     run_check("composition_score", composition_score, circuits.composition_score, cases, mistakes,
-              hint="torch.linalg.matrix_norm(W_A @ W_B) / (torch.linalg.matrix_norm(W_A) * "
-                   "torch.linalg.matrix_norm(W_B))")
+              hint="the Frobenius norm of the composed map, divided by the product of the two maps' Frobenius "
+                   "norms, so that the score does not depend on the weights' scale")
 
 
 def check_k_composition_scores(k_composition_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -557,5 +563,5 @@ def check_k_composition_scores(k_composition_scores: Callable[[torch.Tensor, tor
                 lambda OV, QK: _fro(QK.mT[None] @ OV[:, None]) / (_fro(OV)[:, None] * _fro(QK)[None])),
     ]
     run_check("k_composition_scores", k_composition_scores, reference, cases, mistakes,
-              hint="for every i, j: composition_score(W_OV[i], W_QK[j].T); broadcasting W_OV[:, None] against "
-                   "W_QK[None].mT does them all at once")
+              hint="entry [i, j] is the composition score of source head i's OV circuit with destination head "
+                   "j's QK circuit read from the key side; broadcasting computes every pair at once")

@@ -78,7 +78,8 @@ def check_probe_accuracy(probe_accuracy: Callable[..., float]) -> None:
                 lambda x, y, W, b: float(((x @ W + b).argmax(-1) == y).sum())),
     ]
     run_check("probe_accuracy", probe_accuracy, _probe_ref, _probe_cases(), mistakes,
-              hint="predicted class = (x @ W + b).argmax(-1); accuracy = mean of (prediction == y)")
+              hint="the probe predicts the class with the largest logit (bias included); accuracy is the "
+                   "fraction of rows predicted right")
 
 
 # -- mean_difference ----------------------------------------------------------------------------
@@ -106,7 +107,7 @@ def check_mean_difference(mean_difference: Callable[..., torch.Tensor]) -> None:
                 lambda x, m: x[m].mean(0) - x.mean(0)),
     ]
     run_check("mean_difference", mean_difference, lambda x, m: probes.mean_difference(x, m), _md_cases(),
-              mistakes, hint="x[mask].mean(0) - x[~mask].mean(0)")
+              mistakes, hint="the mean of the rows where mask is True minus the mean of the rows where it is False")
 
 
 # -- top_components -----------------------------------------------------------------------------
@@ -143,15 +144,20 @@ def check_top_components(top_components: Callable[..., torch.Tensor]) -> None:
     mistakes = [
         Mistake("centre the data first (x - x.mean(0)): otherwise the top direction points at the mean",
                 lambda x, k: _projector(_pc_uncentred(x, k))),
-        Mistake("torch.linalg.eigh returns eigenvalues in *ascending* order: the top components are the "
-                "last columns (evecs[:, -k:] or flip)", lambda x, k: _projector(_pc_smallest(x, k))),
+        Mistake("you returned the directions of *smallest* variance: the top components belong to the largest "
+                "singular values (the SVD lists them first) or eigenvalues (torch.linalg.eigh lists them last)",
+                lambda x, k: _projector(_pc_smallest(x, k))),
+        Mistake("the principal directions are the *rows* of Vh (torch.linalg.svd returns Vh = Vᵀ), not its "
+                "columns; torch.svd, by contrast, returns V, whose columns they are",
+                lambda x, k: _projector(torch.linalg.svd(x - x.mean(0), full_matrices=False)[2][:, :k].T)),
         Mistake("the principal directions are the rows of Vh (or columns of V) from the SVD of the centred "
                 "x, not of U: they live in the d-dimensional space",
                 lambda x, k: _projector(torch.linalg.svd((x - x.mean(0)).T, full_matrices=False)[2][:k])),
     ]
     run_check("top_components", lambda x, k: _projector(top_components(x, k)),
               lambda x, k: _projector(probes.fit_pca(x, k).components), _pc_cases(), mistakes,
-              hint="centre x, take the SVD x_c = U S Vh, return Vh[:k]", atol=1e-4)
+              hint="principal directions are the right singular vectors of the *centred* data (equivalently "
+                   "the eigenvectors of its covariance), taken in order of decreasing variance", atol=1e-4)
 
 
 # -- logit_lens ---------------------------------------------------------------------------------
@@ -204,7 +210,8 @@ def check_logit_lens(logit_lens: Callable[..., torch.Tensor]) -> None:
                 @ W(m)[0] + W(m)[1]),
     ]
     run_check("logit_lens", _lens_learner(logit_lens), _lens_ref, _lens_cases(), mistakes,
-              hint="logits = unembed(ln_final(resid)), with LayerNorm over the last axis (eps=model.cfg.eps)",
+              hint="read the residual stream as if it were the last layer's: the model's own final LayerNorm, "
+                   "then its unembedding",
               atol=1e-4)
 
 
@@ -235,7 +242,8 @@ def _steer_last(resid, direction, alpha, pos):
 
 def check_steer_resid(steer: Callable[..., torch.Tensor]) -> None:
     """Check ``steer_resid(resid, direction, alpha, pos) -> [batch, pos, d_model]``: adds
-    alpha * direction / ‖direction‖ at position pos[i] of row i only."""
+    alpha * direction / ‖direction‖ at position pos[i] of row i only; a new tensor (resid is
+    not modified in place)."""
     mistakes = [
         Mistake("normalise the direction to unit length first, so alpha is the size of the push",
                 lambda r, dvec, a, p: r + _raw_add(r, dvec, a, p)),
@@ -245,7 +253,8 @@ def check_steer_resid(steer: Callable[..., torch.Tensor]) -> None:
                 _steer_last),
     ]
     run_check("steer_resid", steer, steer_resid, _steer_cases(), mistakes,
-              hint="out = resid.clone(); out[arange(batch), pos] += alpha * direction / direction.norm(dim=-1)")
+              hint="return a new tensor: resid plus alpha times the unit direction, at each row's own position "
+                   "only (resid itself stays unchanged)")
 
 
 def _raw_add(resid, direction, alpha, pos):
@@ -280,7 +289,8 @@ def check_angular_order(angular_order_fn: Callable[[torch.Tensor], torch.Tensor]
                 lambda z: torch.argsort(torch.atan2(z[:, 1], z[:, 0]), descending=True)),
     ]
     run_check("angular_order", angular_order_fn, angular_order, _angle_cases(), mistakes,
-              hint="torch.argsort(torch.atan2(z[:, 1], z[:, 0]))")
+              hint="the order of the points by their angle around the origin, counter-clockwise from the "
+                   "negative x-axis (angles in (-π, π]); return indices, not angles")
 
 
 # -- gradient_x_input ---------------------------------------------------------------------------
@@ -329,5 +339,5 @@ def check_gradient_x_input(gradient_x_input_fn: Callable[..., torch.Tensor]) -> 
                 lambda m, t, a: _gxi_variant(m, t, a, hook_name="blocks.0.hook_resid_pre")),
     ]
     run_check("gradient_x_input", gradient_x_input_fn, gradient_x_input, _gxi_cases(), mistakes,
-              hint="cache hook_embed with requires_grad, backprop the answer logit at position -1, "
-                   "then (grad * embed).sum(-1)", atol=1e-4)
+              hint="the gradient of the answer's logit at the last position with respect to the token "
+                   "embeddings, multiplied by those embeddings and summed over d_model", atol=1e-4)

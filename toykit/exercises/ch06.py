@@ -80,7 +80,7 @@ def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
         Mistake("use logits, not probabilities", lambda lg, p, a, b: at(lg.softmax(-1), p, a, b)),
         Mistake("return one value per prompt, [batch]; average later", lambda lg, p, a, b: at(lg, p, a, b).mean()),
         Mistake("logits[:, answer_pos] picks every row's answer position for every row ([batch, batch, ...]); "
-                "index rows and positions together: logits[torch.arange(batch), answer_pos]",
+                "index rows and positions together, so that row b is read at answer_pos[b] only",
                 lambda lg, p, a, b: (lg[:, p].gather(-1, a[None, :, None].expand(lg.shape[0], -1, 1))
                                      - lg[:, p].gather(-1, b[None, :, None].expand(lg.shape[0], -1, 1)))[..., 0]),
     ]
@@ -90,7 +90,8 @@ def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
         return logit_diff(logits, io_ids, s_ids, answer_pos, per_prompt=True)
 
     run_check("ioi_logit_diff", ioi_logit_diff, reference, cases, mistakes,
-              hint="rows = torch.arange(batch); at = logits[rows, answer_pos]; then at[rows, io_ids] - at[rows, s_ids]")
+              hint="read each prompt at its own answer position, then take the indirect object's logit minus the "
+                   "subject's, one value per prompt")
 
 
 # -- normalized_patching_metric ----------------------------------------------------------------------
@@ -121,7 +122,7 @@ def check_normalized_patching_metric(normalized_patching_metric: Callable[..., t
         return normalize_metric(value, corrupted_value, clean_value)
 
     run_check("normalized_patching_metric", normalized_patching_metric, reference, cases, mistakes,
-              hint="(value - corrupted_value) / (clean_value - corrupted_value)")
+              hint="the metric is a linear rescaling: the corrupted run's value maps to 0 and the clean run's to 1")
 
 
 # -- patch_residual_hook -----------------------------------------------------------------------------
@@ -161,13 +162,16 @@ def check_patch_residual_hook(patch_residual_hook: Callable[..., torch.Tensor]) 
     cases = [case("layer 1", 0, "blocks.1.hook_resid_pre", 4, 6, 8, 2), case("layer 0, last pos", 1,
              "blocks.0.hook_resid_pre", 3, 5, 4, 4), case("first pos", 2, "blocks.2.hook_resid_mid", 5, 7, 6, 0)]
     mistakes = [
-        Mistake("patch only position pos: resid[:, pos] = clean[:, pos]; the other positions stay corrupted",
+        Mistake("patch only position pos; every other position keeps its corrupted value",
                 all_positions),
-        Mistake("positions are axis 1; resid[pos] selects a prompt (axis 0). Use resid[:, pos]", batch_axis),
-        Mistake("take the clean activation of this hook: clean_cache[hook.name]", wrong_layer),
+        Mistake("positions are axis 1 of [batch, pos, d_model]; indexing resid[pos] selects a prompt (axis 0)",
+                batch_axis),
+        Mistake("take this hook's own clean activation: look it up in the cache by the hook's name, not a fixed "
+                "layer's", wrong_layer),
     ]
     run_check("patch_residual_hook", patch_residual_hook, reference, cases, mistakes,
-              hint="resid[:, pos] = clean_cache[hook.name][:, pos]; return resid")
+              hint="return a new tensor: resid everywhere except position pos, which takes this hook's clean "
+                   "activation (never write into resid or the cache)")
 
 
 # -- patch_head_hook ---------------------------------------------------------------------------------
@@ -210,7 +214,8 @@ def check_patch_head_hook(patch_head_hook: Callable[..., torch.Tensor]) -> None:
         Mistake("patch one head, not the whole attention layer", whole),
     ]
     run_check("patch_head_hook", patch_head_hook, reference, cases, mistakes,
-              hint="z[:, :, head] = clean_cache[hook.name][:, :, head]; return z")
+              hint="return a new tensor: z everywhere except head `head`, which takes this hook's clean value at "
+                   "every position (never write into z or the cache)")
 
 
 # -- mean_ablate_head --------------------------------------------------------------------------------
@@ -239,7 +244,8 @@ def check_mean_ablate_head(mean_ablate_head: Callable[..., torch.Tensor]) -> Non
                 lambda z, h, r: with_value(z, h, z[:, :, h].mean(0))),
         Mistake("mean ablation replaces the head by its average, not by zero",
                 lambda z, h, r: with_value(z, h, 0.0)),
-        Mistake("ablate only the chosen head: z[:, :, head]", lambda z, h, r: r.mean(0, keepdim=True).expand_as(z)),
+        Mistake("ablate only the chosen head; the other heads keep their own values",
+                lambda z, h, r: r.mean(0, keepdim=True).expand_as(z)),
     ]
     cases = [case("random", 0, 4, 10, 5, 4, 3, 2), case("one prompt", 1, 1, 6, 4, 3, 2, 0),
              case("many references", 2, 3, 30, 6, 4, 5, 3)]
@@ -248,7 +254,8 @@ def check_mean_ablate_head(mean_ablate_head: Callable[..., torch.Tensor]) -> Non
         return with_value(z, head, reference_z[:, :, head].mean(0))
 
     run_check("mean_ablate_head", mean_ablate_head, reference, cases, mistakes,
-              hint="z[:, :, head] = reference_z[:, :, head].mean(0) (a [pos, d_head] mean, broadcast over the batch)")
+              hint="return a new z whose chosen head holds, at each position, that head's mean over the reference "
+                   "prompts (a [pos, d_head] mean, the same for every prompt of the batch)")
 
 
 # -- resample_ablate_head ----------------------------------------------------------------------------
@@ -275,7 +282,7 @@ def check_resample_ablate_head(resample_ablate_head: Callable[..., torch.Tensor]
                 lambda z, h, r, d: with_value(z, h, z[d.clamp(max=z.shape[0] - 1), :, h])),
         Mistake("resampling copies one whole reference prompt; averaging the draws is mean ablation",
                 lambda z, h, r, d: with_value(z, h, r[d, :, h].mean(0))),
-        Mistake("replace only the chosen head: z[:, :, head] = reference_z[draws, :, head]",
+        Mistake("replace only the chosen head; the other heads keep their own values",
                 lambda z, h, r, d: r[d].clone()),
     ]
     cases = [case("random", 0, 5, 12, 4, 4, 3, 1), case("one prompt", 1, 1, 3, 5, 3, 2, 2),
@@ -285,7 +292,8 @@ def check_resample_ablate_head(resample_ablate_head: Callable[..., torch.Tensor]
         return with_value(z, head, reference_z[draws, :, head])
 
     run_check("resample_ablate_head", resample_ablate_head, reference, cases, mistakes,
-              hint="z[:, :, head] = reference_z[draws, :, head]")
+              hint="return a new z whose chosen head, for prompt b, holds reference prompt draws[b]'s value of that "
+                   "head at every position")
 
 
 # -- freeze_heads_hook (path patching, step 1) -------------------------------------------------------
@@ -334,14 +342,14 @@ def check_freeze_heads_hook(freeze_heads_hook: Callable[..., torch.Tensor]) -> N
              case("two senders", 2, 1, [(1, 0), (0, 3), (1, 2)]), case("no sender here", 3, 2, [(1, 1)])]
     mistakes = [
         Mistake("senders take the *corrupted* value, every other head the *clean* one; you swapped them", swapped),
-        Mistake("a sender (layer, head) is patched only in its own layer: compare the layer with the hook's "
-                "(int(hook.name.split('.')[1]))", any_layer),
-        Mistake("freeze the non-sender heads to their clean values (start from clean_z[hook.name], not z), "
+        Mistake("a sender (layer, head) is patched only in its own layer: compare the sender's layer with the "
+                "layer in the hook's name", any_layer),
+        Mistake("freeze the non-sender heads to their clean values (you started from z, the current run's), "
                 "so that only the senders' effect reaches later layers", unfrozen),
     ]
     run_check("freeze_heads_hook", freeze_heads_hook, reference, cases, mistakes,
-              hint="out = clean_z[hook.name].clone(); for each sender (l, h) with l == this layer: "
-                   "out[:, :, h] = corrupted_z[hook.name][:, :, h]")
+              hint="every head of this layer takes its clean value, except the senders that live in this layer, "
+                   "which take their corrupted value; build a new tensor (never write into z or the caches)")
 
 
 # -- attribution_per_head ----------------------------------------------------------------------------
@@ -373,7 +381,8 @@ def check_attribution_per_head(attribution_per_head: Callable[..., torch.Tensor]
         return ((clean_z - corrupted_z) * grad_z).sum((0, 1, 3))
 
     run_check("attribution_per_head", attribution_per_head, reference, cases, mistakes,
-              hint="((clean_z - corrupted_z) * grad_z).sum((0, 1, 3))", atol=1e-4)
+              hint="a first-order estimate: the change of the activation times the gradient, summed over every "
+                   "axis except the head axis", atol=1e-4)
 
 
 # -- fraction_recovered (faithfulness) ---------------------------------------------------------------
@@ -407,4 +416,5 @@ def check_fraction_recovered(fraction_recovered: Callable[..., float]) -> None:
         return float(normalize_metric(circuit_ld.mean(), ablated_ld.mean().item(), model_ld.mean().item()))
 
     run_check("fraction_recovered", fraction_recovered, reference, cases, mistakes,
-              hint="(circuit_ld.mean() - ablated_ld.mean()) / (model_ld.mean() - ablated_ld.mean())", atol=1e-4)
+              hint="how far the circuit's mean logit difference gets from the ablated baseline toward the full "
+                   "model's, as a ratio of means", atol=1e-4)

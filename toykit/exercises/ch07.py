@@ -103,7 +103,8 @@ def check_fourier_basis(fourier_basis: Callable[[int], torch.Tensor]) -> None:
                 lambda p: ref.fourier_basis(p).T),
     ]
     run_check("fourier_basis", fourier_basis, lambda p: ref.fourier_basis(p), cases, mistakes,
-              hint="row 0: 1/sqrt(p); row 2k-1: sqrt(2/p) cos(2πkx/p); row 2k: sqrt(2/p) sin(2πkx/p)")
+              hint="one basis vector per row, in the order the docstring gives (constant, then a cosine and a "
+                   "sine per frequency), each of unit length; print basis @ basis.T to see which rows are off")
 
 
 # -- fourier_embedding -------------------------------------------------------------------------
@@ -130,7 +131,8 @@ def check_fourier_embedding(fourier_embedding: Callable[[torch.Tensor, torch.Ten
     ]
     run_check("fourier_embedding", fourier_embedding, lambda W_E, B: ref.fourier_transform(W_E[:-1]),
               _embedding_cases(), mistakes,
-              hint='drop the "=" row (W_E[:p]) and multiply by the basis from the left: basis @ W_E[:p]')
+              hint='the Fourier coefficients of each embedding dimension over the p number tokens: leave out the '
+                   '"=" token and express the rest in the basis')
 
 
 # -- key_frequencies ---------------------------------------------------------------------------
@@ -159,14 +161,23 @@ def _key_cases() -> list[Case]:
         Case("p = 11: a strong constant", (_planted_coefficients(11, 4, {4: 1.0, 5: 0.6}, 10.0, 3), 0.2)),
         Case("p = 13: a noisy background", (_planted_coefficients(13, 16, {1: 3.0, 2: 1.0}, 1.0, 4, background=0.3),
                                            0.05)),
+        Case("p = 7: a share exactly equal to min_share", (_exact_shares(), 0.25)),
     ]
 
 
-def _kf_from(energy: torch.Tensor, min_share: float, with_const: bool = False) -> torch.Tensor:
-    """Frequencies (>= 1) whose share of energy[1:] (or of all energy) is >= min_share, ascending."""
+def _exact_shares() -> torch.Tensor:
+    """Coefficients [7, 2] whose frequencies 1, 2, 3 carry energies 1, 1, 2 exactly (shares 1/4, 1/4,
+    1/2), so that "at least min_share" (>=) and "more than" (>) give different answers."""
+    c = torch.zeros(7, 2)
+    c[0, 0], c[1, 0], c[4, 1], c[5, 0], c[6, 1] = 3.0, 1.0, 1.0, 1.0, 1.0
+    return c
+
+
+def _kf_from(energy: torch.Tensor, min_share: float, with_const: bool = False, strict: bool = False) -> torch.Tensor:
+    """Frequencies (>= 1) whose share of energy[1:] (or of all energy) is >= min_share (> if strict), ascending."""
     total = energy.sum() if with_const else energy[1:].sum()
     share = energy / total
-    keys = torch.nonzero(share >= min_share).flatten()
+    keys = torch.nonzero(share > min_share if strict else share >= min_share).flatten()
     return keys[keys >= 1]
 
 
@@ -179,11 +190,13 @@ def check_key_frequencies(key_frequencies: Callable[[torch.Tensor, float], torch
     """Check ``key_frequencies(fourier_W_E, min_share) -> frequencies``: fourier_W_E [p, d_model]
     (rows const, cos 1, sin 1, ...); frequency k's energy is the squared norm of rows 2k-1 and 2k
     together; return, in increasing order, the k >= 1 whose energy is at least min_share of the
-    total over k >= 1 (the constant left out)."""
+    total over k >= 1 (the constant left out; a share equal to min_share counts), as integers."""
 
     def learner(coeffs: torch.Tensor, min_share: float) -> torch.Tensor:
         out = key_frequencies(coeffs, min_share)
-        return torch.as_tensor(out).flatten().long()
+        if isinstance(out, torch.Tensor) and out.numel() and (out.is_floating_point() or out.dtype == torch.bool):
+            return out  # rejected as not integer frequencies
+        return torch.as_tensor(out, dtype=torch.long).flatten()
 
     def reference(coeffs: torch.Tensor, min_share: float) -> torch.Tensor:
         energy = ref.frequency_energy(coeffs).sum(-1)
@@ -209,10 +222,12 @@ def check_key_frequencies(key_frequencies: Callable[[torch.Tensor, float], torch
                 lambda c, m: ref.key_frequencies(ref.frequency_energy(c).sum(-1), m)),
         Mistake("the constant (frequency 0) is not a key frequency: only return k >= 1",
                 lambda c, m: torch.cat([torch.zeros(1, dtype=torch.long), reference(c, m)])),
+        Mistake("a frequency with *at least* min_share counts: a share exactly equal to min_share is kept "
+                "(>=, not >)", lambda c, m: _kf_from(_energy_by(c, freq_of_row(c.shape[0])), m, strict=True)),
     ]
     run_check("key_frequencies", learner, reference, _key_cases(), mistakes,
-              hint="energy[k] = ‖row 2k-1‖² + ‖row 2k‖²; keep k >= 1 with energy[k] / sum(energy[1:]) "
-                   ">= min_share, sorted")
+              hint="a frequency's energy is the squared norm of its cosine and sine rows together; keep the "
+                   "frequencies whose share of the non-constant energy is at least min_share, in increasing order")
 
 
 # -- cos_sin_of_sum ----------------------------------------------------------------------------
@@ -254,8 +269,8 @@ def check_cos_sin_of_sum(cos_sin_of_sum: Callable[..., tuple[torch.Tensor, torch
                 lambda ca, sa, cb, sb: tuple(t.T for t in ref.cos_sin_of_sum(ca, sa, cb, sb))),
     ]
     run_check("cos_sin_of_sum", cos_sin_of_sum, ref.cos_sin_of_sum, _trig_cases(), mistakes,
-              hint="cos(x + y) = cos x cos y − sin x sin y and sin(x + y) = sin x cos y + cos x sin y, "
-                   "for every pair: outer products [n_a, n_b]")
+              hint="apply the angle-addition identities to every pair (x from the a inputs, y from the b "
+                   "inputs): the results are [n_a, n_b] tables")
 
 
 # -- neuron_frequency_fractions ----------------------------------------------------------------
@@ -336,9 +351,9 @@ def check_neuron_frequency_fractions(neuron_frequency_fractions: Callable[[torch
     ]
     run_check("neuron_frequency_fractions", neuron_frequency_fractions,
               lambda acts, B: ref.neuron_frequency_fractions(acts), cases, mistakes, atol=1e-4, rtol=1e-3,
-              hint="coeffs = basis @ acts @ basis.T for each neuron (einsum 'ia,abn,jb->ijn'); group the "
-                   "squared coefficients by (frequency of row, frequency of column); a neuron that never "
-                   "varies gets a row of zeros")
+              hint="take each neuron's 2-D Fourier transform over (a, b); frequency k owns the squared "
+                   "coefficients whose a- and b-frequencies are both in {0, k}; divide by the neuron's variance "
+                   "(every squared coefficient but the constant's); a neuron that never varies gets a row of zeros")
 
 
 # -- logits ------------------------------------------------------------------------------------
@@ -422,8 +437,9 @@ def check_reconstruct_logits(reconstruct_logits: Callable[[torch.Tensor, list[in
                 lambda L, f: fit(L, f, radians=True)),
     ]
     run_check("reconstruct_logits", reconstruct_logits, ref.reconstruct_logits, cases, mistakes, atol=1e-4,
-              rtol=1e-3, hint="out = logits.mean() + Σ_w (<logits, wave_w> / <wave_w, wave_w>) wave_w, with "
-                              "wave_w[a, b, c] = cos(2πw(a + b − c)/p)")
+              rtol=1e-3, hint="project the logits onto each key frequency's wave cos(2πw(a + b − c)/p) "
+                              "(the coefficient of a projection divides by the wave's squared norm), and add the "
+                              "constant mean")
 
 
 def _loss_cases() -> list[Case]:
@@ -457,15 +473,16 @@ def check_restricted_loss(restricted_loss: Callable[[torch.Tensor, list[int]], t
     ]
     run_check("restricted_loss", restricted_loss, lambda L, f: _loss(ref.restricted_logits(L.double(), f)), cases,
               mistakes, atol=1e-4, rtol=1e-4,
-              hint="restricted = logits.mean((0, 1)) + Σ_w (projections on unit cos(w(a+b)) and sin(w(a+b))); "
-                   "then the mean cross-entropy over all p² inputs")
+              hint="keep only what the key frequencies explain (each answer's mean plus the projections on the "
+                   "cos and sin waves of a + b), then score those logits over all p² inputs")
 
 
 def check_excluded_loss(excluded_loss: Callable[..., torch.Tensor]) -> None:
     """Check ``excluded_loss(logits, frequencies, train_mask) -> scalar``: logits [p, p, p],
     train_mask [p, p] bool; remove from the logits their projections onto the unit vectors
     cos(w(a+b)) and sin(w(a+b)) (taken over all p² inputs) for w in frequencies, and return the
-    mean cross-entropy over the training inputs."""
+    mean cross-entropy over the training inputs. The check passes train_mask by keyword: keep
+    the parameter names."""
     cases = _loss_cases()
     mistakes = [
         Mistake("average the loss over the training inputs only (train_mask): excluded loss asks "
@@ -483,5 +500,5 @@ def check_excluded_loss(excluded_loss: Callable[..., torch.Tensor]) -> None:
     run_check("excluded_loss", excluded_loss,
               lambda L, f, train_mask: _loss(ref.excluded_logits(L.double(), f), train_mask), cases, mistakes,
               atol=1e-4, rtol=1e-4,
-              hint="excluded = logits − Σ_w (projections on unit cos(w(a+b)) and sin(w(a+b)) over all p² inputs); "
-                   "then the mean cross-entropy over the training inputs")
+              hint="remove from the logits what the key frequencies explain (the projections on the cos and sin "
+                   "waves of a + b, over the whole table), then score them on the training inputs only")

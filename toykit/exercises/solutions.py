@@ -1,0 +1,555 @@
+"""Reference solutions, shown only on request: ``show_solution("mmcs")`` or ``show_solution("ch02.mmcs")``.
+
+A failed check names the mistake and the concept, never the code; a learner who wants to see a
+full answer asks for it here. Each solution is short, self-contained code (its imports at the
+top) that passes its check; tests/test_checking.py runs every one of them through its check.
+"""
+
+from __future__ import annotations
+
+_IMPORTS = "import math\n\nimport einops\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n"
+
+SOLUTIONS: dict[str, str] = {
+    # -- chapter 00 ------------------------------------------------------------------------------
+    "ch00.cache_hidden": '''
+def cache_hidden(model, x, layer):
+    store = {}
+
+    def save(activation, hook):
+        store["act"] = activation.detach()
+
+    model.run_with_hooks(x, fwd_hooks=[(f"blocks.{layer}.hook_post", save)])
+    return store["act"]
+''',
+    "ch00.zero_ablate_hook": '''
+def zero_ablate_hook(activation, hook, neurons):
+    new = activation.clone()  # never edit the activation itself
+    new[..., list(neurons)] = 0.0
+    return new
+''',
+    "ch00.merge_heads": '''
+def merge_heads(z):
+    return einops.rearrange(z, "b p h d -> b p (h d)")
+''',
+    "ch00.batched_dot": '''
+def batched_dot(a, b):
+    return einops.einsum(a, b, "batch d, batch d -> batch")
+''',
+    # -- chapter 01 ------------------------------------------------------------------------------
+    "ch01.generate_batch": '''
+def generate_batch(n_batch, feature_probability):
+    shape = (n_batch, *feature_probability.shape)
+    values = torch.rand(shape)
+    present = torch.rand(shape) < feature_probability
+    return torch.where(present, values, 0.0)
+''',
+    "ch01.toy_forward": '''
+def toy_forward(x, W, b_final):
+    h = torch.einsum("ihf,bif->bih", W, x)  # [batch, instance, hidden]
+    return F.relu(torch.einsum("ihf,bih->bif", W, h) + b_final)
+''',
+    "ch01.importance_weighted_loss": '''
+def importance_weighted_loss(out, x, importance):
+    return (importance * (x - out) ** 2).sum(-1).mean(0)
+''',
+    "ch01.feature_dimensionality": '''
+def feature_dimensionality(W):
+    norms = W.norm(dim=1)  # [instance, feature]
+    unit = W / norms.clamp_min(1e-12)[:, None, :]
+    overlaps = torch.einsum("ihf,ihg->ifg", unit, W) ** 2  # (Ŵ_i · W_j)²
+    D = norms ** 2 / overlaps.sum(-1).clamp_min(1e-12)
+    return torch.where(norms > 0, D, torch.zeros_like(D))
+''',
+    "ch01.dimensions_per_feature": '''
+def dimensions_per_feature(W):
+    m = W.shape[1]
+    return m / (W ** 2).sum(dim=(1, 2))
+''',
+    "ch01.neuron_polysemanticity": '''
+def neuron_polysemanticity(W):
+    r2 = F.relu(W) ** 2  # [instance, hidden, feature]
+    num, den = r2.sum(-1) ** 2, (r2 ** 2).sum(-1)
+    return torch.where(den > 0, num / den.clamp_min(1e-30), torch.zeros_like(den))
+''',
+    "ch01.antipodal_pair_losses": '''
+def antipodal_pair_losses(density):
+    s = density
+    loss_drop = s / 3 - s ** 2 / 4  # Var(x) of the dropped feature
+    loss_antipodal = s ** 2 * 2 * (1 / 6)  # both present: both outputs off by min(U1, U2)
+    return loss_drop, loss_antipodal
+''',
+    # -- chapter 02 ------------------------------------------------------------------------------
+    "ch02.sae_forward": '''
+def sae_forward(x, W_enc, b_enc, W_dec, b_dec):
+    feature_acts = F.relu((x - b_dec) @ W_enc + b_enc)
+    sae_out = feature_acts @ W_dec + b_dec
+    return feature_acts, sae_out
+''',
+    "ch02.sae_loss": '''
+def sae_loss(x, feature_acts, sae_out, W_dec, l1_coefficient):
+    mse_loss = ((x - sae_out) ** 2).sum(-1).mean()
+    l1_loss = (feature_acts * W_dec.norm(dim=1)).sum(-1).mean()
+    return mse_loss + l1_coefficient * l1_loss, mse_loss, l1_loss
+''',
+    "ch02.topk_activation": '''
+def topk_activation(acts_pre, k):
+    values, indices = acts_pre.topk(k, dim=-1)
+    return torch.zeros_like(acts_pre).scatter(-1, indices, F.relu(values))
+''',
+    "ch02.jumprelu": '''
+def jumprelu(acts_pre, threshold):
+    return acts_pre * (acts_pre > threshold)
+''',
+    "ch02.jumprelu_threshold_grad": '''
+def jumprelu_threshold_grad(acts_pre, threshold, bandwidth, grad_output):
+    window = ((acts_pre - threshold) / bandwidth).abs() < 0.5
+    per_input = -(threshold / bandwidth) * window * grad_output
+    return per_input.reshape(-1, acts_pre.shape[-1]).sum(0)
+''',
+    "ch02.explained_variance": '''
+def explained_variance(x, x_hat):
+    residual = ((x - x_hat) ** 2).sum()
+    total = ((x - x.mean(dim=0)) ** 2).sum()
+    return 1 - residual / total
+''',
+    "ch02.mmcs": '''
+def mmcs(W_dec, true_features):
+    cos = F.normalize(true_features, dim=1) @ F.normalize(W_dec, dim=1).T  # [n_true, d_sae]
+    return cos.abs().max(dim=1).values.mean()
+''',
+    "ch02.reinitialise_latents": '''
+def reinitialise_latents(W_enc, b_enc, W_dec, b_dec, dead, inputs):
+    u = F.normalize(inputs - b_dec, dim=1)  # [n_dead, d_in]
+    scale = 0.2 * W_enc[:, ~dead].norm(dim=0).mean()
+    W_enc, b_enc, W_dec = W_enc.clone(), b_enc.clone(), W_dec.clone()  # new tensors
+    W_dec[dead] = u
+    W_enc[:, dead] = u.T * scale
+    b_enc[dead] = 0.0
+    return W_enc, b_enc, W_dec
+''',
+    # -- chapter 03 ------------------------------------------------------------------------------
+    "ch03.layer_norm": '''
+class LayerNorm(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.w = nn.Parameter(torch.ones(cfg.d_model, dtype=cfg.dtype))
+        self.b = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
+
+    def forward(self, x):
+        x = x - x.mean(-1, keepdim=True)
+        scale = (x.pow(2).mean(-1, keepdim=True) + self.cfg.eps).sqrt()
+        return x / scale * self.w + self.b
+''',
+    "ch03.embed": '''
+class Embed(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.W_E = nn.Parameter(torch.randn(cfg.d_vocab, cfg.d_model, dtype=cfg.dtype) * 0.02)
+
+    def forward(self, tokens):
+        return self.W_E[tokens]
+''',
+    "ch03.pos_embed": '''
+class PosEmbed(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.randn(cfg.n_ctx, cfg.d_model, dtype=cfg.dtype) * 0.02)
+
+    def forward(self, tokens):
+        batch, pos = tokens.shape
+        return einops.repeat(self.W_pos[:pos], "pos d -> batch pos d", batch=batch)
+''',
+    "ch03.attention": '''
+class Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        h, d, e = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.W_Q = nn.Parameter(torch.randn(h, d, e, dtype=cfg.dtype) * 0.02)
+        self.W_K = nn.Parameter(torch.randn(h, d, e, dtype=cfg.dtype) * 0.02)
+        self.W_V = nn.Parameter(torch.randn(h, d, e, dtype=cfg.dtype) * 0.02)
+        self.W_O = nn.Parameter(torch.randn(h, e, d, dtype=cfg.dtype) * 0.02)
+        self.b_Q = nn.Parameter(torch.zeros(h, e, dtype=cfg.dtype))
+        self.b_K = nn.Parameter(torch.zeros(h, e, dtype=cfg.dtype))
+        self.b_V = nn.Parameter(torch.zeros(h, e, dtype=cfg.dtype))
+        self.b_O = nn.Parameter(torch.zeros(d, dtype=cfg.dtype))
+        future = torch.triu(torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool), diagonal=1)
+        self.register_buffer("future", future, persistent=False)
+
+    def forward(self, x):
+        q = torch.einsum("bpd,hde->bphe", x, self.W_Q) + self.b_Q
+        k = torch.einsum("bpd,hde->bphe", x, self.W_K) + self.b_K
+        v = torch.einsum("bpd,hde->bphe", x, self.W_V) + self.b_V
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(self.cfg.d_head)
+        n = x.shape[1]
+        scores = scores.masked_fill(self.future[:n, :n], float("-inf"))
+        pattern = scores.softmax(dim=-1)
+        z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+        return torch.einsum("bqhe,hed->bqd", z, self.W_O) + self.b_O
+''',
+    "ch03.mlp": '''
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.W_in = nn.Parameter(torch.randn(cfg.d_model, cfg.d_mlp, dtype=cfg.dtype) * 0.02)
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp, dtype=cfg.dtype))
+        self.W_out = nn.Parameter(torch.randn(cfg.d_mlp, cfg.d_model, dtype=cfg.dtype) * 0.02)
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
+
+    def forward(self, x):
+        act = F.relu if self.cfg.act_fn == "relu" else F.gelu
+        return act(x @ self.W_in + self.b_in) @ self.W_out + self.b_out
+''',
+    "ch03.transformer_block": '''
+# Uses your LayerNorm, Attention and MLP.
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        norm = LayerNorm if cfg.normalization_type == "LN" else (lambda cfg: nn.Identity())
+        self.ln1, self.attn = norm(cfg), Attention(cfg)
+        self.ln2, self.mlp = norm(cfg), MLP(cfg)
+
+    def forward(self, resid_pre):
+        resid_mid = resid_pre + self.attn(self.ln1(resid_pre))
+        return resid_mid + self.mlp(self.ln2(resid_mid))
+''',
+    "ch03.unembed": '''
+class Unembed(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.W_U = nn.Parameter(torch.randn(cfg.d_model, cfg.d_vocab, dtype=cfg.dtype) * 0.02)
+        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab, dtype=cfg.dtype))
+
+    def forward(self, x):
+        return x @ self.W_U + self.b_U
+''',
+    "ch03.transformer": '''
+# Uses your Embed, PosEmbed, TransformerBlock, LayerNorm and Unembed.
+class Transformer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.embed, self.pos_embed = Embed(cfg), PosEmbed(cfg)
+        self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.ln_final = LayerNorm(cfg) if cfg.normalization_type == "LN" else nn.Identity()
+        self.unembed = Unembed(cfg)
+
+    def forward(self, tokens):
+        resid = self.embed(tokens) + self.pos_embed(tokens)
+        for block in self.blocks:
+            resid = block(resid)
+        return self.unembed(self.ln_final(resid))
+''',
+    "ch03.lm_cross_entropy_loss": '''
+def lm_cross_entropy_loss(logits, tokens):
+    log_probs = logits[:, :-1].log_softmax(-1)
+    correct = log_probs.gather(-1, tokens[:, 1:, None])[..., 0]
+    return -correct.mean()
+''',
+    "ch03.sample_next_token": '''
+def sample_next_token(logits, temperature=1.0, top_k=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+''',
+    # -- chapter 04 ------------------------------------------------------------------------------
+    "ch04.generate_repeated_tokens": '''
+def generate_repeated_tokens(batch, seq_len, d_vocab, bos):
+    block = torch.randint(0, d_vocab - 1, (batch, seq_len))
+    block = block + (block >= bos).long()  # skip the BOS id, keeping the rest uniform
+    return torch.cat([torch.full((batch, 1), bos), block, block], dim=1)
+''',
+    "ch04.per_token_log_probs": '''
+def per_token_log_probs(logits, tokens):
+    log_probs = logits[:, :-1].log_softmax(-1)
+    return log_probs.gather(-1, tokens[:, 1:, None])[..., 0]
+''',
+    "ch04.previous_token_score": '''
+def previous_token_score(pattern):
+    stripe = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # [batch, n_heads, pos - 1]
+    return stripe.mean(dim=(0, 2))
+''',
+    "ch04.duplicate_token_score": '''
+def duplicate_token_score(pattern, seq_len):
+    stripe = pattern.diagonal(offset=-seq_len, dim1=-2, dim2=-1)
+    return stripe[..., -seq_len:].mean(dim=(0, 2))  # the second copy's queries only
+''',
+    "ch04.prefix_matching_score": '''
+def prefix_matching_score(pattern, seq_len):
+    stripe = pattern.diagonal(offset=1 - seq_len, dim1=-2, dim2=-1)
+    return stripe[..., -seq_len:].mean(dim=(0, 2))  # the second copy's queries only
+''',
+    "ch04.head_ablation_hook": '''
+def head_ablation_hook(z, hook, head_index, method="zero"):
+    z = z.clone()  # a new tensor: the cached hook_z stays as it was
+    if method == "zero":
+        z[:, :, head_index] = 0.0
+    else:
+        z[:, :, head_index] = z[:, :, head_index].mean(dim=(0, 1))
+    return z
+''',
+    "ch04.logit_diff": '''
+def logit_diff(logits, correct, incorrect):
+    final = logits[:, -1]  # [batch, d_vocab]
+    rows = torch.arange(final.shape[0])
+    return final[rows, correct] - final[rows, incorrect]
+''',
+    "ch04.head_logit_attribution": '''
+def head_logit_attribution(components, W_U, tokens):
+    directions = W_U[:, tokens[:, 1:]]  # [d_model, batch, pos - 1]
+    return torch.einsum("cbpd,dbp->cbp", components[:, :, :-1], directions)
+''',
+    "ch04.top_1_accuracy": '''
+def top_1_accuracy(circuit):
+    M = circuit.AB if hasattr(circuit, "AB") else circuit  # a FactoredMatrix or a tensor
+    return (M.argmax(dim=1) == torch.arange(M.shape[0])).float().mean().item()
+''',
+    "ch04.composition_score": '''
+def composition_score(W_A, W_B):
+    fro = torch.linalg.matrix_norm
+    return fro(W_A @ W_B) / (fro(W_A) * fro(W_B))
+''',
+    "ch04.k_composition_scores": '''
+def k_composition_scores(W_OV, W_QK):
+    fro = torch.linalg.matrix_norm
+    product = W_OV[:, None] @ W_QK[None].mT  # [n_src, n_dst, d, d]
+    return fro(product) / (fro(W_OV)[:, None] * fro(W_QK)[None])
+''',
+    # -- chapter 05 ------------------------------------------------------------------------------
+    "ch05.probe_accuracy": '''
+def probe_accuracy(x, y, W, b):
+    predictions = (x @ W + b).argmax(dim=-1)
+    return (predictions == y).float().mean().item()
+''',
+    "ch05.mean_difference": '''
+def mean_difference(x, mask):
+    return x[mask].mean(0) - x[~mask].mean(0)
+''',
+    "ch05.top_components": '''
+def top_components(x, k):
+    centred = x - x.mean(0)
+    _, _, Vh = torch.linalg.svd(centred, full_matrices=False)
+    return Vh[:k]
+''',
+    "ch05.logit_lens": '''
+def logit_lens(resid, model):
+    ln = model.ln_final
+    normed = F.layer_norm(resid, resid.shape[-1:], ln.w, ln.b, eps=model.cfg.eps)
+    return normed @ model.unembed.W_U + model.unembed.b_U
+''',
+    "ch05.steer_resid": '''
+def steer_resid(resid, direction, alpha, pos):
+    unit = direction / direction.norm(dim=-1, keepdim=True)
+    out = resid.clone()  # a new tensor: resid stays as it was
+    rows = torch.arange(resid.shape[0])
+    out[rows, pos] = out[rows, pos] + alpha * unit
+    return out
+''',
+    "ch05.angular_order": '''
+def angular_order(z):
+    return torch.argsort(torch.atan2(z[:, 1], z[:, 0]))
+''',
+    "ch05.gradient_x_input": '''
+def gradient_x_input(model, tokens, answer_ids):
+    stored = {}
+
+    def keep(embed, hook):
+        embed = embed.detach().requires_grad_(True)
+        stored["embed"] = embed
+        return embed
+
+    with torch.enable_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=[("hook_embed", keep)])
+        picked = logits[torch.arange(tokens.shape[0]), -1, answer_ids]
+        (grad,) = torch.autograd.grad(picked.sum(), stored["embed"])
+    return (grad * stored["embed"]).sum(-1).detach()
+''',
+    # -- chapter 06 ------------------------------------------------------------------------------
+    "ch06.ioi_logit_diff": '''
+def ioi_logit_diff(logits, answer_pos, io_ids, s_ids):
+    rows = torch.arange(logits.shape[0])
+    at = logits[rows, answer_pos]  # [batch, d_vocab]
+    return at[rows, io_ids] - at[rows, s_ids]
+''',
+    "ch06.normalized_patching_metric": '''
+def normalized_patching_metric(value, clean_value, corrupted_value):
+    return (value - corrupted_value) / (clean_value - corrupted_value)
+''',
+    "ch06.patch_residual_hook": '''
+def patch_residual_hook(resid, hook, pos, clean_cache):
+    out = resid.clone()  # never write into resid or the cache
+    out[:, pos] = clean_cache[hook.name][:, pos]
+    return out
+''',
+    "ch06.patch_head_hook": '''
+def patch_head_hook(z, hook, head, clean_cache):
+    out = z.clone()
+    out[:, :, head] = clean_cache[hook.name][:, :, head]
+    return out
+''',
+    "ch06.mean_ablate_head": '''
+def mean_ablate_head(z, head, reference_z):
+    out = z.clone()
+    out[:, :, head] = reference_z[:, :, head].mean(0)  # [pos, d_head], broadcast over the batch
+    return out
+''',
+    "ch06.resample_ablate_head": '''
+def resample_ablate_head(z, head, reference_z, draws):
+    out = z.clone()
+    out[:, :, head] = reference_z[draws, :, head]
+    return out
+''',
+    "ch06.freeze_heads_hook": '''
+def freeze_heads_hook(z, hook, clean_z, corrupted_z, senders):
+    layer = int(hook.name.split(".")[1])
+    out = clean_z[hook.name].clone()  # a copy: the clean cache is reused for every sender
+    for sender_layer, head in senders:
+        if sender_layer == layer:
+            out[:, :, head] = corrupted_z[hook.name][:, :, head]
+    return out
+''',
+    "ch06.attribution_per_head": '''
+def attribution_per_head(clean_z, corrupted_z, grad_z):
+    return ((clean_z - corrupted_z) * grad_z).sum(dim=(0, 1, 3))
+''',
+    "ch06.fraction_recovered": '''
+def fraction_recovered(circuit_ld, model_ld, ablated_ld):
+    base = ablated_ld.mean()
+    return ((circuit_ld.mean() - base) / (model_ld.mean() - base)).item()
+''',
+    # -- chapter 07 ------------------------------------------------------------------------------
+    "ch07.fourier_basis": '''
+def fourier_basis(p):
+    x = torch.arange(p, dtype=torch.float64)
+    rows = [torch.full((p,), 1 / math.sqrt(p), dtype=torch.float64)]
+    for k in range(1, p // 2 + 1):
+        rows.append(math.sqrt(2 / p) * torch.cos(2 * math.pi * k * x / p))
+        rows.append(math.sqrt(2 / p) * torch.sin(2 * math.pi * k * x / p))
+    return torch.stack(rows).float()
+''',
+    "ch07.fourier_embedding": '''
+def fourier_embedding(W_E, basis):
+    p = basis.shape[0]
+    return basis @ W_E[:p]  # the last row of W_E, the "=" token, is left out
+''',
+    "ch07.key_frequencies": '''
+def key_frequencies(fourier_W_E, min_share):
+    row_energy = (fourier_W_E ** 2).sum(-1)
+    energy = row_energy[1::2] + row_energy[2::2]  # frequency k = 1, 2, ... at index k - 1
+    share = energy / energy.sum()
+    return torch.nonzero(share >= min_share).flatten() + 1
+''',
+    "ch07.cos_sin_of_sum": '''
+def cos_sin_of_sum(cos_a, sin_a, cos_b, sin_b):
+    cos_sum = cos_a[:, None] * cos_b[None, :] - sin_a[:, None] * sin_b[None, :]
+    sin_sum = sin_a[:, None] * cos_b[None, :] + cos_a[:, None] * sin_b[None, :]
+    return cos_sum, sin_sum
+''',
+    "ch07.neuron_frequency_fractions": '''
+def neuron_frequency_fractions(acts, basis):
+    p = acts.shape[0]
+    energy = torch.einsum("ia,abn,jb->ijn", basis, acts, basis) ** 2  # [p, p, n]
+    freq = (torch.arange(p) + 1) // 2  # the frequency of each basis row
+    n_freq = p // 2 + 1
+    variance = energy.sum((0, 1)) - energy[0, 0]
+    out = torch.zeros(acts.shape[-1], n_freq)
+    for k in range(1, n_freq):
+        rows = (freq == k) | (freq == 0)
+        own = energy[rows][:, rows].sum((0, 1)) - energy[0, 0]
+        out[:, k] = torch.where(variance > 0, own / variance.clamp_min(1e-30), 0.0)
+    return out
+''',
+    "ch07.reconstruct_logits": '''
+def reconstruct_logits(logits, frequencies):
+    p = logits.shape[0]
+    x = torch.arange(p, dtype=logits.dtype)
+    a_plus_b_minus_c = x[:, None, None] + x[None, :, None] - x[None, None, :]
+    out = logits.mean().expand(p, p, p).clone()
+    for w in frequencies:
+        wave = torch.cos(2 * math.pi * w * a_plus_b_minus_c / p)
+        out = out + wave * (wave * logits).sum() / (wave ** 2).sum()
+    return out
+''',
+    "ch07.restricted_loss": '''
+def _key_terms(logits, frequencies):
+    # The projections of each answer's logits onto the unit cos and sin waves of w(a + b).
+    p = logits.shape[0]
+    x = torch.arange(p, dtype=torch.float64)
+    s = x[:, None] + x[None, :]
+    L = logits.double()
+    out = torch.zeros_like(L)
+    for w in frequencies:
+        for wave in (torch.cos(2 * math.pi * w * s / p), torch.sin(2 * math.pi * w * s / p)):
+            unit = wave / wave.norm()
+            out = out + unit[..., None] * torch.einsum("ab,abc->c", unit, L)
+    return out
+
+
+def restricted_loss(logits, frequencies):
+    p = logits.shape[0]
+    restricted = logits.double().mean((0, 1), keepdim=True) + _key_terms(logits, frequencies)
+    a = torch.arange(p)
+    answers = (a[:, None] + a[None, :]) % p
+    return F.cross_entropy(restricted.reshape(p * p, -1), answers.reshape(-1))
+''',
+    "ch07.excluded_loss": '''
+def _key_terms(logits, frequencies):
+    # The projections of each answer's logits onto the unit cos and sin waves of w(a + b).
+    p = logits.shape[0]
+    x = torch.arange(p, dtype=torch.float64)
+    s = x[:, None] + x[None, :]
+    L = logits.double()
+    out = torch.zeros_like(L)
+    for w in frequencies:
+        for wave in (torch.cos(2 * math.pi * w * s / p), torch.sin(2 * math.pi * w * s / p)):
+            unit = wave / wave.norm()
+            out = out + unit[..., None] * torch.einsum("ab,abc->c", unit, L)
+    return out
+
+
+def excluded_loss(logits, frequencies, train_mask):
+    p = logits.shape[0]
+    excluded = logits.double() - _key_terms(logits, frequencies)
+    a = torch.arange(p)
+    answers = (a[:, None] + a[None, :]) % p
+    return F.cross_entropy(excluded[train_mask], answers[train_mask])
+''',
+}
+
+
+def _key(name: str) -> str:
+    """The full id "chNN.exercise" of ``name`` ("mmcs", "ch02.mmcs" or "check_mmcs")."""
+    if not isinstance(name, str):
+        raise TypeError(f"show_solution expects an exercise name such as 'mmcs', got {type(name).__name__}")
+    short = name.split(".")[-1].removeprefix("check_")
+    if "." in name:
+        key = f"{name.split('.')[0]}.{short}"
+        if key in SOLUTIONS:
+            return key
+    else:
+        matches = [k for k in SOLUTIONS if k.split(".")[1] == short]
+        if len(matches) == 1:
+            return matches[0]
+    known = ", ".join(sorted(k.split(".")[1] for k in SOLUTIONS))
+    raise ValueError(f"no exercise named {name!r}; the exercises are: {known}")
+
+
+def solution(name: str) -> str:
+    """The reference solution of exercise ``name`` as source code (imports included)."""
+    return _IMPORTS + SOLUTIONS[_key(name)].strip() + "\n"
+
+
+def show_solution(name: str) -> None:
+    """Print a reference solution, e.g. ``show_solution("mmcs")`` or ``show_solution("ch02.mmcs")``.
+
+    Try the exercise (and the hints of its check) first: reading an answer teaches far less
+    than finding it.
+    """
+    key = _key(name)
+    print(f"# Reference solution for {key} (one correct answer among many)\n")
+    print(solution(key))
