@@ -24,17 +24,28 @@ import signal
 import site
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import nbformat
 
+from toykit.grading import sandbox
 from toykit.grading.checkcell import grading_cell
 from toykit.grading.spec import ChapterSpec, Exercise, wrong_chapter
 
 KERNEL_NAME = "toykit-grade"
 MAX_NOTEBOOK_BYTES = 64 * 2**20
-FILE_BYTES_LIMIT = 2**30
+FILE_BYTES_LIMIT = 2**30  # one file
+DISK_BYTES_LIMIT = 2**30  # every file the submission writes, together
+PROCESS_LIMIT = 512  # processes and threads of one submission (where a cgroup or a user of its own counts them)
+# Outputs kept from the kernel: they only feed the error list, so a printing loop costs nothing.
+OUTPUT_BYTES_PER_CELL = 2 * 2**20
+OUTPUT_BYTES_TOTAL = 16 * 2**20
+MESSAGE_BYTES_LIMIT = 64 * 2**20  # a larger message from the kernel is dropped by ZeroMQ, unread
+# A cell that timed out while it got less than this share of a CPU, on a machine loaded beyond
+# its cores, was starved rather than slow: the notebook is run once more.
+STARVED_CPU_SHARE = 0.25
 # Folders a kernel may read (never write) under Landlock, besides Python's own.
 SYSTEM_READ = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev",
                "/var/cache/fontconfig", "/run/systemd/resolve"]
@@ -107,11 +118,201 @@ def kernel_env(work: Path, threads: int) -> dict[str, str]:
     return env
 
 
+def course_sources(solution: Path) -> set[str]:
+    """The code cells the course itself wrote (in the solution and in the learner version):
+    such a cell is not the learner's work, so it is not held to the per-cell limit."""
+    from toykit.notebooks import learner_notebook
+
+    try:
+        nb = nbformat.read(solution, as_version=4)
+    except Exception:  # the spec was read from it already; never fail a submission over this
+        return set()
+    cells = list(nb.cells) + list(learner_notebook(nb).cells)
+    return {c.source.strip() for c in cells if c.cell_type == "code" and c.source.strip()}
+
+
+def _nobody_can_read(paths: list[str]) -> bool:
+    """Whether the user nobody can read ``paths`` (checked in a child that becomes nobody)."""
+    ids = sandbox.nobody_ids()
+    if ids is None or os.geteuid() != 0:
+        return False
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(ids[1], ids[1], ids[1])
+            os.setresuid(ids[0], ids[0], ids[0])
+            for p in paths:
+                os.listdir(p) if os.path.isdir(p) else open(p, "rb").close()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+_NOBODY: dict[str, bool] = {}
+
+
+def drop_to(toykit_dir: str) -> list[int] | None:
+    """[uid, gid] the kernel drops to: nobody, when we are root and nobody can read the course."""
+    if os.geteuid() != 0 or sandbox.nobody_ids() is None:
+        return None
+    if toykit_dir not in _NOBODY:
+        _NOBODY[toykit_dir] = _nobody_can_read([toykit_dir, os.path.join(toykit_dir, "__init__.py"),
+                                                sys.executable, os.path.dirname(os.__file__)])
+    return list(sandbox.nobody_ids()) if _NOBODY[toykit_dir] else None
+
+
+def tree_memory(launcher: int) -> int:
+    """Bytes of memory the launcher's process tree holds: proportional set sizes, plus memfd and
+    shared-memory files held open (once each). A best effort, used where there is no cgroup."""
+    total, files = 0, {}
+    for pid in sandbox.descendants_of(launcher):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                target = os.readlink(fd.path)
+                if target.startswith(("/memfd:", "/dev/shm/")):
+                    st = os.stat(fd.path)
+                    files[(st.st_dev, st.st_ino)] = st.st_size
+        except (OSError, ValueError):
+            continue
+    return total + sum(files.values())
+
+
+def disk_usage(folder: Path, max_entries: int = 100_000) -> int:
+    """Bytes in the files under ``folder`` (a folder with more than ``max_entries`` counts as full)."""
+    total, seen = 0, 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            seen += 1
+            if seen > max_entries:
+                return 1 << 62
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+class _Watchdog(threading.Thread):
+    """Kills the kernel's tree when the submission exceeds its memory or disk limit in a way the
+    operating system does not stop by itself (no cgroup; no tmpfs working folder)."""
+
+    def __init__(self, ctl: Path, work: Path, memory: int | None, check_memory: bool) -> None:
+        super().__init__(daemon=True)
+        self.ctl, self.work, self.memory, self.check_memory = ctl, work, memory, check_memory
+        self.stopped, self.exceeded = threading.Event(), ""
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.25):
+            launcher = _pids(self.ctl).get("launcher")
+            if not launcher:
+                continue
+            if self.check_memory and self.memory and tree_memory(launcher) > self.memory:
+                self.exceeded = f"its processes together held more than the memory limit ({self.memory >> 20} MB)"
+            elif disk_usage(self.work) > DISK_BYTES_LIMIT:  # (under a tmpfs of its own, it sees the folder below)
+                self.exceeded = f"it wrote more than {DISK_BYTES_LIMIT >> 20} MB of files"
+            if self.exceeded:
+                kill_kernel(self.ctl)
+                return
+
+
+def _client_class():
+    from nbclient import NotebookClient
+
+    class CappedClient(NotebookClient):
+        """nbclient, keeping at most OUTPUT_BYTES_PER_CELL of outputs per cell and OUTPUT_BYTES_TOTAL in
+        all (errors always, shortened), and warming the kernel up before the first cell."""
+
+        warm_up = ""
+        warm_up_seconds = 120.0
+        kept = 0
+        dropped: dict[int, int] = {}
+
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            if self.warm_up:  # imports paid by the grader, not by the learner's first cell
+                msg_id = kc.execute(self.warm_up, silent=True, store_history=False)
+                deadline = time.monotonic() + self.warm_up_seconds
+                while time.monotonic() < deadline:
+                    try:
+                        reply = await kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+                    except Exception:  # queue.Empty: the limit passed; the cells then pay for the rest
+                        break
+                    if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                        break
+            return kc
+
+        def output(self, outs, msg, display_id, cell_index):
+            size = len(json.dumps(msg.get("content", {}), default=str))
+            in_cell = sum(len(json.dumps(o, default=str)) for o in outs)
+            if msg["msg_type"] == "error":
+                content = msg["content"]
+                content["evalue"] = str(content.get("evalue", ""))[:2000]
+                content["traceback"] = [str(t)[:2000] for t in content.get("traceback", [])[-20:]]
+            elif in_cell + size > OUTPUT_BYTES_PER_CELL or self.kept + size > OUTPUT_BYTES_TOTAL:
+                self.dropped[cell_index] = self.dropped.get(cell_index, 0) + size
+                return None
+            self.kept += size
+            return super().output(outs, msg, display_id, cell_index)
+
+    return CappedClient
+
+
+def _pids(ctl: Path) -> dict:
+    try:
+        data = json.loads((ctl / "kernel.pid").read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """CPU time of a process (its threads, and its children it waited for)."""
+    if not pid:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def run(job: dict) -> dict:
-    """Grade the submission described by ``job``; returns (and writes) the outcome."""
+    """Grade the submission described by ``job``; returns (and writes) the outcome.
+
+    A learner cell that ran past its limit while the machine was overloaded (it got less than
+    STARVED_CPU_SHARE of a CPU) does not count: the notebook is run once more. If it is starved
+    again, the status is ``overloaded``, and the row is graded again on the next run.
+    """
+    outcome = run_once(job)
+    starved = outcome.pop("starved", None)
+    if starved is None:
+        return outcome
+    (Path(job["scratch"]) / "ctl" / "rerun").write_text(json.dumps(starved), encoding="utf-8")  # for the batch
+    again = run_once(job)
+    starved_again = again.pop("starved", None)
+    if starved_again is not None:
+        again.update(status="overloaded", detail=(
+            f"cell {starved_again['cell'] + 1} ran past the per-cell limit twice while the machine was "
+            f"overloaded (it got {starved_again['cpu']:.1f} s of CPU in {starved_again['wall']:.1f} s, "
+            f"load {starved_again['load']:.1f}): grade it again when the machine is quieter"))
+    again["reruns"] = 1
+    _write_json(Path(job["scratch"]) / "ctl" / "outcome.json", again)
+    return again
+
+
+def run_once(job: dict) -> dict:
+    """One run of the submission, in a fresh kernel."""
+    import zmq.asyncio
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
     root = Path(job["scratch"])
@@ -134,13 +335,21 @@ def run(job: dict) -> dict:
         outcome.update(status=status, detail=detail)
         return finish()
 
-    for folder in (work, work / ".tmp", ctl, ctl / "runtime", ctl / "kernels" / KERNEL_NAME):
+    for old in ("kernel.pid", "interrupted", "progress"):  # from a first run
+        (ctl / old).unlink(missing_ok=True)
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    work_dirs = [work / ".tmp", work / ".matplotlib", work / ".ipython", work / ".jupyter"]
+    for folder in (work, *work_dirs, ctl, ctl / "runtime", ctl / "kernels" / KERNEL_NAME):
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(work, 0o700)
     (work / Path(job["submission"]).name).write_bytes(Path(job["submission"]).read_bytes())
     results = ctl / f"results-{job['nonce']}.jsonl"
     applied = ctl / "applied.json"
     for f in (results, applied):
+        f.unlink(missing_ok=True)
         f.touch(mode=0o600)
 
     learner_cells = len(nb.cells)
@@ -153,9 +362,20 @@ def run(job: dict) -> dict:
     outcome["cells"] = learner_cells
     (ctl / "cells").write_text(str(learner_cells), encoding="utf-8")
 
+    memory = int(job["memory_mb"] * 2**20) if job.get("memory_mb") else None
+    ids = drop_to(job["toykit_dir"])
+    group = sandbox.Cgroup.create(f"toykit-{job['nonce'][:16]}", memory, PROCESS_LIMIT) if os.geteuid() == 0 else None
+    if ids:  # nobody must reach (never list) the folders on the way to its own files
+        for folder in (root.parent, root, ctl, ctl / "runtime"):
+            os.chmod(folder, 0o711)
     config = {"pid_file": str(ctl / "kernel.pid"), "applied_file": str(applied), "parent_pid": os.getpid(),
-              "memory_bytes": int(job["memory_mb"] * 2**20) if job.get("memory_mb") else None,
-              "file_bytes": FILE_BYTES_LIMIT, "landlock": bool(job.get("landlock", True)),
+              "memory_bytes": memory, "file_bytes": FILE_BYTES_LIMIT, "disk_bytes": DISK_BYTES_LIMIT,
+              "nproc": PROCESS_LIMIT, "landlock": bool(job.get("landlock", True)), "drop_to": ids,
+              "namespaces": bool(job.get("landlock", True)) or os.geteuid() == 0,
+              "cgroup_procs": group.procs_files if group else [], "work": str(work),
+              "work_dirs": [str(d) for d in work_dirs], "toykit_dir": job["toykit_dir"],
+              "protect_pids": [os.getpid(), os.getppid()],
+              "own": [str(ctl / "runtime"), str(ctl / "runtime" / "connection.json")],
               "read": read_paths(job["toykit_dir"]) + [str(ctl / "runtime")], "write": [str(work)],
               "write_files": [str(results), str(applied), "/dev/null"]}
     _write_json(ctl / "sandbox.json", config)
@@ -166,29 +386,48 @@ def run(job: dict) -> dict:
         "display_name": "toykit grader", "language": "python"})
 
     os.environ["JUPYTER_RUNTIME_DIR"] = str(ctl / "runtime")  # where the connection file goes
-    km = AsyncKernelManager(kernel_name=KERNEL_NAME,
+    context = zmq.asyncio.Context()
+    context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES_LIMIT)  # every socket of our client: no huge message
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME, context=context,
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(ctl / "kernels")]))
     km.connection_file = str(ctl / "runtime" / "connection.json")
-    current = {"cell": -1, "started": 0.0}
+    current = {"cell": -1, "started": 0.0, "cpu": None}
     outcome["timed_out_cells"] = []
+    ours = course_sources(spec.solution)
+    notebook_seconds = float(job.get("timeout", 600))
+    oom_seen = [0]
 
     def on_cell_start(cell, cell_index, **_):
         current["cell"], current["started"] = cell_index, time.monotonic()
+        current["cpu"] = _cpu_seconds(_pids(ctl).get("kernel"))
         (ctl / "progress").write_text(str(cell_index), encoding="utf-8")
 
     def on_cell_executed(cell, cell_index, **_):
+        if group is not None and group.oom_kills() > oom_seen[0]:  # a process of this cell was OOM-killed
+            oom_seen[0] = group.oom_kills()
+            outcome["cell_errors"].append({"cell": cell_index, "ename": "MemoryError", "evalue": (
+                f"a process was killed: the submission's processes together ran out of memory "
+                f"(limit {job['memory_mb']} MB)")})
         # nbclient interrupts a cell at its time limit and goes on: note which cells it was
-        if cell_index < learner_cells and time.monotonic() - current["started"] >= job["cell_timeout"] - 0.05:
+        wall = time.monotonic() - current["started"]
+        if cell_index < learner_cells and wall >= timeout_for(cell) - 0.05:
             outcome["timed_out_cells"].append(cell_index)
             with open(ctl / "interrupted", "a", encoding="utf-8") as f:  # for the batch, if it must kill us
                 f.write(f"{cell_index}\n")
+            cpu, now = current["cpu"], _cpu_seconds(_pids(ctl).get("kernel"))
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+            if (cpu is not None and now is not None and now - cpu < STARVED_CPU_SHARE * wall
+                    and load >= (os.cpu_count() or 1) and "starved" not in outcome):
+                outcome["starved"] = {"cell": cell_index, "cpu": now - cpu, "wall": wall, "load": load}
 
     def timeout_for(cell) -> int:
         if cell is nb.cells[-1]:  # the grader's cell checks every exercise, each within the limit
-            return int(job["cell_timeout"] * (len(exercises) + 1) + 30)
-        return int(job["cell_timeout"])
+            return int(max(job["cell_timeout"] * (len(exercises) + 1) + 30, notebook_seconds))
+        if cell.source.strip() in ours:  # the course's own cell (imports, training): not the learner's budget
+            return int(notebook_seconds)
+        return max(1, int(job["cell_timeout"] + 0.999))
 
-    client = NotebookClient(
+    client = _client_class()(
         nb, km=km, timeout_func=timeout_for, interrupt_on_timeout=True, allow_errors=True,
         error_on_timeout={"ename": "CellTimeoutError",
                           "evalue": f"the cell ran longer than {job['cell_timeout']:g} s and was interrupted",
@@ -197,40 +436,106 @@ def run(job: dict) -> dict:
         skip_cells_with_tag=f"toykit-never-{job['nonce']}",  # the learner cannot skip the check cell
         resources={"metadata": {"path": str(work)}}, on_cell_start=on_cell_start,
         on_cell_executed=on_cell_executed)
+    client.dropped = {}
+    client.warm_up = ("import importlib as _i\nfor _m in %r:\n    try:\n        _i.import_module(_m)\n"
+                      "    except Exception:\n        pass\ndel _i, _m\n") % (
+        ["toykit"] + sorted({"toykit.exercises." + e["module"] for e in exercises}))
+    client.warm_up_seconds = min(120.0, notebook_seconds / 2)
     client.owns_km = True  # so nbclient shuts the kernel down and closes its channels: workers are reused
+    watchdog = _Watchdog(ctl, work, memory, check_memory=group is None)
+    watchdog.start()
+    _CURRENT["ctl"] = ctl
     try:
         # the kernel's own stdout must not reach the pipe to the batch grader
         client.execute(env=kernel_env(work, int(job.get("threads", 1))), stdout=subprocess.DEVNULL)
     except DeadKernelError:
         outcome.update(status="kernel_died", died_in_cell=current["cell"])
+        if group is not None and group.oom_kills() > oom_seen[0]:
+            outcome.update(status="out_of_memory", detail=(
+                f"the kernel was killed in cell {current['cell'] + 1}: the submission's processes together "
+                f"ran out of memory (limit {job['memory_mb']} MB); later cells did not run"))
     except Exception as err:  # the kernel did not start, or nbclient failed: say so, don't crash
         outcome.update(status="grader_error", detail=f"{type(err).__name__}: {err}"[:2000])
     finally:
+        watchdog.stopped.set()
         kill_kernel(ctl)
+        if group is not None:
+            group.remove()
+        sandbox.kill_children()  # orphans that came back to us, as their subreaper
+        _CURRENT.pop("ctl", None)
+        context.destroy(linger=0)
+    if watchdog.exceeded:
+        status = "out_of_memory" if "memory" in watchdog.exceeded else "disk_limit"
+        outcome.update(status=status, died_in_cell=current["cell"], detail=(
+            f"the kernel was stopped in cell {current['cell'] + 1}: {watchdog.exceeded}; later cells did not run"))
+    if client.dropped:
+        outcome["outputs_dropped"] = {str(k): v for k, v in client.dropped.items()}
 
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 outcome["cell_errors"].append({"cell": i, "ename": out.get("ename", ""),
                                                "evalue": str(out.get("evalue", ""))[:1000]})
+    outcome["cell_errors"].sort(key=lambda e: e["cell"])
     try:
         outcome["sandbox"] = json.loads(applied.read_text(encoding="utf-8") or "{}")
     except (OSError, json.JSONDecodeError):
         outcome["sandbox"] = {}
+    if group is not None:
+        outcome["sandbox"]["cgroup_memory_bytes"] = memory
     return finish()
 
 
+_CURRENT: dict[str, Path] = {}  # the job being graded, for the signal handler
+
+
 def kill_kernel(ctl: Path) -> None:
-    """Kill the kernel's process group: the kernel and anything it started and left running."""
+    """Kill everything the submission started: its cgroup's members, the kernel (PID 1 of its own
+    namespace, whose death takes every process there with it) and every process below the launcher."""
     try:
-        pid = int((ctl / "kernel.pid").read_text(encoding="utf-8").strip())
+        config = json.loads((ctl / "sandbox.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return
+        config = {}
+    procs = config.get("cgroup_procs") or []
+    if procs:
+        sandbox.Cgroup({str(i): Path(p).parent for i, p in enumerate(procs)}, 0).kill()
+    pids = _pids(ctl)
+    launcher, kernel = pids.get("launcher"), pids.get("kernel")
+    if launcher and not _same_process(launcher, pids):
+        launcher = kernel = None  # it exited, and its pid may belong to someone else now
+    for _ in range(100):
+        tree = ([kernel] if kernel else []) + (sandbox.descendants_of(launcher) if launcher else [])
+        if not tree:
+            break
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        kernel = None
+        time.sleep(0.01)
+    if launcher:
+        try:
+            os.kill(launcher, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _same_process(pid: int, pids: dict) -> bool:
+    """Whether ``pid`` is still the launcher that wrote the pid file (not a reused pid)."""
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    (ctl / "kernel.pid").unlink(missing_ok=True)  # so that nobody kills a reused pid later
+        started = os.stat(f"/proc/{pid}").st_mtime
+    except OSError:
+        return False
+    return "time" not in pids or started <= pids["time"] + 5
+
+
+def _on_signal(signum, _frame) -> None:
+    """The batch grader is gone or asks us to stop: take the kernel's tree with us."""
+    if "ctl" in _CURRENT:
+        kill_kernel(_CURRENT["ctl"])
+    sandbox.kill_children()
+    os._exit(128 + signum)
 
 
 def main(argv: list[str]) -> int:
@@ -239,7 +544,17 @@ def main(argv: list[str]) -> int:
     The process lives for many submissions, so Jupyter's imports (a second or more) are paid
     once per worker, not once per submission. Jobs come through a pipe, not a file, so the
     nonce is never on disk where a kernel could look for it.
+
+    argv: [the batch grader's pid]. The worker stops (and kills its kernel's tree) when the
+    grader dies or sends SIGTERM; it is the subreaper of every process its kernels leave.
     """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    sandbox.die_with_parent(signal.SIGTERM)
+    if argv and os.getppid() != int(argv[0]):
+        return 1  # the grader died before we could ask to die with it
+    sandbox._prctl(sandbox._PR_SET_CHILD_SUBREAPER, 1)
+    sandbox._prctl(sandbox._PR_SET_DUMPABLE, 0)  # our environment is the grader's: keep it from kernels
     for line in sys.stdin:
         if not line.strip():
             continue
