@@ -226,18 +226,19 @@ def _unshare(flags: int) -> bool:
 
 
 def _new_namespaces() -> str:
-    """Enter new PID and mount namespaces (the PID one takes effect for the next child)."""
+    """Make a new PID namespace for the next child (as another user than root, inside a new user
+    namespace); that child then makes its own mount namespace (``_own_mounts``)."""
     if os.geteuid() == 0:
-        return "pid+mount" if _unshare(_CLONE_NEWPID | _CLONE_NEWNS) else ""
+        return "pid+mount" if _unshare(_CLONE_NEWPID) else ""
     uid, gid = os.getuid(), os.getgid()
-    if not _unshare(_CLONE_NEWUSER | _CLONE_NEWPID | _CLONE_NEWNS):
+    if not _unshare(_CLONE_NEWUSER | _CLONE_NEWPID):
         return ""
     try:  # keep our own ids inside: the namespace only lends us the right to mount /proc
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
         Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
-    except OSError:
-        return "user+pid"
+    except OSError:  # unmapped, our ids read as the overflow id inside; mounting still works
+        return "user+pid+mount (no id map)"
     return "user+pid+mount"
 
 
@@ -542,9 +543,9 @@ def _reap() -> list[tuple[int, int]]:
 # ---------------------------------------------------------------- the launcher
 
 
-def _supervise(kernel: int, config: dict, applied: dict) -> None:
-    """The parent's life: forward interrupts to the kernel, reap, and when the kernel is gone
-    (or the worker asks, with SIGTERM), kill what is left; exit as the kernel did."""
+def _supervise(kernel: int) -> None:
+    """A parent's life: forward interrupts to ``kernel``, reap every child, and when ``kernel`` is
+    gone (or the worker asks, with SIGTERM), kill what is left; exit as ``kernel`` did."""
     stopping = []
 
     def forward(signum, _frame):
@@ -575,23 +576,20 @@ def _supervise(kernel: int, config: dict, applied: dict) -> None:
             status = st
             break
     kill_children()  # without a PID namespace: whatever the kernel left behind, now ours
-    if os.WIFSIGNALED(status):
-        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-        os.kill(os.getpid(), os.WTERMSIG(status))
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+    # (as PID 1 of a namespace, a process cannot kill itself with a signal: exit 128 + signal, as shells do)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
 
-def _kernel(config: dict, kernel_args: list[str], namespaces: str, applied: dict) -> None:
-    """The child: finish confining this process, then become the IPython kernel."""
-    import resource
-
-    os.setpgid(0, 0)  # its own process group: `kill(0, ...)` reaches the kernel's tree, not the launcher
+def _init(config: dict, kernel_args: list[str], namespaces: str, applied: dict) -> None:
+    """The launcher's child: PID 1 of the new namespace, where there is one. It mounts what the
+    whole namespace sees, starts the kernel as its child, and reaps: a kernel that is not PID 1
+    dies of signals as any process does. When it exits, Linux kills the rest of the namespace."""
     die_with_parent()
     if os.getpid() != 1 and os.getppid() != applied["launcher_pid"]:  # (PID 1 sees no parent)
         os._exit(1)
     work = config["work"]
     ids = config.get("drop_to") if os.geteuid() == 0 else None
-    if "mount" in namespaces:
+    if "mount" in namespaces and _unshare(_CLONE_NEWNS):  # (the launcher, outside, keeps the real mounts)
         _mount("none", "/", None, _MS_REC | _MS_PRIVATE)  # nothing we mount is seen outside
         if _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC):
             applied["proc"] = "own /proc: only this submission's processes"
@@ -607,6 +605,30 @@ def _kernel(config: dict, kernel_args: list[str], namespaces: str, applied: dict
             os.chdir(work)
             for sub in config.get("work_dirs", []):
                 os.makedirs(sub, exist_ok=True)
+    if "pid" not in namespaces:
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    parent = os.getpid()
+    kernel = os.fork()
+    if kernel == 0:
+        try:
+            _kernel(config, kernel_args, parent, applied)
+        except BaseException as err:  # say why on stderr (the kernel log), never run on
+            sys.stderr.write(f"toykit sandbox: {type(err).__name__}: {err}\n")
+            sys.stderr.flush()
+        os._exit(70)
+    _supervise(kernel)
+
+
+def _kernel(config: dict, kernel_args: list[str], parent: int, applied: dict) -> None:
+    """The kernel: finish confining this process, then become the IPython kernel."""
+    import resource
+
+    os.setpgid(0, 0)  # its own process group: `kill(0, ...)` reaches the kernel's tree, not the launcher
+    die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
+    work = config["work"]
+    ids = config.get("drop_to") if os.geteuid() == 0 else None
     if ids:
         uid, gid = ids
         for path in [work, *config.get("work_dirs", []), *config.get("write_files", []), *config.get("own", [])]:
@@ -636,6 +658,7 @@ def _kernel(config: dict, kernel_args: list[str], namespaces: str, applied: dict
         applied["landlock_abi"] = _restrict(config["read"], config["write"], config.get("write_files", []))
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     _import_toykit_from(config["toykit_dir"])
+    os.environ.pop("JPY_PARENT_PID", None)  # ipykernel would take PID 1 as its parent's death; PDEATHSIG does this
     sys.argv = [sys.argv[0], *kernel_args]
     from ipykernel.kernelapp import IPKernelApp
 
@@ -670,28 +693,30 @@ def main(argv: list[str]) -> None:
     if os.getppid() != config.get("parent_pid", os.getppid()):
         os._exit(1)  # the worker died before we could ask to die with it
     applied: dict = {"launcher_pid": os.getpid(), "cgroup": ""}
+    joined = []
     for procs in config.get("cgroup_procs", []):  # the cgroup the worker made: all our children inherit it
         try:
             Path(procs).write_text(str(os.getpid()))
-            applied["cgroup"] = os.path.dirname(procs)
+            joined.append(os.path.dirname(procs))
         except OSError:
             pass
+    applied["cgroup"] = ", ".join(joined)
     Path(config["pid_file"]).write_text(json.dumps({"launcher": os.getpid()}), encoding="utf-8")
     applied["namespaces"] = _new_namespaces() if config.get("namespaces", True) else ""
     if "pid" not in applied["namespaces"]:
         applied["subreaper"] = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     _prctl(_PR_SET_DUMPABLE, 0)  # its /proc entries (environment, memory) belong to root from now on
-    kernel = os.fork()
-    if kernel == 0:
+    init = os.fork()
+    if init == 0:
         try:
-            _kernel(config, kernel_args, applied["namespaces"], applied)
-        except BaseException as err:  # say why on stderr (the worker's log), never run on
+            _init(config, kernel_args, applied["namespaces"], applied)
+        except BaseException as err:  # say why on stderr (the kernel log), never run on
             sys.stderr.write(f"toykit sandbox: {type(err).__name__}: {err}\n")
             sys.stderr.flush()
         os._exit(70)
-    Path(config["pid_file"]).write_text(json.dumps({"launcher": os.getpid(), "kernel": kernel,
+    Path(config["pid_file"]).write_text(json.dumps({"launcher": os.getpid(), "kernel": init,
                                                     "time": time.time()}), encoding="utf-8")
-    _supervise(kernel, config, applied)
+    _supervise(init)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,12 @@ PROCESS_LIMIT = 512  # processes and threads of one submission (where a cgroup o
 OUTPUT_BYTES_PER_CELL = 2 * 2**20
 OUTPUT_BYTES_TOTAL = 16 * 2**20
 MESSAGE_BYTES_LIMIT = 64 * 2**20  # a larger message from the kernel is dropped by ZeroMQ, unread
-# A cell that timed out while it got less than this share of a CPU, on a machine loaded beyond
-# its cores, was starved rather than slow: the notebook is run once more.
-STARVED_CPU_SHARE = 0.25
+# A learner's cell may run --cell-timeout seconds, not counting time it waited for a CPU, and
+# WALL_FACTOR times that on the clock in all, however loaded the machine is.
+WALL_FACTOR = 10
+# A cell stopped by the clock after waiting for a CPU more than this share of its time was
+# starved by other work, not slow: the notebook is run once more.
+STARVED_SHARE = 0.5
 # Folders a kernel may read (never write) under Landlock, besides Python's own.
 SYSTEM_READ = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev",
                "/var/cache/fontconfig", "/run/systemd/resolve"]
@@ -199,20 +202,70 @@ def disk_usage(folder: Path, max_entries: int = 100_000) -> int:
     return total
 
 
+def _waited(pid: int | None) -> float:
+    """Seconds the main thread of ``pid`` has spent ready to run but waiting for a CPU (0 where
+    Linux does not keep the count)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError, TypeError):
+        return 0.0
+
+
+def _started(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        return int(stat[stat.rfind(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 1 << 62
+
+
 class _Watchdog(threading.Thread):
-    """Kills the kernel's tree when the submission exceeds its memory or disk limit in a way the
-    operating system does not stop by itself (no cgroup; no tmpfs working folder)."""
+    """Watches the running submission four times a second:
+
+    - a learner's cell is interrupted after ``--cell-timeout`` seconds, not counting the time the
+      kernel was ready to run but waited for a CPU: on a loaded machine every cell takes longer on
+      the clock, and that time is not the learner's (Linux counts it per thread, in schedstat);
+    - the kernel's tree is killed when the submission exceeds its memory or disk limit in a way
+      the operating system does not stop by itself (no cgroup; no tmpfs working folder)."""
 
     def __init__(self, ctl: Path, work: Path, memory: int | None, check_memory: bool) -> None:
         super().__init__(daemon=True)
         self.ctl, self.work, self.memory, self.check_memory = ctl, work, memory, check_memory
         self.stopped, self.exceeded = threading.Event(), ""
+        self.cell: dict | None = None  # {"index", "limit", "started", "waited", "interrupted"}
+        self._kernel: int | None = None
+
+    def kernel(self) -> int | None:
+        """The kernel process: the first child of the namespace's init (orphans arrive later)."""
+        if self._kernel is None:
+            init = _pids(self.ctl).get("kernel")
+            kids = sandbox.children_of(init) if init else []
+            self._kernel = min(kids, key=_started) if kids else None
+        return self._kernel
+
+    def watch_cell(self, index: int, limit: float) -> None:
+        self.cell = {"index": index, "limit": limit, "started": time.monotonic(), "waited": _waited(self.kernel()),
+                     "interrupted": False}
+
+    def charged(self) -> float:
+        """Seconds the current cell has run, less the time it waited for a CPU."""
+        cell = self.cell
+        if cell is None:
+            return 0.0
+        return time.monotonic() - cell["started"] - (_waited(self.kernel()) - cell["waited"])
 
     def run(self) -> None:
         while not self.stopped.wait(0.25):
             launcher = _pids(self.ctl).get("launcher")
             if not launcher:
                 continue
+            cell = self.cell
+            if cell is not None and not cell["interrupted"] and self.charged() > cell["limit"]:
+                cell["interrupted"] = True
+                try:  # the launcher passes it on to the kernel, as jupyter_client's interrupt does
+                    os.kill(launcher, signal.SIGINT)
+                except (ProcessLookupError, PermissionError):
+                    pass
             if self.check_memory and self.memory and tree_memory(launcher) > self.memory:
                 self.exceeded = f"its processes together held more than the memory limit ({self.memory >> 20} MB)"
             elif disk_usage(self.work) > DISK_BYTES_LIMIT:  # (under a tmpfs of its own, it sees the folder below)
@@ -272,18 +325,6 @@ def _pids(ctl: Path) -> dict:
         return {}
 
 
-def _cpu_seconds(pid: int | None) -> float | None:
-    """CPU time of a process (its threads, and its children it waited for)."""
-    if not pid:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def run(job: dict) -> dict:
     """Grade the submission described by ``job``; returns (and writes) the outcome.
 
@@ -300,9 +341,9 @@ def run(job: dict) -> dict:
     starved_again = again.pop("starved", None)
     if starved_again is not None:
         again.update(status="overloaded", detail=(
-            f"cell {starved_again['cell'] + 1} ran past the per-cell limit twice while the machine was "
-            f"overloaded (it got {starved_again['cpu']:.1f} s of CPU in {starved_again['wall']:.1f} s, "
-            f"load {starved_again['load']:.1f}): grade it again when the machine is quieter"))
+            f"cell {starved_again['cell'] + 1} ran past the time limit twice while the machine was overloaded "
+            f"(it waited {starved_again['waited']:.1f} s of its {starved_again['wall']:.1f} s for a CPU; load "
+            f"{starved_again['load']:.1f}): it will be graded again on the next run"))
     again["reruns"] = 1
     _write_json(Path(job["scratch"]) / "ctl" / "outcome.json", again)
     return again
@@ -391,7 +432,8 @@ def run_once(job: dict) -> dict:
     km = AsyncKernelManager(kernel_name=KERNEL_NAME, context=context,
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(ctl / "kernels")]))
     km.connection_file = str(ctl / "runtime" / "connection.json")
-    current = {"cell": -1, "started": 0.0, "cpu": None}
+    current = {"cell": -1, "started": 0.0}
+    watchdog = _Watchdog(ctl, work, memory, check_memory=group is None)
     outcome["timed_out_cells"] = []
     ours = course_sources(spec.solution)
     notebook_seconds = float(job.get("timeout", 600))
@@ -399,8 +441,9 @@ def run_once(job: dict) -> dict:
 
     def on_cell_start(cell, cell_index, **_):
         current["cell"], current["started"] = cell_index, time.monotonic()
-        current["cpu"] = _cpu_seconds(_pids(ctl).get("kernel"))
         (ctl / "progress").write_text(str(cell_index), encoding="utf-8")
+        if cell_index < learner_cells and cell.source.strip() not in ours:
+            watchdog.watch_cell(cell_index, job["cell_timeout"])
 
     def on_cell_executed(cell, cell_index, **_):
         if group is not None and group.oom_kills() > oom_seen[0]:  # a process of this cell was OOM-killed
@@ -408,29 +451,36 @@ def run_once(job: dict) -> dict:
             outcome["cell_errors"].append({"cell": cell_index, "ename": "MemoryError", "evalue": (
                 f"a process was killed: the submission's processes together ran out of memory "
                 f"(limit {job['memory_mb']} MB)")})
-        # nbclient interrupts a cell at its time limit and goes on: note which cells it was
+        # the watchdog interrupts a cell that used up its CPU time, and nbclient one that ran past
+        # its wall-clock limit; both go on with the next cell: note which cells they were
+        watchdog_charged = watchdog.charged()
+        watched, watchdog.cell = watchdog.cell, None
         wall = time.monotonic() - current["started"]
-        if cell_index < learner_cells and wall >= timeout_for(cell) - 0.05:
+        on_cpu = bool(watched and watched["index"] == cell_index and watched["interrupted"])
+        on_wall = cell_index < learner_cells and wall >= timeout_for(cell) - 0.05
+        if on_cpu or on_wall:
             outcome["timed_out_cells"].append(cell_index)
             with open(ctl / "interrupted", "a", encoding="utf-8") as f:  # for the batch, if it must kill us
                 f.write(f"{cell_index}\n")
-            cpu, now = current["cpu"], _cpu_seconds(_pids(ctl).get("kernel"))
+        if on_wall and not on_cpu and watched:  # stopped by the clock, not by its own time
+            waited = wall - watchdog_charged
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-            if (cpu is not None and now is not None and now - cpu < STARVED_CPU_SHARE * wall
-                    and load >= (os.cpu_count() or 1) and "starved" not in outcome):
-                outcome["starved"] = {"cell": cell_index, "cpu": now - cpu, "wall": wall, "load": load}
+            if waited > STARVED_SHARE * wall and "starved" not in outcome:
+                outcome["starved"] = {"cell": cell_index, "waited": waited, "wall": wall, "load": load}
 
     def timeout_for(cell) -> int:
         if cell is nb.cells[-1]:  # the grader's cell checks every exercise, each within the limit
             return int(max(job["cell_timeout"] * (len(exercises) + 1) + 30, notebook_seconds))
         if cell.source.strip() in ours:  # the course's own cell (imports, training): not the learner's budget
             return int(notebook_seconds)
-        return max(1, int(job["cell_timeout"] + 0.999))
+        # the CPU time limit is the watchdog's; this one stops a cell that sleeps or waits
+        return max(1, int(job["cell_timeout"] * WALL_FACTOR + 0.999))
 
     client = _client_class()(
         nb, km=km, timeout_func=timeout_for, interrupt_on_timeout=True, allow_errors=True,
         error_on_timeout={"ename": "CellTimeoutError",
-                          "evalue": f"the cell ran longer than {job['cell_timeout']:g} s and was interrupted",
+                          "evalue": f"the cell ran longer than {job['cell_timeout'] * WALL_FACTOR:g} s (on the clock) "
+                                    "and was interrupted",
                           "traceback": []},
         startup_timeout=120, shutdown_kernel="immediate", record_timing=False,
         skip_cells_with_tag=f"toykit-never-{job['nonce']}",  # the learner cannot skip the check cell
@@ -442,12 +492,13 @@ def run_once(job: dict) -> dict:
         ["toykit"] + sorted({"toykit.exercises." + e["module"] for e in exercises}))
     client.warm_up_seconds = min(120.0, notebook_seconds / 2)
     client.owns_km = True  # so nbclient shuts the kernel down and closes its channels: workers are reused
-    watchdog = _Watchdog(ctl, work, memory, check_memory=group is None)
     watchdog.start()
     _CURRENT["ctl"] = ctl
+    kernel_log = open(ctl / "kernel.log", "wb")  # noqa: SIM115 (closed below, after the kernel)
     try:
-        # the kernel's own stdout must not reach the pipe to the batch grader
-        client.execute(env=kernel_env(work, int(job.get("threads", 1))), stdout=subprocess.DEVNULL)
+        # the kernel's own output must not reach the pipe to the batch grader
+        client.execute(env=kernel_env(work, int(job.get("threads", 1))), stdout=subprocess.DEVNULL,
+                       stderr=kernel_log)
     except DeadKernelError:
         outcome.update(status="kernel_died", died_in_cell=current["cell"])
         if group is not None and group.oom_kills() > oom_seen[0]:
@@ -455,8 +506,12 @@ def run_once(job: dict) -> dict:
                 f"the kernel was killed in cell {current['cell'] + 1}: the submission's processes together "
                 f"ran out of memory (limit {job['memory_mb']} MB); later cells did not run"))
     except Exception as err:  # the kernel did not start, or nbclient failed: say so, don't crash
-        outcome.update(status="grader_error", detail=f"{type(err).__name__}: {err}"[:2000])
+        kernel_log.flush()
+        said = _tail(ctl / "kernel.log")
+        outcome.update(status="grader_error", detail=f"{type(err).__name__}: {err}"[:1000] + (
+            f" (the kernel said: {said})" if said else ""))
     finally:
+        kernel_log.close()
         watchdog.stopped.set()
         kill_kernel(ctl)
         if group is not None:
@@ -487,6 +542,15 @@ def run_once(job: dict) -> dict:
 
 
 _CURRENT: dict[str, Path] = {}  # the job being graded, for the signal handler
+
+
+def _tail(path: Path, n: int = 800) -> str:
+    """The end of a log, without the lines every kernel prints."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(line for line in lines if "running over TCP without encryption" not in line).strip()[-n:]
 
 
 def kill_kernel(ctl: Path) -> None:
