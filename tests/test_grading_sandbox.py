@@ -274,7 +274,10 @@ def test_a_grader_killed_outright_takes_its_workers_with_it(tmp_path):
 
 def test_memory_of_several_processes_counts_together(attacked):
     row = attacked["rows"]["memory_children"]
-    assert row["status"] == "out_of_memory", (row["detail"], row["cell_errors"])
+    errors = [e["ename"] for e in row["cell_errors"] if e["cell"] == 3]  # the attack's cell
+    # near the limit, the kernel's own pages are reclaimed and the cell may also run out of time
+    assert row["status"] in ("out_of_memory", "timeout") and "MemoryError" in errors, (
+        row["detail"], row["cell_errors"])
 
 
 def test_memory_held_in_memfds_counts(attacked):
@@ -499,3 +502,15 @@ def test_the_kernel_imports_the_graders_toykit_not_the_installed_one(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     row = json.loads(done.stdout.splitlines()[-1])
     assert (row["status"], row["total"]) == ("ok", 4), (row["detail"], row["cell_errors"])
+
+
+def test_the_warm_up_imports_only_known_heavy_modules_the_notebook_uses():
+    from toykit.grading.worker import warm_up_code
+
+    nb = nbformat.v4.new_notebook()
+    source = "import os, my_own_module\nimport torch.nn as nn\nfrom toykit.exercises import ch00"
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    code = warm_up_code(nb, [{"module": "ch00"}])
+    assert "['torch', 'toykit', 'toykit.exercises.ch00']" in code and "my_own_module" not in code
+    nb.cells = [nbformat.v4.new_code_cell("while True:\n    pass")]
+    assert warm_up_code(nb, [{"module": "ch00"}]) == ""  # nothing to import: no time spent

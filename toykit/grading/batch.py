@@ -2,8 +2,10 @@
 
 The parent process never runs student code. For each submission it makes a private scratch
 folder, starts :mod:`toykit.grading.worker` in a new session, and waits. A worker that runs
-past the per-notebook limit is killed with its whole session, and so is its kernel's process
-group. Each finished submission becomes a row in the report at once.
+past the per-notebook limit is stopped after its kernel's whole process tree (its PID namespace
+or cgroup, see :mod:`toykit.grading.sandbox`). Workers die with the grader; Ctrl-C, SIGTERM and
+SIGHUP stop every worker and kernel before the grader exits. Each finished submission becomes a
+row in the report at once.
 """
 
 from __future__ import annotations
@@ -283,9 +285,7 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
                 if worker.task is None:
                     continue
                 state = worker.poll()
-                # a notebook run again because the machine was overloaded gets its time again
-                limit = timeout * (2 if (worker.task.scratch / "ctl" / "rerun").exists() else 1)
-                if state is None and time.monotonic() - worker.task.started > limit:
+                if state is None and _past_limit(worker.task, timeout):
                     worker.task.timed_out = True
                     worker.stop()
                     state = "dead"
@@ -324,6 +324,23 @@ def check_limits(jobs: int, timeout: float, cell_timeout: float | None, memory_m
     if memory_mb is not None and number(memory_mb, "--memory (memory_mb)", integer=True) < MIN_MEMORY_MB:
         raise ValueError(f"--memory (memory_mb) must be at least {MIN_MEMORY_MB} MB (or 0 for no limit), "
                          f"got {memory_mb}: Python, PyTorch and Jupyter alone need about that much")
+
+
+# Seconds a worker may take to start a kernel and warm it up, before --timeout starts counting.
+STARTUP_SECONDS = 240
+
+
+def _past_limit(task: _Task, timeout: float) -> bool:
+    """Whether the notebook ran past --timeout, counted from its first cell: starting and warming
+    up the kernel is the grader's time (up to STARTUP_SECONDS), and a notebook run again because
+    the machine was overloaded gets its time again."""
+    ctl = task.scratch / "ctl"
+    try:
+        first = float((ctl / "first_cell").read_text(encoding="utf-8"))
+        since = time.time() - first
+    except (OSError, ValueError):
+        since = time.monotonic() - task.started - STARTUP_SECONDS
+    return since > timeout * (2 if (ctl / "rerun").exists() else 1)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -4,25 +4,26 @@
 reads CONFIG (JSON, written by the grading worker) and, before any student code runs:
 
 1. dies with the worker that started it (``PR_SET_PDEATHSIG``) and joins the submission's
-   cgroup, when the worker could make one (root, cgroup v2 or v1): that caps the memory and the
+   cgroup, when the worker could make one (root; cgroup v2 or v1): that caps the memory and the
    number of processes of the whole tree, whatever it forks;
-2. makes a new PID namespace and mount namespace (as root directly; as another user inside a
-   new user namespace, where the kernel allows that). The kernel is PID 1 there: when it dies,
-   Linux kills every process of the namespace, so nothing escapes by ``setsid`` or
-   double-forking. It mounts its own ``/proc``, which shows only the namespace's processes,
-   and (as root) a size-limited tmpfs as the working folder, so files written have a total cap;
-3. forks: the parent stays outside as a small supervisor that forwards interrupts, reaps, and
-   kills whatever is left when the kernel exits (without namespaces it is a child subreaper,
-   so orphans come back to it rather than to init);
-4. in the child: drops to ``nobody`` when run as root (where nobody can read the course),
-   drops every capability, sets ``no_new_privs`` and resource limits, restricts files with
-   Landlock (Linux 5.13+), then initialises ipykernel and, once its own sockets exist, installs
-   a seccomp filter: no new sockets of any family, no bind/listen/connect, no ptrace, no
-   io_uring, no namespaces or mounts, and no signals to the grader's own processes.
+2. makes a new PID namespace (as root directly; as another user inside a new user namespace,
+   where Linux allows that) and forks its PID 1, an ``init`` that reaps. When ``init`` exits,
+   Linux kills every process of the namespace, so nothing escapes by ``setsid`` or a double
+   fork. The launcher stays outside: it forwards interrupts and exits as ``init`` did;
+3. ``init`` makes a mount namespace: its own ``/proc`` (only the namespace's processes), every
+   other mount read-only, a size-capped tmpfs as the working folder and as ``/dev/shm``; then
+   forks the kernel. Without namespaces, launcher and ``init`` are child subreapers instead:
+   orphans come back to them, and they kill what is left when the kernel exits;
+4. the kernel drops to ``nobody`` when run as root (where nobody can read the course), drops
+   every capability, sets ``no_new_privs`` and resource limits, restricts files with Landlock
+   (Linux 5.13+), then initialises ipykernel and, once its own sockets exist, installs a seccomp
+   filter: no new sockets of any family, no bind/listen/connect, no ptrace, no io_uring, no
+   namespaces or mounts, and no signals to the grader's own processes.
 
 Every step is best effort where the machine does not offer it, and what was applied is
-written to the applied file: the grader records it in each row (``sandbox``).
-Only the standard library is used, so this runs before anything else is imported.
+written to the applied file: the grader records it in each row (``sandbox``). The worker side
+(cgroups, killing a tree) is here too. Only the standard library is used, so the launcher runs
+before anything else is imported.
 """
 
 from __future__ import annotations
@@ -640,16 +641,16 @@ def _kernel(config: dict, kernel_args: list[str], parent: int, applied: dict) ->
     applied["user"] = _drop_privileges(ids)
     _prctl(_PR_SET_DUMPABLE, 1)  # changing user cleared it; the kernel may read its own /proc/self
     applied["capabilities"] = capabilities()
-    limits = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, config.get("file_bytes"))]
+    limits = [("core_bytes", resource.RLIMIT_CORE, 0), ("file_bytes", resource.RLIMIT_FSIZE, config.get("file_bytes"))]
     if config.get("memory_bytes"):
-        limits.append((resource.RLIMIT_AS, config["memory_bytes"]))
+        limits.append(("address_space_bytes", resource.RLIMIT_AS, config["memory_bytes"]))
     if ids and config.get("nproc"):  # counted per user: only when we are a user of our own
-        limits.append((resource.RLIMIT_NPROC, config["nproc"]))
-    for limit, value in limits:
+        limits.append(("processes", resource.RLIMIT_NPROC, config["nproc"]))
+    for name, limit, value in limits:
         if value is not None:
             try:
                 resource.setrlimit(limit, (value, value))
-                applied[f"rlimit_{limit}"] = value
+                applied[name] = value
             except (ValueError, OSError):
                 pass
     applied["memory_bytes"] = config.get("memory_bytes")

@@ -7,19 +7,26 @@ session and the kernel's process group, and starts a new worker. For each job th
 - reads and validates the submission (invalid JSON, not a notebook, another chapter);
 - stages a copy in a fresh working folder (mode 700) that holds nothing else;
 - clears the learner's outputs and appends the grader's own check cell;
-- starts the kernel through :mod:`toykit.grading.sandbox` with a scrubbed environment
-  (HOME and the working directory are the staging folder) and a memory limit;
-- runs every cell with nbclient: errors do not stop the run, and a cell that runs past the
-  per-cell limit is interrupted and the next one runs;
-- writes ``outcome.json`` (how the run went) next to the results file the check cell wrote.
+- makes a cgroup for the submission where it can (root), and starts the kernel through
+  :mod:`toykit.grading.sandbox` with a scrubbed environment (HOME and the working directory are
+  the staging folder) and the limits;
+- warms the kernel up (imports torch and the checkers, on the grader's time), then runs every
+  cell with nbclient: errors do not stop the run, and a learner's cell that runs past the
+  per-cell limit (not counting time it waited for a CPU) is interrupted and the next one runs;
+  at most OUTPUT_BYTES_PER_CELL of outputs per cell are kept;
+- kills the submission's whole process tree, and writes ``outcome.json`` (how the run went)
+  next to the results file the check cell wrote.
 
-It never writes outside the job's scratch folder.
+It never writes outside the job's scratch folder (and, as root, its cgroup). It is the child
+subreaper of everything its kernels leave behind, and dies, killing its kernel's tree, with the
+batch grader.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import site
 import subprocess
@@ -275,6 +282,25 @@ class _Watchdog(threading.Thread):
                 return
 
 
+# Modules the warm-up may import (never a name the learner chose: that would run their code
+# outside a cell), when the notebook imports them itself.
+WARM_MODULES = ("torch", "numpy", "matplotlib", "matplotlib.pyplot", "einops", "toykit")
+_IMPORTS = re.compile(r"^\s*(?:import|from)\s+([A-Za-z_][\w.]*)", re.M)
+
+
+def warm_up_code(nb: nbformat.NotebookNode, exercises: list[dict]) -> str:
+    """Code that imports, before the first cell and on the grader's time, the heavy modules the
+    notebook imports (so a learner's first cell is not charged seconds of ``import torch``)."""
+    imported = {m for c in nb.cells if c.cell_type == "code" for m in _IMPORTS.findall(c.source)}
+    modules = [m for m in WARM_MODULES if m in imported or any(i.startswith(m + ".") for i in imported)]
+    if any(m == "toykit" or m.startswith("toykit.") for m in imported):
+        modules += sorted({"toykit.exercises." + e["module"] for e in exercises})
+    if not modules:
+        return ""
+    return (f"import importlib as _i\nfor _m in {modules!r}:\n    try:\n        _i.import_module(_m)\n"
+            "    except Exception:\n        pass\ndel _i, _m\n")
+
+
 def _client_class():
     from nbclient import NotebookClient
 
@@ -376,7 +402,7 @@ def run_once(job: dict) -> dict:
         outcome.update(status=status, detail=detail)
         return finish()
 
-    for old in ("kernel.pid", "interrupted", "progress"):  # from a first run
+    for old in ("kernel.pid", "interrupted", "progress", "first_cell"):  # from a first run
         (ctl / old).unlink(missing_ok=True)
     if work.exists():
         import shutil
@@ -412,7 +438,7 @@ def run_once(job: dict) -> dict:
     config = {"pid_file": str(ctl / "kernel.pid"), "applied_file": str(applied), "parent_pid": os.getpid(),
               "memory_bytes": memory, "file_bytes": FILE_BYTES_LIMIT, "disk_bytes": DISK_BYTES_LIMIT,
               "nproc": PROCESS_LIMIT, "landlock": bool(job.get("landlock", True)), "drop_to": ids,
-              "namespaces": bool(job.get("landlock", True)) or os.geteuid() == 0,
+              "namespaces": True,  # also with --no-sandbox: no process may outlive its grading
               "cgroup_procs": group.procs_files if group else [], "work": str(work),
               "work_dirs": [str(d) for d in work_dirs], "toykit_dir": job["toykit_dir"],
               "protect_pids": [os.getpid(), os.getppid()],
@@ -440,6 +466,8 @@ def run_once(job: dict) -> dict:
     oom_seen = [0]
 
     def on_cell_start(cell, cell_index, **_):
+        if current["cell"] < 0:  # the batch counts --timeout from here: starting the kernel is ours
+            (ctl / "first_cell").write_text(str(time.time()), encoding="utf-8")
         current["cell"], current["started"] = cell_index, time.monotonic()
         (ctl / "progress").write_text(str(cell_index), encoding="utf-8")
         if cell_index < learner_cells and cell.source.strip() not in ours:
@@ -487,10 +515,7 @@ def run_once(job: dict) -> dict:
         resources={"metadata": {"path": str(work)}}, on_cell_start=on_cell_start,
         on_cell_executed=on_cell_executed)
     client.dropped = {}
-    client.warm_up = ("import importlib as _i\nfor _m in %r:\n    try:\n        _i.import_module(_m)\n"
-                      "    except Exception:\n        pass\ndel _i, _m\n") % (
-        ["toykit"] + sorted({"toykit.exercises." + e["module"] for e in exercises}))
-    client.warm_up_seconds = min(120.0, notebook_seconds / 2)
+    client.warm_up = warm_up_code(nb, exercises)
     client.owns_km = True  # so nbclient shuts the kernel down and closes its channels: workers are reused
     watchdog.start()
     _CURRENT["ctl"] = ctl
@@ -561,7 +586,7 @@ def kill_kernel(ctl: Path) -> None:
     except (OSError, ValueError):
         config = {}
     procs = config.get("cgroup_procs") or []
-    if procs:
+    if procs:  # (the worker removes its cgroup itself; this is for a worker that was killed)
         sandbox.Cgroup({str(i): Path(p).parent for i, p in enumerate(procs)}, 0).kill()
     pids = _pids(ctl)
     launcher, kernel = pids.get("launcher"), pids.get("kernel")
@@ -583,6 +608,8 @@ def kill_kernel(ctl: Path) -> None:
             os.kill(launcher, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    if procs and not _CURRENT:  # the batch, cleaning up after a worker it killed: remove the cgroup too
+        sandbox.Cgroup({str(i): Path(p).parent for i, p in enumerate(procs)}, 0).remove()
 
 
 def _same_process(pid: int, pids: dict) -> bool:
