@@ -672,15 +672,18 @@ def _kernel(config: dict, kernel_args: list[str], parent: int, applied: dict) ->
 
 
 def _import_toykit_from(toykit_dir: str) -> None:
-    """Make ``import toykit`` find the grader's own toykit first, whatever is installed."""
-    from importlib.machinery import PathFinder
+    """Make ``import toykit`` find the grader's own toykit first, whatever is installed. (Built
+    from the package folder itself: its parent folder may be unreadable under Landlock.)"""
+    from importlib.util import spec_from_file_location
 
-    parent = os.path.dirname(toykit_dir)
+    init = os.path.join(toykit_dir, "__init__.py")
 
     class GraderToykit:
         @staticmethod
         def find_spec(name, path=None, target=None):
-            return PathFinder.find_spec(name, [parent]) if name == "toykit" else None
+            if name != "toykit":
+                return None
+            return spec_from_file_location("toykit", init, submodule_search_locations=[toykit_dir])
 
     sys.meta_path.insert(0, GraderToykit)
 

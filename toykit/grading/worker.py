@@ -269,6 +269,8 @@ class _Watchdog(threading.Thread):
             cell = self.cell
             if cell is not None and not cell["interrupted"] and self.charged() > cell["limit"]:
                 cell["interrupted"] = True
+                with open(self.ctl / "interrupted", "a", encoding="utf-8") as f:  # for the batch, if the cell goes on
+                    f.write(f"{cell['index']}\n")
                 try:  # the launcher passes it on to the kernel, as jupyter_client's interrupt does
                     os.kill(launcher, signal.SIGINT)
                 except (ProcessLookupError, PermissionError):
@@ -454,10 +456,13 @@ def run_once(job: dict) -> dict:
 
     os.environ["JUPYTER_RUNTIME_DIR"] = str(ctl / "runtime")  # where the connection file goes
     context = zmq.asyncio.Context()
-    context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES_LIMIT)  # every socket of our client: no huge message
+    context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES_LIMIT)  # every socket of our client: no huge message,
+    context.setsockopt(zmq.RCVHWM, 64)  # and few queued: a printing loop's surplus is dropped by the kernel's PUB
     km = AsyncKernelManager(kernel_name=KERNEL_NAME, context=context,
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(ctl / "kernels")]))
     km.connection_file = str(ctl / "runtime" / "connection.json")
+    make_client = km.client
+    km.client = lambda **kw: make_client(context=context, **kw)  # the client's sockets get those options
     current = {"cell": -1, "started": 0.0}
     watchdog = _Watchdog(ctl, work, memory, check_memory=group is None)
     outcome["timed_out_cells"] = []
@@ -479,8 +484,8 @@ def run_once(job: dict) -> dict:
             outcome["cell_errors"].append({"cell": cell_index, "ename": "MemoryError", "evalue": (
                 f"a process was killed: the submission's processes together ran out of memory "
                 f"(limit {job['memory_mb']} MB)")})
-        # the watchdog interrupts a cell that used up its CPU time, and nbclient one that ran past
-        # its wall-clock limit; both go on with the next cell: note which cells they were
+        # the watchdog interrupts a cell that used up its time (less waits for a CPU), and nbclient one
+        # that ran past its limit on the clock; both go on with the next cell: note which cells they were
         watchdog_charged = watchdog.charged()
         watched, watchdog.cell = watchdog.cell, None
         wall = time.monotonic() - current["started"]
@@ -488,6 +493,7 @@ def run_once(job: dict) -> dict:
         on_wall = cell_index < learner_cells and wall >= timeout_for(cell) - 0.05
         if on_cpu or on_wall:
             outcome["timed_out_cells"].append(cell_index)
+        if on_wall and not on_cpu:
             with open(ctl / "interrupted", "a", encoding="utf-8") as f:  # for the batch, if it must kill us
                 f.write(f"{cell_index}\n")
         if on_wall and not on_cpu and watched:  # stopped by the clock, not by its own time
@@ -501,7 +507,7 @@ def run_once(job: dict) -> dict:
             return int(max(job["cell_timeout"] * (len(exercises) + 1) + 30, notebook_seconds))
         if cell.source.strip() in ours:  # the course's own cell (imports, training): not the learner's budget
             return int(notebook_seconds)
-        # the CPU time limit is the watchdog's; this one stops a cell that sleeps or waits
+        # the watchdog applies --cell-timeout; this looser limit on the clock holds however loaded the machine
         return max(1, int(job["cell_timeout"] * WALL_FACTOR + 0.999))
 
     client = _client_class()(
@@ -548,6 +554,7 @@ def run_once(job: dict) -> dict:
         status = "out_of_memory" if "memory" in watchdog.exceeded else "disk_limit"
         outcome.update(status=status, died_in_cell=current["cell"], detail=(
             f"the kernel was stopped in cell {current['cell'] + 1}: {watchdog.exceeded}; later cells did not run"))
+    outcome["outputs_kept_bytes"] = client.kept
     if client.dropped:
         outcome["outputs_dropped"] = {str(k): v for k, v in client.dropped.items()}
 
