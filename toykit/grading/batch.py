@@ -2,8 +2,10 @@
 
 The parent process never runs student code. For each submission it makes a private scratch
 folder, starts :mod:`toykit.grading.worker` in a new session, and waits. A worker that runs
-past the per-notebook limit is killed with its whole session, and so is its kernel's process
-group. Each finished submission becomes a row in the report at once.
+past the per-notebook limit is stopped after its kernel's whole process tree (its PID namespace
+or cgroup, see :mod:`toykit.grading.sandbox`). Workers die with the grader; Ctrl-C, SIGTERM and
+SIGHUP stop every worker and kernel before the grader exits. Each finished submission becomes a
+row in the report at once.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from toykit.grading.worker import kill_kernel
 # The worker imports toykit.grading without toykit/__init__ (which imports torch, a second or
 # two per submission that the worker does not need): a bare package object stands in for it.
 _WORKER = ("import sys, types; toykit = types.ModuleType('toykit'); toykit.__path__ = [sys.argv[1]]; "
-           "sys.modules['toykit'] = toykit; from toykit.grading.worker import main; sys.exit(main([]))")
+           "sys.modules['toykit'] = toykit; from toykit.grading.worker import main; sys.exit(main(sys.argv[2:]))")
+MIN_MEMORY_MB = 512
 
 
 @dataclass
@@ -84,6 +87,14 @@ class _Worker:
         return "done" if line == f"done {self.task.nonce}".encode() else None
 
     def stop(self) -> None:
+        """Kill the current job's kernel tree, then the worker (its session)."""
+        if self.task is not None:
+            kill_kernel(self.task.scratch / "ctl")
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                self.proc.send_signal(signal.SIGTERM)  # the worker kills its kernel's tree, then exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -223,9 +234,8 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
     Returns the report's rows by submission key (including earlier ones).
     """
     say = log or (lambda _msg: None)
+    check_limits(jobs, timeout, cell_timeout, memory_mb)
     spec = chapter if isinstance(chapter, ChapterSpec) else chapter_spec(chapter, root)
-    if jobs < 1 or timeout <= 0:
-        raise ValueError("--jobs must be at least 1 and --timeout positive")
     cell_timeout = float(cell_timeout or min(timeout, 120))
     abi = landlock_abi() if sandbox else 0
     limits = {"timeout": timeout, "cell_timeout": cell_timeout, "memory_mb": memory_mb}
@@ -269,7 +279,7 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
     def new_worker() -> _Worker:
         log_path = scratch_root / f"worker-{secrets.token_hex(4)}.log"
         with open(log_path, "wb") as logf:
-            proc = subprocess.Popen([sys.executable, "-c", _WORKER, toykit_dir], cwd=scratch_root,
+            proc = subprocess.Popen([sys.executable, "-c", _WORKER, toykit_dir, str(os.getpid())], cwd=scratch_root,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf, env=env,
                                     start_new_session=True)
         return _Worker(proc, log_path)
@@ -283,7 +293,8 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
         worker.send(task, {
             "scratch": str(task.scratch), "chapter": spec.stem, "solution": str(spec.solution),
             "exercises": exercises, "submission": str(task.path), "nonce": task.nonce, "toykit_dir": toykit_dir,
-            "cell_timeout": cell_timeout, "memory_mb": memory_mb, "landlock": bool(abi), "threads": threads})
+            "cell_timeout": cell_timeout, "timeout": timeout, "memory_mb": memory_mb, "landlock": bool(abi),
+            "threads": threads})
 
     def finish(worker: _Worker, state: str) -> None:
         nonlocal done
@@ -320,6 +331,13 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
             f" ({row.get('seconds') or 0:.1f} s)")
         _rmtree(task.scratch)
 
+    def on_signal(signum, _frame):  # SIGTERM or SIGHUP: stop like Ctrl-C, killing every kernel
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            handlers[sig] = signal.signal(sig, on_signal)
     try:
         while tasks or any(w.task for w in workers):
             for i, worker in enumerate(workers):
@@ -335,24 +353,62 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
                 if worker.task is None:
                     continue
                 state = worker.poll()
-                if state is None and time.monotonic() - worker.task.started > timeout:
+                if state is None and _past_limit(worker.task, timeout):
                     worker.task.timed_out = True
                     worker.stop()
-                    kill_kernel(worker.task.scratch / "ctl")
                     state = "dead"
                 if state is not None:
                     finish(worker, state)
                     if state == "dead":
                         worker.stop()
     finally:
-        for worker in workers:  # done, or interrupted (Ctrl-C): stop everything we started
-            if worker.task is not None:
-                kill_kernel(worker.task.scratch / "ctl")
+        for worker in workers:  # done, or interrupted (Ctrl-C, SIGTERM): stop everything we started
             with contextlib.suppress(OSError):
                 worker.proc.stdin.close()
             worker.stop()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         _rmtree(scratch_root)
     return report.rows
+
+
+def check_limits(jobs: int, timeout: float, cell_timeout: float | None, memory_mb: int | None) -> None:
+    """Raise ValueError, naming the option, for a limit that is not a sensible number."""
+    def number(value, name: str, integer: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or value != value \
+                or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{name} must be {'a whole number' if integer else 'a finite number'}, got {value!r}")
+        return value
+
+    if number(jobs, "--jobs (jobs)", integer=True) < 1:
+        raise ValueError(f"--jobs (jobs) must be at least 1, got {jobs}")
+    if number(timeout, "--timeout (timeout)") < 1:
+        raise ValueError(f"--timeout (timeout) must be at least 1 second, got {timeout:g}")
+    if cell_timeout is not None:
+        if number(cell_timeout, "--cell-timeout (cell_timeout)") < 1:
+            raise ValueError(f"--cell-timeout (cell_timeout) must be at least 1 second, got {cell_timeout:g}")
+        if cell_timeout > timeout:
+            raise ValueError(f"--cell-timeout ({cell_timeout:g} s) must not exceed --timeout ({timeout:g} s)")
+    if memory_mb is not None and number(memory_mb, "--memory (memory_mb)", integer=True) < MIN_MEMORY_MB:
+        raise ValueError(f"--memory (memory_mb) must be at least {MIN_MEMORY_MB} MB (or 0 for no limit), "
+                         f"got {memory_mb}: Python, PyTorch and Jupyter alone need about that much")
+
+
+# Seconds a worker may take to start a kernel and warm it up, before --timeout starts counting.
+STARTUP_SECONDS = 240
+
+
+def _past_limit(task: _Task, timeout: float) -> bool:
+    """Whether the notebook ran past --timeout, counted from its first cell: starting and warming
+    up the kernel is the grader's time (up to STARTUP_SECONDS), and a notebook run again because
+    the machine was overloaded gets its time again."""
+    ctl = task.scratch / "ctl"
+    try:
+        first = float((ctl / "first_cell").read_text(encoding="utf-8"))
+        since = time.time() - first
+    except (OSError, ValueError):
+        since = time.monotonic() - task.started - STARTUP_SECONDS
+    return since > timeout * (2 if (ctl / "rerun").exists() else 1)
 
 
 def _read_json(path: Path) -> dict | None:

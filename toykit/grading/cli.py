@@ -3,8 +3,59 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+
+MIN_MEMORY_MB = 512  # the same floor as toykit.grading.batch.check_limits
+
+
+def _count(text: str) -> int:
+    """A whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A finite number of seconds, at least 1 (a smaller limit would be no limit at all)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, at least 1, got {text!r}")
+    return value
+
+
+def _megabytes(text: str) -> int:
+    """0 (no limit) or a whole number of MB, at least MIN_MEMORY_MB."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of MB, got {text!r}") from None
+    if value != 0 and value < MIN_MEMORY_MB:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (no limit) or at least {MIN_MEMORY_MB} MB (Python, PyTorch and Jupyter need that), got {value}")
+    return value
+
+
+def _out_folder(text: str) -> str:
+    """A folder, or a path where one can be made (not an existing file)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    return text
+
+
+def _course_folder(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return text
 
 
 def _grade(args: argparse.Namespace) -> int:
@@ -51,20 +102,23 @@ def add_grade_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("chapter", help="the chapter, e.g. 00 or 00_how_this_course_works; or `merge`")
     p.add_argument("submissions", nargs="+",
                    help="notebook files, or folders holding them (with `merge`: shard output folders)")
-    p.add_argument("--out", required=True, help="the folder for grades.csv, grades.json and feedback/")
-    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
-    p.add_argument("--cell-timeout", type=float, default=None,
-                   help="seconds per cell, after which it is interrupted (default min(timeout, 120))")
-    p.add_argument("--memory", type=int, default=4096,
-                   help="memory limit per kernel in MB, as address space (default 4096; 0: none)")
+    p.add_argument("--out", required=True, type=_out_folder,
+                   help="the folder for grades.csv, grades.json and feedback/")
+    p.add_argument("--jobs", type=_count, default=1, help="submissions graded at once (default 1)")
+    p.add_argument("--timeout", type=_seconds, default=600, help="seconds per notebook (default 600)")
+    p.add_argument("--cell-timeout", type=_seconds, default=None,
+                   help="seconds per learner cell, at least 1, after which it is interrupted "
+                        "(default min(timeout, 120))")
+    p.add_argument("--memory", type=_megabytes, default=4096,
+                   help="memory limit per submission in MB: all its processes together where a cgroup can be "
+                        "made, else per process as address space (default 4096; 0: none)")
     p.add_argument("--force", action="store_true", help="grade again submissions already in --out")
     p.add_argument("--no-sandbox", action="store_true",
                    help="do not use Linux Landlock even where available (limits still apply)")
     p.add_argument("--shard", metavar="K/N",
                    help="grade only share K of N (0 <= K < N), chosen by a hash of each submission's path, "
                         "e.g. --shard $SLURM_ARRAY_TASK_ID/8; combine the outputs with `toykit grade merge`")
-    p.add_argument("--root", help="the course folder (default: found from the current folder)")
+    p.add_argument("--root", type=_course_folder, help="the course folder (default: found from the current folder)")
     p.set_defaults(func=_grade)
     return p
 

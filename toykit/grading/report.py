@@ -23,6 +23,8 @@ STATUSES = {
     "errors": "ran to the end; some cells raised errors",
     "timeout": "ran past a time limit",
     "out_of_memory": "a cell ran out of memory",
+    "disk_limit": "the notebook wrote more files than the disk limit allows",
+    "overloaded": "the machine was too busy to time the cells fairly (graded again on the next run)",
     "kernel_died": "the kernel died",
     "tampered": "the checks were tampered with: read this notebook",
     "invalid_notebook": "not a notebook that can be run",
@@ -254,10 +256,11 @@ class Report:
             self.root = old.get("root") if isinstance(old.get("root"), str) else None
 
     def graded(self, key: str, sha256: str) -> bool:
-        """Whether ``key`` needs no grading: same file, same chapter version, no grader error."""
+        """Whether ``key`` needs no grading: same file, same chapter version, and neither a grader
+        error nor a run the machine's load spoiled."""
         row = self.rows.get(key)
         return (bool(row) and row.get("sha256") == sha256 and row.get("spec") == self.spec.fingerprint
-                and row.get("status") != "grader_error")
+                and row.get("status") not in ("grader_error", "overloaded"))
 
     def add(self, row: dict) -> None:
         self.rows[row["key"]] = row
