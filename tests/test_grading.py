@@ -307,9 +307,10 @@ EXPECTED = {
     "renamed_missing": ([1, 1, 0, 0], "ok", "without errors"),
     # the kernel's own (patched) checks never called the functions: nothing to replay
     "monkeypatch": ([0, 0, 0, 0], "tampered", "could not replay"),
-    # the verdict is the real check's, on plain data: a subclass's lies do not cross; copying toykit's
-    # reference is not detected (book/grading.md says so)
-    "borrowed": ([1, 0, 1, 1], "ok", "without errors"),
+    # the verdict is the real check's, on plain data: a subclass's lies do not cross (the notebook's own
+    # check, which now demands a plain tensor, fails too); copying toykit's reference is not detected
+    # (book/grading.md says so)
+    "borrowed": ([1, 0, 1, 1], "errors", "raised errors"),
     "rigged_torch": ([0, 0, 0, 0], "errors", "raised errors"),
     "fake_checker_finder": ([0, 0, 0, 0], "tampered", "could not replay"),
     "results_rewriter": ([0, 0, 0, 0], "tampered", "record was altered"),

@@ -192,7 +192,7 @@ def confinement(row: dict) -> dict:
 def test_no_process_of_a_submission_outlives_its_grading(attacked):
     assert attacked["left"] == []
     for name in ("new_session", "double_fork", "setpgrp"):
-        row = attacked["rows"][name]
+        row = attacked["rows"][f"{name}.ipynb"]
         assert (row["status"], row["total"]) == ("ok", 4), (name, row["detail"], row["cell_errors"])
 
 
@@ -274,7 +274,7 @@ def test_a_grader_killed_outright_takes_its_workers_with_it(tmp_path):
 
 
 def test_memory_of_several_processes_counts_together(attacked):
-    row = attacked["rows"]["memory_children"]
+    row = attacked["rows"]["memory_children.ipynb"]
     errors = [e["ename"] for e in row["cell_errors"] if e["cell"] == 3]  # the attack's cell
     # near the limit, the kernel's own pages are reclaimed and the cell may also run out of time
     assert row["status"] in ("out_of_memory", "timeout") and "MemoryError" in errors, (
@@ -282,12 +282,12 @@ def test_memory_of_several_processes_counts_together(attacked):
 
 
 def test_memory_held_in_memfds_counts(attacked):
-    row = attacked["rows"]["memory_memfd"]
+    row = attacked["rows"]["memory_memfd.ipynb"]
     assert row["status"] == "out_of_memory", (row["detail"], row["cell_errors"])
 
 
 def test_files_written_have_a_total_limit(attacked):
-    row = attacked["rows"]["disk_fill"]
+    row = attacked["rows"]["disk_fill.ipynb"]
     errors = " ".join(e["evalue"] for e in row["cell_errors"])
     assert row["status"] == "disk_limit" or (row["status"] == "errors" and "No space left" in errors), (
         row["status"], row["detail"], errors)
@@ -334,7 +334,7 @@ def test_a_printing_loop_does_not_fill_the_graders_memory(tmp_path):
 
 
 def test_the_kernel_sees_no_secret_no_grader_and_makes_no_socket(attacked):
-    row = attacked["rows"]["secrets"]
+    row = attacked["rows"]["secrets.ipynb"]
     assert (row["status"], row["total"]) == ("ok", 4), (row["detail"], row["cell_errors"])
     applied = confinement(row)
     assert applied["seccomp"] is True and applied["capabilities"] == 0, applied
@@ -408,7 +408,7 @@ def test_an_honest_notebook_gets_full_marks_with_the_smallest_cell_limit(tmp_pat
     # its import and training cells take longer than 1 s on a loaded machine: they are the
     # course's cells, and the imports are warmed up by the grader, so only the learner's own
     # cells are held to --cell-timeout
-    row = grade("00", [SOLUTION], tmp_path, timeout=300, cell_timeout=1, root=ROOT, log=None)[SOLUTION.stem]
+    row = grade("00", [SOLUTION], tmp_path, timeout=300, cell_timeout=1, root=ROOT, log=None)[SOLUTION.name]
     assert (row["status"], row["total"]) == ("ok", 4), (row["detail"], row["cell_errors"])
 
 
@@ -499,7 +499,7 @@ def test_the_kernel_imports_the_graders_toykit_not_the_installed_one(tmp_path):
     code = (f"import json\nfrom pathlib import Path\nimport toykit\n"
             f"assert toykit.__file__.startswith({str(checkout)!r})\n"
             f"from toykit.grading import grade\nrows = grade('00', [{str(sub)!r}], {str(out)!r}, timeout=300, "
-            f"root=Path({str(ROOT)!r}), log=None)\nprint(json.dumps(rows['marked']))")
+            f"root=Path({str(ROOT)!r}), log=None)\nprint(json.dumps(rows['marked.ipynb']))")
     done = subprocess.run([sys.executable, "-c", code], cwd=checkout, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     row = json.loads(done.stdout.splitlines()[-1])

@@ -598,6 +598,7 @@ def decide_outside(job: dict, ctl: Path, results: Path, exercises: list[dict]) -
     try:
         proc = subprocess.run([sys.executable, "-I", "-c", boot, os.path.dirname(job["toykit_dir"]),
                                str(ctl / "verdict-job.json")], cwd=ctl, env=env, stdin=subprocess.DEVNULL,
+                              preexec_fn=sandbox.die_with_parent,  # it must not outlive a killed worker
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               timeout=(len(exercises) + 1) * max(60, 4 * job["cell_timeout"]) + 120)
     except subprocess.TimeoutExpired:
