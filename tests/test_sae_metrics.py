@@ -23,6 +23,7 @@ from toykit.sae_metrics import (
 from toykit.sae_splicing import (
     clamp_latent_hook,
     generate_with_clamped_latent,
+    mean_ablation_hook,
     run_with_sae,
     sae_replacement_hook,
     spliced_losses,
@@ -73,6 +74,24 @@ def test_loss_recovered():
     assert loss_recovered(2.0, 2.0, 6.0) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="nothing to recover"):
         loss_recovered(2.0, 3.0, 2.0)
+    # The same spliced loss looks much better against a bad baseline than against a good one.
+    assert loss_recovered(2.0, 3.0, ablation_loss=12.0) == pytest.approx(0.9)
+    assert loss_recovered(2.0, 3.0, ablation_loss=4.0) == pytest.approx(0.5)
+
+
+def test_mean_ablation_hook():
+    mean = torch.tensor([1.0, -2.0, 0.5])
+    x = torch.randn(2, 4, 3)
+    before = x.clone()
+    out = mean_ablation_hook(mean)(x, None)
+    assert out.shape == x.shape and torch.equal(out, mean.expand(2, 4, 3))
+    assert torch.equal(x, before)  # the input is not modified
+    out[0, 0, 0] = 9.0  # the output is a tensor of its own, not a view of the mean
+    assert mean[0] == 1.0
+    with pytest.raises(ValueError, match="mean_activation"):
+        mean_ablation_hook(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="d_in=3"):
+        mean_ablation_hook(mean)(torch.randn(2, 5), None)
 
 
 def identity_sae(d: int):
@@ -114,9 +133,28 @@ def test_splicing_a_perfect_sae_recovers_all_the_loss(model):
     assert result["sae_loss"] == pytest.approx(result["clean_loss"], abs=1e-5)
     assert result["zero_ablation_loss"] != pytest.approx(result["clean_loss"])
     assert result["loss_recovered"] == pytest.approx(1.0, abs=1e-4)
+    assert result["loss_recovered_mean_ablation"] == pytest.approx(1.0, abs=1e-4)
     assert not any(hp.has_hooks for hp in model.hook_points())  # nothing left behind
     with pytest.raises(KeyError, match="unknown hook name"):
         spliced_losses(model, sae, tokens, "blocks.0.hook_resid_pots")
+
+
+def test_spliced_losses_mean_ablation(model):
+    tokens = torch.randint(0, 11, (5, 6), generator=torch.Generator().manual_seed(1))
+    hook = "blocks.0.hook_resid_post"
+    sae = make_sae(d_in=8, d_sae=16, device="cpu", seed=2)  # untrained: a poor reconstruction
+    _, cache = model.run_with_cache(tokens, names_filter=hook)
+    mean = cache[hook].reshape(-1, 8).mean(dim=0)
+    result = spliced_losses(model, sae, tokens, hook, batch_size=2)
+    expected = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(hook, mean_ablation_hook(mean))]).item()
+    assert result["mean_ablation_loss"] == pytest.approx(expected, abs=1e-5)  # default: the mean over tokens
+    L = result
+    assert L["loss_recovered_mean_ablation"] == pytest.approx(
+        (L["mean_ablation_loss"] - L["sae_loss"]) / (L["mean_ablation_loss"] - L["clean_loss"]))
+    other = spliced_losses(model, sae, tokens, hook, mean_activation=torch.zeros(8))  # zero is a mean too
+    assert other["mean_ablation_loss"] == pytest.approx(other["zero_ablation_loss"], abs=1e-5)
+    with pytest.raises(ValueError, match="mean_activation"):
+        spliced_losses(model, sae, tokens, hook, mean_activation=torch.zeros(8, 1))
 
 
 def test_clamping_a_latent_adds_its_decoder_row(model):

@@ -8,7 +8,8 @@
   log10 firing frequencies whose histogram is the feature density histogram.
 - ``mmcs``: mean max cosine similarity, the mean over ground-truth features of the best
   |cos| with any decoder row.
-- ``loss_recovered``: (L_zero_ablated − L_with_SAE) / (L_zero_ablated − L_clean).
+- ``loss_recovered``: (L_ablated − L_with_SAE) / (L_ablated − L_clean), against a zero- or a
+  mean-ablation baseline.
 
 Inputs with several leading axes ([batch, pos, d]) are flattened to one batch axis.
 """
@@ -116,15 +117,20 @@ def mmcs(W_dec: torch.Tensor, true_features: torch.Tensor) -> torch.Tensor:
     return max_cosine_similarity(W_dec, true_features).mean()
 
 
-def loss_recovered(clean_loss: float, sae_loss: float, zero_ablation_loss: float) -> float:
-    """(L_zero_ablated − L_with_SAE) / (L_zero_ablated − L_clean): 1 when splicing the SAE in
-    costs nothing, 0 when it is as bad as zeroing the activation."""
-    values = [float(v) for v in (clean_loss, sae_loss, zero_ablation_loss)]
-    clean, spliced, zero = values
-    if zero == clean:
-        raise ValueError("loss_recovered: zero-ablating the activation does not change the loss, "
-                         "so there is nothing to recover")
-    return (zero - spliced) / (zero - clean)
+def loss_recovered(clean_loss: float, sae_loss: float, ablation_loss: float) -> float:
+    """(L_ablated − L_with_SAE) / (L_ablated − L_clean): 1 when splicing the SAE in costs
+    nothing, 0 when it is as bad as ablating the activation.
+
+    ablation_loss: the loss with the activation zero-ablated (SAELens's ``ce_loss_score`` uses
+    this one) or mean-ablated (replaced by its mean over the data). A baseline that is much
+    worse than the model without this activation makes every SAE look good, so report both.
+    """
+    values = [float(v) for v in (clean_loss, sae_loss, ablation_loss)]
+    clean, spliced, ablated = values
+    if ablated == clean:
+        raise ValueError("loss_recovered: ablating the activation does not change the loss "
+                         "(ablation_loss == clean_loss), so there is nothing to recover")
+    return (ablated - spliced) / (ablated - clean)
 
 
 @torch.no_grad()

@@ -4,8 +4,8 @@ Everything here is an ordinary forward hook (toykit.hooks), so it works on any
 HookedRootModule, e.g. a HookedTransformer at ``blocks.1.hook_resid_post``:
 
 - ``sae_replacement_hook(sae)``: the activation x becomes x̂ = sae(x). Comparing the model's
-  loss with the SAE spliced in, clean, and with the activation zeroed gives the *loss
-  recovered* (``spliced_losses``).
+  loss with the SAE spliced in, clean, and with the activation zeroed or replaced by its mean
+  gives the *loss recovered* against either baseline (``spliced_losses``).
 - ``clamp_latent_hook(sae, latent, value)``: steering. The activation becomes
   x − x̂ + decode(f with latent set to value): the SAE's error term x − x̂ is kept, so the only
   change to the model is the one latent's contribution.
@@ -27,6 +27,7 @@ from toykit.validation import check_positive_int, check_tensor
 __all__ = [
     "clamp_latent_hook",
     "generate_with_clamped_latent",
+    "mean_ablation_hook",
     "run_with_sae",
     "sae_replacement_hook",
     "spliced_losses",
@@ -62,6 +63,20 @@ def zero_ablation_hook(activation: torch.Tensor, hook: HookPoint) -> torch.Tenso
     return torch.zeros_like(activation)
 
 
+def mean_ablation_hook(mean_activation: torch.Tensor) -> HookFn:
+    """A forward hook replacing the activation [..., d_in] by ``mean_activation`` [d_in] at
+    every position."""
+    check_tensor("mean_activation", mean_activation, ["d_in"], dtype="float")
+
+    def replace_with_mean(activation: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        if activation.shape[-1] != mean_activation.shape[0]:
+            raise ValueError(f"mean_activation has d_in={mean_activation.shape[0]}, but the activation "
+                             f"has d_in={activation.shape[-1]} (shape {list(activation.shape)})")
+        return mean_activation.to(activation).expand_as(activation).clone()
+
+    return replace_with_mean
+
+
 def clamp_latent_hook(sae: SAE, latent: int, value: float, keep_error: bool = True) -> HookFn:
     """A forward hook that sets one SAE latent to ``value`` at every position.
 
@@ -93,18 +108,26 @@ def run_with_sae(model: HookedRootModule, sae: SAE, *model_args: Any, hook_name:
 
 @torch.no_grad()
 def spliced_losses(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook_name: str,
-                   batch_size: int = 64) -> dict[str, float]:
+                   batch_size: int = 64, mean_activation: torch.Tensor | None = None) -> dict[str, float]:
     """The model's next-token loss on tokens [batch, pos]: clean, with the SAE spliced in at
-    ``hook_name``, and with that activation zeroed, plus the loss recovered,
-    (L_zero − L_sae) / (L_zero − L_clean). Runs in batches of ``batch_size`` sequences.
-    Returns {"clean_loss", "sae_loss", "zero_ablation_loss", "loss_recovered"}.
+    ``hook_name``, with that activation zeroed, and with it replaced by its mean, plus the loss
+    recovered against each ablation, (L_ablated − L_sae) / (L_ablated − L_clean).
+
+    mean_activation: [d_in], the mean to ablate with; by default the mean of the activation
+        over every position of ``tokens`` (one extra forward pass).
+    Runs in batches of ``batch_size`` sequences. Returns {"clean_loss", "sae_loss",
+    "zero_ablation_loss", "mean_ablation_loss", "loss_recovered" (against zero ablation, as
+    SAELens's ``ce_loss_score``), "loss_recovered_mean_ablation"}.
     """
     _check_sae(sae)
     _check_model(model, hook_name)
     check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
     check_positive_int("batch_size", batch_size)
+    if mean_activation is None:
+        mean_activation = _mean_activation(model, tokens, hook_name, batch_size)
     hooks = {"clean_loss": [], "sae_loss": [(hook_name, sae_replacement_hook(sae))],
-             "zero_ablation_loss": [(hook_name, zero_ablation_hook)]}
+             "zero_ablation_loss": [(hook_name, zero_ablation_hook)],
+             "mean_ablation_loss": [(hook_name, mean_ablation_hook(mean_activation))]}
     totals = dict.fromkeys(hooks, 0.0)
     for chunk in tokens.split(batch_size):
         for key, fwd_hooks in hooks.items():
@@ -112,7 +135,20 @@ def spliced_losses(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook
             totals[key] += loss.item() * chunk.shape[0]  # every sequence has the same length
     out = {key: total / tokens.shape[0] for key, total in totals.items()}
     out["loss_recovered"] = loss_recovered(out["clean_loss"], out["sae_loss"], out["zero_ablation_loss"])
+    out["loss_recovered_mean_ablation"] = loss_recovered(out["clean_loss"], out["sae_loss"],
+                                                         out["mean_ablation_loss"])
     return out
+
+
+def _mean_activation(model: HookedRootModule, tokens: torch.Tensor, hook_name: str, batch_size: int) -> torch.Tensor:
+    """[d_in]: the mean of the activation at hook_name over every batch and position of tokens."""
+    total, count = 0.0, 0
+    for chunk in tokens.split(batch_size):
+        _, cache = model.run_with_cache(chunk, names_filter=hook_name)
+        acts = cache[hook_name]
+        total = total + acts.reshape(-1, acts.shape[-1]).sum(dim=0)
+        count += acts[..., 0].numel()
+    return total / count
 
 
 def generate_with_clamped_latent(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook_name: str, latent: int,
