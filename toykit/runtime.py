@@ -1,4 +1,17 @@
-"""Where tensors live and how runs are made repeatable."""
+"""Where tensors live and how runs are made repeatable.
+
+The rule every toykit function follows:
+
+- Constructors and trainers take ``device=None``, which means ``get_device()`` (CUDA when
+  present, else the CPU); ``resolve_device`` does this.
+- Analysis functions (metrics, patching, probes, attributions) compute on the device of their
+  input and return results there; they never move a model or a tensor elsewhere.
+- Data generators produce on the CPU, so a seed gives the same data on every machine; the
+  caller moves the batch to the model's device.
+- A public function that draws random numbers takes either ``seed`` (an int) or ``generator``
+  (a ``torch.Generator``), never both. Seeds are set in every notebook; a result may not
+  depend on luck.
+"""
 
 from __future__ import annotations
 
