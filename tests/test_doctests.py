@@ -10,7 +10,8 @@ import toykit
 
 
 def _modules() -> list[str]:
-    return sorted(info.name for info in pkgutil.walk_packages(toykit.__path__, prefix="toykit."))
+    names = (info.name for info in pkgutil.walk_packages(toykit.__path__, prefix="toykit."))
+    return sorted(name for name in names if not name.endswith("__main__"))  # importing __main__ runs the CLI
 
 
 def _with_examples(name: str) -> bool:
