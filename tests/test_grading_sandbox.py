@@ -27,15 +27,16 @@ from toykit.grading.batch import check_limits
 from toykit.grading.cli import add_grade_parser
 from toykit.grading.worker import OUTPUT_BYTES_TOTAL
 
-pytestmark = pytest.mark.slow  # grades notebooks in Jupyter kernels inside the sandbox
-
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "00_how_this_course_works.ipynb"
 TOKEN = f"toykit-attack-{secrets.token_hex(6)}"  # in the command line of every process an attack leaves
 SECRET = f"toykit-secret-{secrets.token_hex(8)}"  # in the grader's environment
 LINUX = sys.platform.startswith("linux")
 ROOT_USER = LINUX and os.geteuid() == 0
-pytestmark = pytest.mark.skipif(not LINUX, reason="the grader's confinement is Linux's")
+pytestmark = [
+    pytest.mark.slow,  # grades notebooks in Jupyter kernels inside the sandbox
+    pytest.mark.skipif(not LINUX, reason="the grader's confinement is Linux's"),
+]
 
 
 def solution() -> nbformat.NotebookNode:

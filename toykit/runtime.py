@@ -79,13 +79,13 @@ def cpu_thread_count(n: int | None, device: torch.device) -> Iterator[None]:
     Tiny models train faster on one thread: the matrices are too small to split.
     """
     before = torch.get_num_threads()
-    change = device.type == "cpu" and n not in (None, before)
-    if change:
-        torch.set_num_threads(n)
+    target = n if device.type == "cpu" and n is not None else before
+    if target != before:
+        torch.set_num_threads(target)
     try:
         yield
     finally:
-        if change:
+        if target != before:
             torch.set_num_threads(before)
 
 

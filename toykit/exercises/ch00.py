@@ -102,12 +102,6 @@ def _randn(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _hook_point(name: str) -> HookPoint:
-    hp = HookPoint()
-    hp.name = name
-    return hp
-
-
 # -- cache_hidden ----------------------------------------------------------------------------
 
 _LEFT_HOOKS_HINT = (
@@ -152,7 +146,7 @@ def check_cache_hidden(fn: Callable[[Any, torch.Tensor, int], torch.Tensor]) -> 
         return model(x)
 
     def cases() -> list[Case]:
-        specs = [  # (case name, model kwargs, batch, layer)
+        specs: list[tuple[str, dict[str, Any], int, int]] = [  # (case name, model kwargs, batch, layer)
             ("2 layers, layer 0", dict(d_in=3, d_hidden=6, d_out=2, n_layers=2, seed=1), 5, 0),
             ("2 layers, layer 1", dict(d_in=3, d_hidden=6, d_out=2, n_layers=2, seed=2), 5, 1),
             ("3 layers, layer 2", dict(d_in=4, d_hidden=5, d_out=3, n_layers=3, seed=3), 7, 2),
@@ -267,7 +261,7 @@ def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
             new[..., n] = 0.0
         return new
 
-    hp = _hook_point("blocks.0.hook_post")
+    hp = HookPoint(name="blocks.0.hook_post")
     specs = [  # (case name, activation shape, neurons)
         ("[batch, d_hidden], two neurons", (8, 6), [1, 4]),
         ("[batch, d_hidden], one neuron", (5, 10), [7]),
