@@ -416,7 +416,7 @@ def check_reinitialise_latents(reinitialise_latents: Callable[..., tuple]) -> No
     columns), and its encoder bias 0. Live latents are unchanged, and so are the arguments:
     return new tensors."""
 
-    def make(We, be, Wd, bd, dead, inputs, centre=True, unit=True, live_only=True, factor=0.2,
+    def make(We, be, Wd, bd, dead, inputs, *, centre=True, unit=True, live_only=True, factor=0.2,
              reset_bias=True, encoder=True):
         u = inputs - bd if centre else inputs
         if unit:

@@ -119,7 +119,7 @@ def _distinct(mistakes: list[Mistake], reference: Callable, atol: float, rtol: f
 
 def _cfg(**changes: Any) -> TransformerConfig:
     """A small config for checks; every case changes a few fields."""
-    fields = dict(n_layers=2, d_model=16, n_heads=4, d_mlp=32, d_vocab=20, n_ctx=12,
+    fields: dict[str, Any] = dict(n_layers=2, d_model=16, n_heads=4, d_mlp=32, d_vocab=20, n_ctx=12,
                   act_fn="gelu", normalization_type="LN", seed=0, device="cpu")
     return TransformerConfig(**(fields | changes))
 
@@ -283,7 +283,7 @@ def _tokens(seed: int, batch: int, pos: int, d_vocab: int) -> torch.Tensor:
 # -- LayerNorm ---------------------------------------------------------------------------------
 
 
-def _ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float, dim: int = -1,
+def _ln(x: torch.Tensor, w: torch.Tensor | float, b: torch.Tensor | float, eps: float, dim: int = -1,
         unbiased: bool = False, centre: bool = True, eps_inside: bool = True) -> torch.Tensor:
     if centre:
         x = x - x.mean(dim, keepdim=True)
@@ -387,9 +387,11 @@ def check_pos_embed(PosEmbed: Callable) -> None:
 
 
 # -- Attention ---------------------------------------------------------------------------------
+# The simulated mistakes below take the learner's module as `m: Any`: it is duck-typed, any
+# module with the parameter names of the exercise.
 
 
-def _attention(m: nn.Module, cfg: TransformerConfig, x: torch.Tensor, *, scale: str = "sqrt",
+def _attention(m: Any, cfg: TransformerConfig, x: torch.Tensor, *, scale: str = "sqrt",
                mask: str = "before", fill: float = float("-inf"), diagonal: int = 1, softmax_dim: int = -1,
                qkv_bias: bool = True, out_bias: bool = True, mix: str = "keys") -> torch.Tensor:
     """toykit's attention written out, with switches for the usual mistakes."""
@@ -481,7 +483,7 @@ def check_attention(Attention: Callable) -> None:
 # -- MLP ---------------------------------------------------------------------------------------
 
 
-def _mlp(m: nn.Module, x: torch.Tensor, act: Callable, in_bias: bool = True, out_bias: bool = True,
+def _mlp(m: Any, x: torch.Tensor, act: Callable, in_bias: bool = True, out_bias: bool = True,
          act_out: bool = False) -> torch.Tensor:
     h = act(x @ m.W_in + (m.b_in if in_bias else 0.0))
     out = h @ m.W_out + (m.b_out if out_bias else 0.0)
@@ -533,7 +535,7 @@ def check_mlp(MLP: Callable) -> None:
 # -- TransformerBlock --------------------------------------------------------------------------
 
 
-def _block(m: nn.Module, x: torch.Tensor, variant: str) -> torch.Tensor:
+def _block(m: Any, x: torch.Tensor, variant: str) -> torch.Tensor:
     ln1, attn, ln2, mlp = m.ln1, m.attn, m.ln2, m.mlp
     if variant == "no_residual":
         mid = attn(ln1(x))
@@ -619,7 +621,7 @@ def check_unembed(Unembed: Callable) -> None:
 # -- the whole model ---------------------------------------------------------------------------
 
 
-def _model(m: nn.Module, tokens: torch.Tensor, pos: bool = True, ln_final: bool = True,
+def _model(m: Any, tokens: torch.Tensor, pos: bool = True, ln_final: bool = True,
            n_blocks: int | None = None) -> torch.Tensor:
     resid = m.embed(tokens) + (m.pos_embed(tokens) if pos else 0.0)
     for block in m.blocks[: n_blocks]:

@@ -30,7 +30,7 @@ from toykit.exercises.checking import Case, Mistake, rng, run_check
 from toykit.logit_lens import apply_final_norm
 from toykit.saliency import gradient_x_input
 from toykit.steering import steer_resid
-from toykit.transformer import HookedTransformer, TransformerConfig
+from toykit.transformer import HookedTransformer, LayerNorm, TransformerConfig
 
 __all__ = [
     "angular_order",
@@ -169,8 +169,10 @@ def _tiny_model(seed: int, d_vocab: int = 13) -> HookedTransformer:
     model = HookedTransformer(cfg)
     with torch.no_grad():  # non-trivial LayerNorm weights and biases, so skipping them shows
         g = rng(seed)
-        model.ln_final.w.copy_(1 + 0.5 * torch.randn(16, generator=g))
-        model.ln_final.b.copy_(0.5 * torch.randn(16, generator=g))
+        ln_final = model.ln_final
+        assert isinstance(ln_final, LayerNorm)  # normalization_type="LN"
+        ln_final.w.copy_(1 + 0.5 * torch.randn(16, generator=g))
+        ln_final.b.copy_(0.5 * torch.randn(16, generator=g))
         model.unembed.b_U.copy_(torch.randn(d_vocab, generator=g))
     return model.eval()
 

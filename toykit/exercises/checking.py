@@ -262,6 +262,8 @@ def describe(x: Any, n: int = 6) -> str:
 def _mismatch(expected: Any, got: Any, atol: float, rtol: float) -> str | None:
     """None if ``got`` matches ``expected``; otherwise what is different."""
     e, g = _as_tensors(expected), _as_tensors(got)
+    if e is None:
+        raise TypeError(f"the reference returned {describe(expected)}, which is not a tensor or number")
     if g is None:
         return f"expected {describe(expected)}\n     got {describe(got)} (not a tensor)"
     if len(e) != len(g):
@@ -397,8 +399,8 @@ def _run_cases(exercise, learner, reference, cases, mistakes, hint, atol, rtol, 
                         "a loss must be a tensor that carries gradients, so that loss.backward() can train "
                         "the model: keep it a tensor computed from the inputs (no .item(), float(), "
                         ".detach() or torch.tensor(...) around it)")
-            problem = _mismatch(expected, got, atol, rtol)
-            if problem is None:
+            mismatch = _mismatch(expected, got, atol, rtol)
+            if mismatch is None:
                 continue
             best = hint
             for mistake in mistakes:
@@ -410,7 +412,7 @@ def _run_cases(exercise, learner, reference, cases, mistakes, hint, atol, rtol, 
                 if _mismatch(wrong, got, atol, rtol) is None:
                     best = mistake.hint
                     break
-            raise CheckFailure(exercise, case.name, problem, best)
+            raise CheckFailure(exercise, case.name, mismatch, best)
     except CheckFailure as failure:
         _record(CheckResult(exercise, False, str(failure)))
         raise
