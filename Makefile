@@ -19,7 +19,7 @@ LENS_PY := $(LENS_VENV)/bin/python
 LENS_STAMP := $(LENS_VENV)/.lens-installed
 LENS_PACKAGES ?= transformer-lens==3.9.0 sae-lens==6.54.12 transformers==5.25.0
 
-.PHONY: lab test unit notebooks interop sync book bench bench-lens lint clean-venv
+.PHONY: lab test quick typecheck unit notebooks interop sync book bench bench-lens lint clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,12 +39,20 @@ lab: $(STAMP)
 test: $(STAMP) $(LENS_STAMP)
 	$(VENV)/bin/toykit chapters check
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PYTEST) tests solutions $(NBVAL_ARGS); rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 	$(MAKE) --no-print-directory interop
 
 unit: $(STAMP)
 	$(PYTEST) tests
+
+# The fast tier: library tests and doctests, without Jupyter kernels, notebooks, the book or
+# the benchmark runner (tests marked `slow`).
+quick: $(STAMP)
+	@start=$$(date +%s); \
+	$(PYTEST) tests -q -m "not slow"; rc=$$?; \
+	echo "quick tier ran in $$(( $$(date +%s) - start )) s"; exit $$rc
 
 notebooks: $(STAMP)
 	$(PYTEST) solutions $(NBVAL_ARGS)
@@ -88,6 +96,10 @@ book: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 clean-venv:
 	rm -rf $(VENV) $(LENS_VENV)

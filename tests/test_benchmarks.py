@@ -19,6 +19,8 @@ sys.path.insert(0, str(ROOT))  # benchmarks/ is a folder of scripts next to the 
 from benchmarks import run as runner  # noqa: E402
 from benchmarks.common import figure, paired_ratio, run_child  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs the benchmark runner in child processes
+
 FIGURE_KEYS = {"name", "value", "unit", "target", "met", "note"}
 
 

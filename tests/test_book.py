@@ -37,6 +37,8 @@ from toykit.book import (
 )
 from toykit.notebooks import Course, FenceError
 
+pytestmark = pytest.mark.slow  # builds the book and opens it in a browser
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = Course(ROOT).solution_paths()
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")

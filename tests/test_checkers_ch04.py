@@ -13,10 +13,10 @@ from checker_helpers import accepts, not_done, rejects
 
 from toykit import circuits
 from toykit.ablation import head_ablation_hook
+from toykit.circuits import top_1_accuracy
 from toykit.exercises import ch04
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 from toykit.factored_matrix import FactoredMatrix
-from toykit.full_circuits import top_1_accuracy
 from toykit.logit_attribution import next_token_attribution
 from toykit.patching import logit_diff
 from toykit.tasks.repeated_tokens import generate_repeated_tokens

@@ -366,3 +366,72 @@ def test_no_reference_modifies_its_inputs():
                 before = snapshot((args, kwargs))
                 reference(*args, **kwargs)
                 check_unchanged(exercise, case.name, {"arguments": (before, [list(args), kwargs])})
+
+
+# -- the chapter tables and the helpers for them ---------------------------------------------------------
+
+TABLED = ["ch00", "ch01", "ch02", "ch03", "ch05", "ch07"]
+
+
+@pytest.mark.parametrize("chapter", TABLED)
+def test_each_chapter_table_lists_every_check_and_the_grader_finds_them_there(chapter):
+    from toykit.exercises.checking import ExerciseTable, find_check
+
+    module = importlib.import_module(f"toykit.exercises.{chapter}")
+    table = module.EXERCISES
+    assert isinstance(table, ExerciseTable)
+    checks = {name.removeprefix("check_") for name in dir(module)
+              if name.startswith("check_") and getattr(module, name).__module__ == module.__name__}
+    assert set(table) == checks
+    for exercise_id, entry in table.items():
+        assert entry.id == exercise_id and entry.check is getattr(module, f"check_{exercise_id}")
+        assert find_check(chapter, exercise_id) is entry.check
+
+
+@pytest.mark.parametrize("entry", [e for c in TABLED for e in importlib.import_module(f"toykit.exercises.{c}")
+                                   .EXERCISES.values()], ids=lambda e: e.id)
+def test_each_reference_in_a_table_passes_its_own_check(entry, capsys):
+    entry.check(entry.reference)
+    assert results()[-1].passed and results()[-1].exercise == entry.id
+
+
+@pytest.mark.parametrize("chapter", TABLED)
+def test_table_checks_refuse_a_result_in_place_of_a_function(chapter):
+    for exercise_id, entry in importlib.import_module(f"toykit.exercises.{chapter}").EXERCISES.items():
+        with pytest.raises(TypeError, match=f"check_{exercise_id} expects your function itself"):
+            entry.check(torch.zeros(3))
+
+
+def test_a_table_refuses_a_badly_named_or_repeated_check():
+    from toykit.exercises.checking import ExerciseTable
+
+    table = ExerciseTable()
+
+    @table.check(abs)
+    def check_thing(fn):
+        pass
+
+    with pytest.raises(ValueError, match="registered twice"):
+        table.check(abs)(check_thing.__wrapped__)
+    with pytest.raises(ValueError, match="must start with 'check_'"):
+        table.check(abs)(lambda fn: None)
+
+
+def test_a_property_check_judges_outputs_by_a_rule_and_keeps_the_rules_of_run_check(capsys):
+    from toykit.exercises.checking import run_property_check
+
+    def problem(out, n, seed):
+        if out.shape != (n,) or out.dtype != torch.long:
+            return (f"expected {n} int64 draws, got {out.shape} {out.dtype}", "draw n integers")
+        return None if ((out >= 0) & (out < 10)).all() else ("a draw outside [0, 10)", "draw from [0, 10)")
+
+    cases = [Case("ten", (10,), {"seed": 0}), Case("one", (1,), {"seed": 1})]
+    good = lambda n, seed: torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed))  # noqa: E731
+    state = torch.get_rng_state()
+    run_property_check("draws", good, problem, cases)
+    assert torch.equal(torch.get_rng_state(), state) and results()[-1].passed
+    with pytest.raises(CheckFailure, match="a draw outside"):
+        run_property_check("draws", lambda n, seed: torch.full((n,), 10), problem, cases)
+    with pytest.raises(CheckFailure, match="not done yet"):
+        run_property_check("draws", lambda n, seed: (_ for _ in ()).throw(NotImplementedError()), problem, cases)
+    assert [r.passed for r in results()] == [True, False, False]

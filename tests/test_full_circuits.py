@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from toykit.circuits import full_ov_circuit, k_composition_circuit, positional_qk_circuit, top_1_accuracy
 from toykit.factored_matrix import FactoredMatrix
-from toykit.full_circuits import full_ov_circuit, k_composition_circuit, positional_qk_circuit, top_1_accuracy
 from toykit.transformer import HookedTransformer, TransformerConfig
 
 

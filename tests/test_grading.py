@@ -29,6 +29,8 @@ from toykit.grading.sandbox import landlock_abi
 from toykit.grading.spec import Exercise, parse_spec
 from toykit.notebooks import learner_notebook, strip_source
 
+pytestmark = pytest.mark.slow  # grades notebooks in Jupyter kernels
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "00_how_this_course_works.ipynb"
 EXERCISES = ["cache_hidden", "zero_ablate_hook", "merge_heads", "batched_dot"]

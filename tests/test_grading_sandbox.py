@@ -33,7 +33,10 @@ TOKEN = f"toykit-attack-{secrets.token_hex(6)}"  # in the command line of every 
 SECRET = f"toykit-secret-{secrets.token_hex(8)}"  # in the grader's environment
 LINUX = sys.platform.startswith("linux")
 ROOT_USER = LINUX and os.geteuid() == 0
-pytestmark = pytest.mark.skipif(not LINUX, reason="the grader's confinement is Linux's")
+pytestmark = [
+    pytest.mark.slow,  # grades notebooks in Jupyter kernels inside the sandbox
+    pytest.mark.skipif(not LINUX, reason="the grader's confinement is Linux's"),
+]
 
 
 def solution() -> nbformat.NotebookNode:

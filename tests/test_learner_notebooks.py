@@ -43,6 +43,7 @@ def test_exactly_the_check_cells_may_raise(path):
             + f" the {TAG!r} tag")
 
 
+@pytest.mark.slow  # executes every learner notebook in a Jupyter kernel
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_unfilled_notebook_runs_to_the_end(path, tmp_path):
     nb = nbformat.read(path, as_version=4)

@@ -32,7 +32,7 @@ from typing import Any
 
 import nbformat
 
-from toykit.notebooks import Course, FenceError, dumps, find_root, learner_notebook, strip_source
+from toykit.notebooks import FENCE, Course, FenceError, dumps, find_root, learner_notebook, strip_source
 
 __all__ = [
     "BookBuildError",
@@ -48,8 +48,6 @@ __all__ = [
 ]
 
 
-# The fence grammar of toykit.notebooks (which writes the learner versions).
-_MARKER = re.compile(r"^[ \t]*# (?P<edge>BEGIN|END) (?P<kind>SOLUTION|HIDDEN TESTS)\s*$")
 # nbval's cell markers (``# NBVAL_IGNORE_OUTPUT`` ...) matter to the tests, not to readers.
 _NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 
@@ -100,7 +98,7 @@ def clean_code(source: str, where: str = "code cell") -> str:
     kept: list[str] = []
     in_hidden = False
     for line in source.split("\n"):
-        m = _MARKER.match(line)
+        m = FENCE.match(line)
         if m is not None:
             if m["kind"] == "HIDDEN TESTS":
                 in_hidden = m["edge"] == "BEGIN"
@@ -117,7 +115,7 @@ def is_solution_cell(cell: nbformat.NotebookNode) -> bool:
     """Whether a solution notebook's cell holds an exercise's solution (a ``# BEGIN SOLUTION``
     fence). The fence, not the exercise heading, decides: headings vary, fences do not."""
     return cell.cell_type == "code" and any(
-        m is not None and m["kind"] == "SOLUTION" for m in map(_MARKER.match, cell.source.split("\n"))
+        m is not None and m["kind"] == "SOLUTION" for m in map(FENCE.match, cell.source.split("\n"))
     )
 
 

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from toykit.cache import ActivationCache
 
+# Called as fn(activation, hook=hook_point): TransformerLens passes the hook point by keyword.
 HookFn = Callable[[torch.Tensor, "HookPoint"], torch.Tensor | None]
 NameFilter = Union[None, str, Sequence[str], Callable[[str], bool]]  # noqa: UP007 (runtime alias)
 
@@ -30,12 +31,13 @@ class HookPoint(nn.Module):
     """An identity module that calls the hook functions attached to it.
 
     Forward hooks see the activation; backward hooks see the gradient of the loss with
-    respect to it. ``name`` is set by the root model.
+    respect to it. ``name`` is set by the root model; give it here for a hook point used on
+    its own (a checker calling a learner's hook, say).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
         super().__init__()
-        self.name: str | None = None
+        self.name = name
         self._handles: list[tuple[torch.utils.hooks.RemovableHandle, bool]] = []
 
     def add_hook(
@@ -48,7 +50,7 @@ class HookPoint(nn.Module):
         if dir == "fwd":
 
             def forward_hook(module: nn.Module, inputs: tuple, output: torch.Tensor):
-                result = fn(output, hook=self)
+                result = fn(output, hook=self)  # type: ignore[call-arg]  # see HookFn: hook= by keyword
                 if result is not None:
                     self._check_replacement(result, output, fn)
                 return result
@@ -57,7 +59,7 @@ class HookPoint(nn.Module):
         elif dir == "bwd":
 
             def backward_hook(module: nn.Module, grad_input: tuple, grad_output: tuple):
-                result = fn(grad_output[0], hook=self)
+                result = fn(grad_output[0], hook=self)  # type: ignore[call-arg]  # see HookFn
                 if result is not None:
                     self._check_replacement(result, grad_output[0], fn)
                     return (result,)
@@ -87,7 +89,7 @@ class HookPoint(nn.Module):
             )
 
     def remove_hooks(self, including_permanent: bool = False) -> None:
-        kept = []
+        kept: list[tuple[torch.utils.hooks.RemovableHandle, bool]] = []
         for handle, permanent in self._handles:
             if permanent and not including_permanent:
                 kept.append((handle, permanent))
@@ -273,6 +275,7 @@ class HookedRootModule(nn.Module):
 
         def save(act: torch.Tensor, hook: HookPoint) -> None:
             act = act.detach()
+            assert hook.name is not None  # setup() names every hook point of a root module
             store[hook.name] = act if device is None else act.to(device)
 
         with self.hooks(fwd_hooks=[(names_filter, save)]):

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from toykit.sae import SAE, SAEConfig, make_sae
+from toykit.sae import SAE, JumpReLUSAE, SAEConfig, make_sae
 from toykit.transformer import ACT_FNS, HOOK_SWITCHES, HookedTransformer, TransformerConfig
 
 __all__ = ["from_hf_gpt2", "from_saelens", "from_transformer_lens", "to_saelens", "to_transformer_lens"]
@@ -167,7 +167,7 @@ def to_saelens(sae: SAE) -> Any:
         cfg_kwargs["k"] = sae.cfg.k
     out = getattr(sl, name)(getattr(sl, f"{name}Config")(**cfg_kwargs))
     state = {k: v.detach().clone() for k, v in sae.state_dict().items() if k != "log_threshold"}
-    if arch == "jumprelu":
+    if isinstance(sae, JumpReLUSAE):
         state["threshold"] = sae.threshold.detach().clone()
     _load_state(out, state, "to_saelens")
     return out
@@ -198,6 +198,8 @@ def from_saelens(sae: Any) -> SAE:
     if getattr(cfg, "rescale_acts_by_decoder_norm", False):
         problems.append("rescale_acts_by_decoder_norm=True (toykit's TopK does not rescale)")
     threshold = getattr(sae, "threshold", None) if arch == "jumprelu" else None
+    if arch == "jumprelu" and threshold is None:
+        problems.append("a JumpReLU SAE without a threshold")
     if threshold is not None and bool((threshold < 0).any()):
         problems.append("a negative JumpReLU threshold (toykit stores log_threshold, so θ >= 0)")
     if problems:
@@ -207,7 +209,7 @@ def from_saelens(sae: Any) -> SAE:
                        device=W_dec.device, dtype=W_dec.dtype)
     out = make_sae(config)
     state = {name: getattr(sae, name).detach().clone() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    if arch == "jumprelu":
+    if threshold is not None:  # arch == "jumprelu"
         state["log_threshold"] = threshold.detach().log()
     out.load_state_dict(state)
     return out

@@ -21,6 +21,7 @@ hook_out               [batch, d_out]
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -113,7 +114,7 @@ class TinyMLP(HookedRootModule):
         g = torch.Generator().manual_seed(seed)
         # He scaling keeps activations O(1) through ReLU layers; small non-zero biases make
         # each neuron's threshold (and the readout's offset) visible in the chapter.
-        for block in self.blocks:
+        for block in cast("list[MLPBlock]", self.blocks):  # an nn.ModuleList of MLPBlocks
             block.W_in.copy_(torch.randn(block.W_in.shape, generator=g)
                              * math.sqrt(2.0 / block.d_in))
             block.b_in.copy_(0.1 * torch.randn(block.b_in.shape, generator=g))

@@ -20,7 +20,9 @@ from pathlib import Path
 import nbformat
 
 NB_VERSION = 4
-_MARKER = re.compile(r"^(?P<indent>[ \t]*)# (?P<edge>BEGIN|END) (?P<kind>SOLUTION|HIDDEN TESTS)\s*$")
+# The fence grammar, shared with toykit.book: a whole line ``# BEGIN SOLUTION``, ``# END SOLUTION``,
+# ``# BEGIN HIDDEN TESTS`` or ``# END HIDDEN TESTS`` at any indentation. Fences never nest.
+FENCE = re.compile(r"^(?P<indent>[ \t]*)# (?P<edge>BEGIN|END) (?P<kind>SOLUTION|HIDDEN TESTS)\s*$")
 _NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
 
 
@@ -44,7 +46,7 @@ def strip_source(source: str, where: str = "cell") -> str:
     out: list[str] = []
     open_kind: str | None = None
     for lineno, line in enumerate(source.split("\n"), start=1):
-        m = _MARKER.match(line)
+        m = FENCE.match(line)
         if m is None:
             if open_kind is None:
                 out.append(line)

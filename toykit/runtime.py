@@ -1,4 +1,17 @@
-"""Where tensors live and how runs are made repeatable."""
+"""Where tensors live and how runs are made repeatable.
+
+The rule every toykit function follows:
+
+- Constructors and trainers take ``device=None``, which means ``get_device()`` (CUDA when
+  present, else the CPU); ``resolve_device`` does this.
+- Analysis functions (metrics, patching, probes, attributions) compute on the device of their
+  input and return results there; they never move a model or a tensor elsewhere.
+- Data generators produce on the CPU, so a seed gives the same data on every machine; the
+  caller moves the batch to the model's device.
+- A public function that draws random numbers takes either ``seed`` (an int) or ``generator``
+  (a ``torch.Generator``), never both. Seeds are set in every notebook; a result may not
+  depend on luck.
+"""
 
 from __future__ import annotations
 
@@ -66,13 +79,13 @@ def cpu_thread_count(n: int | None, device: torch.device) -> Iterator[None]:
     Tiny models train faster on one thread: the matrices are too small to split.
     """
     before = torch.get_num_threads()
-    change = device.type == "cpu" and n not in (None, before)
-    if change:
-        torch.set_num_threads(n)
+    target = n if device.type == "cpu" and n is not None else before
+    if target != before:
+        torch.set_num_threads(target)
     try:
         yield
     finally:
-        if change:
+        if target != before:
             torch.set_num_threads(before)
 
 

@@ -427,6 +427,7 @@ class TopKSAE(SAE):
     architecture = "topk"
 
     def activation(self, acts_pre: torch.Tensor) -> torch.Tensor:
+        assert self.cfg.k is not None  # SAEConfig requires k for architecture "topk"
         return topk_activation(acts_pre, self.cfg.k)
 
     def sparsity_loss(self, feature_acts: torch.Tensor, acts_pre: torch.Tensor) -> torch.Tensor:
@@ -435,8 +436,9 @@ class TopKSAE(SAE):
     def aux_loss(self, x: torch.Tensor, acts_pre: torch.Tensor, sae_out: torch.Tensor,
                  dead_mask: torch.Tensor | None) -> torch.Tensor:
         n_dead = 0 if dead_mask is None else int(dead_mask.sum())
-        if n_dead == 0:
+        if dead_mask is None or n_dead == 0:
             return x.new_zeros(())
+        assert self.cfg.aux_k is not None  # SAEConfig sets it for architecture "topk"
         k_aux = min(self.cfg.aux_k, n_dead)
         dead_pre = acts_pre.masked_fill(~dead_mask, -math.inf)
         values, indices = dead_pre.topk(k_aux, dim=-1, sorted=False)

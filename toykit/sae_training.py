@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +152,7 @@ def _epochs(data: torch.Tensor, batch_size: int) -> BatchFn:
         position[0] += batch_size
         return data[idx]
 
-    batch_fn.checked = True
+    batch_fn.checked = True  # type: ignore[attr-defined]  # a mark on the function, read by train_sae
     return batch_fn
 
 
@@ -273,7 +274,7 @@ def train_sae(
             sae.b_dec.copy_((sample * scale).mean(dim=0))
     if normalize_decoder:
         sae.normalize_decoder_()
-    settings = dict(steps=steps, lr=lr, coefficient=sparsity_coefficient, lr_warmup=lr_warmup,
+    settings: dict[str, Any] = dict(steps=steps, lr=lr, coefficient=sparsity_coefficient, lr_warmup=lr_warmup,
                     lr_schedule=lr_schedule, coefficient_warmup=coefficient_warmup,
                     normalize_decoder=normalize_decoder, dead_window=dead_window, resample_every=resample_every,
                     resample_until=steps if resample_until is None else resample_until,
@@ -291,6 +292,7 @@ def train_sae(
 
 def _checked_batch(x: object, d_in: int) -> torch.Tensor:
     check_tensor("batch_fn(step, generator)", x, ["batch", d_in], dtype="float")
+    assert isinstance(x, torch.Tensor)  # check_tensor raised otherwise
     return x
 
 

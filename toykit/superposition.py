@@ -238,6 +238,9 @@ class ToyModel(HookedRootModule):
     device: None picks one (see toykit.runtime.get_device). seed: the initialisation seed.
     """
 
+    feature_probability: torch.Tensor  # buffers: [n_instances, n_features]
+    importance: torch.Tensor
+
     def __init__(
         self,
         n_instances: int,

@@ -53,8 +53,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 import torch.nn as nn
@@ -64,9 +65,16 @@ from toykit.factored_matrix import FactoredMatrix
 from toykit.hooks import HookedRootModule, HookPoint
 from toykit.runtime import resolve_device
 from toykit.sampling import sample_next_token
-from toykit.validation import check_tensor
+from toykit.validation import (
+    check_bool,
+    check_non_negative_int,
+    check_one_of,
+    check_positive_int,
+    check_positive_number,
+    check_tensor,
+)
 
-ACT_FNS = {
+ACT_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "gelu": F.gelu,
     # GPT-2's tanh approximation of GELU (Hugging Face's and TransformerLens's "gelu_new").
@@ -123,8 +131,10 @@ class TransformerConfig:
     n_ctx: int
     d_vocab: int
     n_heads: int = 4
-    d_head: int | None = None
-    d_mlp: int | None = None
+    # None for these three means a default computed in __post_init__, so after construction
+    # they always hold a number, which is the type declared.
+    d_head: int = None  # type: ignore[assignment]  # None -> d_model // n_heads
+    d_mlp: int = None  # type: ignore[assignment]  # None -> 4 * d_model
     act_fn: str = "relu"
     normalization_type: str | None = "LN"
     attn_only: bool = False
@@ -134,14 +144,15 @@ class TransformerConfig:
     use_attn_in: bool = False
     use_split_qkv_input: bool = False
     use_hook_mlp_in: bool = False
-    init_range: float | None = None
+    init_range: float = None  # type: ignore[assignment]  # None -> 0.8 / sqrt(d_model)
     eps: float = 1e-5
     device: str | torch.device | None = None
     dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
+        c = "TransformerConfig: "  # every error names the class and the field
         for name in ("n_layers", "d_model", "n_ctx", "d_vocab", "n_heads"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(c + name, getattr(self, name))
         if self.d_head is None:
             if self.d_model % self.n_heads:
                 raise ValueError(
@@ -149,7 +160,7 @@ class TransformerConfig:
                     "choose n_heads dividing d_model or give d_head with n_heads * d_head == d_model"
                 )
             self.d_head = self.d_model // self.n_heads
-        _check_positive_int("d_head", self.d_head)
+        check_positive_int(c + "d_head", self.d_head)
         if self.n_heads * self.d_head != self.d_model:
             raise ValueError(
                 f"TransformerConfig: d_model must equal n_heads * d_head, got d_model={self.d_model}, "
@@ -157,40 +168,21 @@ class TransformerConfig:
             )
         if self.d_mlp is None:
             self.d_mlp = 4 * self.d_model
-        _check_positive_int("d_mlp", self.d_mlp)
-        if self.act_fn not in ACT_FNS:
-            raise ValueError(f"TransformerConfig: act_fn must be one of {sorted(ACT_FNS)}, got {self.act_fn!r}")
-        if self.normalization_type not in NORMALIZATION_TYPES:
-            raise ValueError(
-                f"TransformerConfig: normalization_type must be 'LN', 'LNPre' or None, got {self.normalization_type!r}"
-            )
+        check_positive_int(c + "d_mlp", self.d_mlp)
+        check_one_of(c + "act_fn", self.act_fn, sorted(ACT_FNS))
+        check_one_of(c + "normalization_type", self.normalization_type, NORMALIZATION_TYPES)
         for name in ("attn_only", *HOOK_SWITCHES):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"TransformerConfig: {name} must be a bool, got {getattr(self, name)!r}")
+            check_bool(c + name, getattr(self, name))
         if self.attn_only and self.use_hook_mlp_in:
             raise ValueError("TransformerConfig: use_hook_mlp_in needs an MLP, but attn_only=True")
-        if self.positional_embedding_type != "standard":
-            raise ValueError(
-                "TransformerConfig: positional_embedding_type must be 'standard' (learned W_pos), "
-                f"got {self.positional_embedding_type!r}"
-            )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"TransformerConfig: seed must be a non-negative int, got {self.seed!r}")
+        check_one_of(c + "positional_embedding_type", self.positional_embedding_type, ["standard"])
+        check_non_negative_int(c + "seed", self.seed)
         if self.init_range is None:
             self.init_range = 0.8 / math.sqrt(self.d_model)
-        if not isinstance(self.init_range, (int, float)) or isinstance(self.init_range, bool) or self.init_range <= 0:
-            raise ValueError(
-                f"TransformerConfig: init_range must be a positive number or None, got {self.init_range!r}"
-            )
-        if not isinstance(self.eps, (int, float)) or self.eps <= 0:
-            raise ValueError(f"TransformerConfig: eps must be a positive number, got {self.eps!r}")
+        check_positive_number(c + "init_range", self.init_range)
+        check_positive_number(c + "eps", self.eps)
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
             raise TypeError(f"TransformerConfig: dtype must be a floating-point torch.dtype, got {self.dtype!r}")
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"TransformerConfig: {name} must be a positive int, got {value!r}")
 
 
 # -- components ------------------------------------------------------------------------------
@@ -226,7 +218,7 @@ class LayerNormPre(nn.Module):
         mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.shape[-1]
         scale = self.hook_scale((mean_square + self.cfg.eps).sqrt())
         normalized = self.hook_normalized(x / scale)
-        return normalized if w is None else torch.addcmul(b, normalized, w)
+        return normalized if w is None or b is None else torch.addcmul(b, normalized, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalize(x)
@@ -288,6 +280,8 @@ class Attention(nn.Module):
     W_O: [n_heads, d_head, d_model]; b_O: [d_model].
     x: [b, p, d_model] -> [b, p, d_model].
     """
+
+    mask: torch.Tensor  # a buffer, [n_ctx, n_ctx]
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -403,6 +397,9 @@ class TransformerBlock(nn.Module):
     resid_pre: [b, p, d_model] -> resid_post: [b, p, d_model].
     """
 
+    mlp: MLP  # absent when cfg.attn_only (as are ln2 and the MLP's hooks)
+    ln2: nn.Module
+
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -474,6 +471,50 @@ class Unembed(nn.Module):
         return self.hook_out(F.linear(self.hook_in(x), self.W_U.T, self.b_U))
 
 
+if TYPE_CHECKING:
+
+    class Blocks(nn.ModuleList):
+        """What HookedTransformer.blocks holds, told to the type checker."""
+
+        def __iter__(self) -> Iterator[TransformerBlock]: ...
+
+        @overload
+        def __getitem__(self, idx: slice) -> Blocks: ...
+
+        @overload
+        def __getitem__(self, idx: int) -> TransformerBlock: ...
+
+        def __getitem__(self, idx: int | slice) -> TransformerBlock | Blocks: ...
+
+else:
+    Blocks = nn.ModuleList  # at run time, a plain nn.ModuleList of TransformerBlocks
+
+
+class LayerStack:
+    """A read-only HookedTransformer attribute: one weight of every block, stacked over layers.
+
+    ``W_Q = LayerStack("attn", "n_heads, d_model, d_head")`` makes ``model.W_Q`` the tensor
+    torch.stack([block.attn.W_Q for block in model.blocks]): [n_layers, n_heads, d_model, d_head].
+    """
+
+    def __init__(self, component: str, shape: str) -> None:
+        self.component = component  # "attn" or "mlp"
+        self.__doc__ = f"[n_layers, {shape}]"
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, model: HookedTransformer | None, owner: type | None = None) -> torch.Tensor:
+        if model is None:  # looked up on the class (help(), introspection): the descriptor itself
+            return self  # type: ignore[return-value]  # only instances get a tensor
+        if self.component == "mlp" and model.cfg.attn_only:
+            raise ValueError("this model is attn_only: it has no MLP weights (W_in, b_in, W_out, b_out)")
+        return torch.stack([getattr(getattr(block, self.component), self.name) for block in model.blocks])
+
+    def __set__(self, model: HookedTransformer, value: object) -> None:
+        raise AttributeError(f"{self.name} is read-only: it stacks blocks.{{l}}.{self.component}.{self.name}")
+
+
 # -- the model -------------------------------------------------------------------------------
 
 
@@ -498,7 +539,7 @@ class HookedTransformer(HookedRootModule):
         self.hook_embed = HookPoint()  # [b, p, d_model]
         self.pos_embed = PosEmbed(cfg)
         self.hook_pos_embed = HookPoint()  # [b, p, d_model]
-        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.blocks = Blocks(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.ln_final = make_norm(cfg)
         self.unembed = Unembed(cfg)
         self.init_weights()
@@ -595,6 +636,24 @@ class HookedTransformer(HookedRootModule):
             )
         return tokens.to(self.device, torch.long)
 
+    @overload
+    def forward(self, tokens: torch.Tensor, return_type: Literal["logits", "loss"] = "logits",
+                stop_at_layer: int | None = None, loss_per_token: bool = False,
+                start_at_layer: int | None = None) -> torch.Tensor: ...
+
+    @overload
+    def forward(self, tokens: torch.Tensor, return_type: Literal["both"], stop_at_layer: None = None,
+                loss_per_token: bool = False, start_at_layer: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def forward(self, tokens: torch.Tensor, return_type: None, stop_at_layer: None = None,
+                loss_per_token: bool = False, start_at_layer: int | None = None) -> None: ...
+
+    @overload
+    def forward(self, tokens: torch.Tensor, return_type: str | None, stop_at_layer: int,
+                loss_per_token: bool = False, start_at_layer: int | None = None) -> torch.Tensor: ...
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -620,20 +679,41 @@ class HookedTransformer(HookedRootModule):
             TransformerLens; for patching a late activation without recomputing early ones).
             return_type must then be "logits" or None, since a loss needs the tokens.
         """
+        x, first, stop = self._check_forward_args(tokens, return_type, stop_at_layer, start_at_layer)
+        if start_at_layer is None:
+            resid = self.hook_embed(self.embed(x)) + self.hook_pos_embed(self.pos_embed(x))
+        else:
+            resid = x  # the residual stream at the input of block start_at_layer
+        for block in self.blocks[first:stop]:
+            resid = block(resid)
+        if stop_at_layer is not None:
+            return resid
+        resid = self.ln_final(resid)
+        if return_type is None:  # as in TransformerLens: every hook up to ln_final has fired
+            return None
+        logits = self.unembed(resid)
+        if return_type == "logits":
+            return logits
+        loss = lm_cross_entropy_loss(logits, x, per_token=loss_per_token)
+        return loss if return_type == "loss" else (logits, loss)
+
+    def _check_forward_args(self, tokens: Any, return_type: Any, stop_at_layer: Any,
+                            start_at_layer: Any) -> tuple[torch.Tensor, int, int]:
+        """forward's argument checks. Returns the tokens (or, with start_at_layer, the residual
+        stream) on the model's device, the first block to run and the block to stop before."""
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
         L = self.cfg.n_layers
-        n_run = L
+        stop = L
         if stop_at_layer is not None:
             if not isinstance(stop_at_layer, int) or isinstance(stop_at_layer, bool) or not -L <= stop_at_layer <= L:
                 raise ValueError(f"stop_at_layer must be an int in [-{L}, {L}], got {stop_at_layer!r}")
-            n_run = stop_at_layer % L if stop_at_layer < 0 else stop_at_layer
+            stop = stop_at_layer % L if stop_at_layer < 0 else stop_at_layer
         if start_at_layer is None:
             tokens = self._check_tokens(tokens)
             if return_type in ("loss", "both") and stop_at_layer is None and tokens.shape[1] < 2:
                 raise ValueError(f"a loss needs tokens with at least 2 positions, got shape {list(tokens.shape)}")
             first = 0
-            resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
         else:
             if not isinstance(start_at_layer, int) or isinstance(start_at_layer, bool) or not 0 <= start_at_layer <= L:
                 raise ValueError(f"start_at_layer must be an int in [0, {L}], got {start_at_layer!r}")
@@ -645,20 +725,9 @@ class HookedTransformer(HookedRootModule):
                 raise ValueError(
                     f"the residual stream has {tokens.shape[1]} positions, more than n_ctx={self.cfg.n_ctx}"
                 )
-            first, resid = start_at_layer, tokens.to(self.device)
+            first, tokens = start_at_layer, tokens.to(self.device)
         self._check_switches()
-        for block in self.blocks[first:n_run]:
-            resid = block(resid)
-        if stop_at_layer is not None:
-            return resid
-        resid = self.ln_final(resid)
-        if return_type is None:  # as in TransformerLens: every hook up to ln_final has fired
-            return None
-        logits = self.unembed(resid)
-        if return_type == "logits":
-            return logits
-        loss = lm_cross_entropy_loss(logits, tokens, per_token=loss_per_token)
-        return loss if return_type == "loss" else (logits, loss)
+        return tokens, first, stop
 
     # -- sampling ----------------------------------------------------------------------------
 
@@ -708,15 +777,7 @@ class HookedTransformer(HookedRootModule):
                 break
         return tokens
 
-    # -- weights, stacked over layers (TransformerLens's properties) --------------------------
-
-    def _stack(self, get) -> torch.Tensor:
-        return torch.stack([get(block) for block in self.blocks], dim=0)
-
-    def _mlps(self) -> list[MLP]:
-        if self.cfg.attn_only:
-            raise ValueError("this model is attn_only: it has no MLP weights (W_in, b_in, W_out, b_out)")
-        return [block.mlp for block in self.blocks]
+    # -- weights (TransformerLens's properties; the per-layer ones stacked over blocks) ---------
 
     @property
     def W_E(self) -> torch.Tensor:
@@ -738,65 +799,18 @@ class HookedTransformer(HookedRootModule):
         """[d_vocab]"""
         return self.unembed.b_U
 
-    @property
-    def W_Q(self) -> torch.Tensor:
-        """[n_layers, n_heads, d_model, d_head]"""
-        return self._stack(lambda b: b.attn.W_Q)
-
-    @property
-    def W_K(self) -> torch.Tensor:
-        """[n_layers, n_heads, d_model, d_head]"""
-        return self._stack(lambda b: b.attn.W_K)
-
-    @property
-    def W_V(self) -> torch.Tensor:
-        """[n_layers, n_heads, d_model, d_head]"""
-        return self._stack(lambda b: b.attn.W_V)
-
-    @property
-    def W_O(self) -> torch.Tensor:
-        """[n_layers, n_heads, d_head, d_model]"""
-        return self._stack(lambda b: b.attn.W_O)
-
-    @property
-    def b_Q(self) -> torch.Tensor:
-        """[n_layers, n_heads, d_head]"""
-        return self._stack(lambda b: b.attn.b_Q)
-
-    @property
-    def b_K(self) -> torch.Tensor:
-        """[n_layers, n_heads, d_head]"""
-        return self._stack(lambda b: b.attn.b_K)
-
-    @property
-    def b_V(self) -> torch.Tensor:
-        """[n_layers, n_heads, d_head]"""
-        return self._stack(lambda b: b.attn.b_V)
-
-    @property
-    def b_O(self) -> torch.Tensor:
-        """[n_layers, d_model]"""
-        return self._stack(lambda b: b.attn.b_O)
-
-    @property
-    def W_in(self) -> torch.Tensor:
-        """[n_layers, d_model, d_mlp]"""
-        return torch.stack([m.W_in for m in self._mlps()])
-
-    @property
-    def b_in(self) -> torch.Tensor:
-        """[n_layers, d_mlp]"""
-        return torch.stack([m.b_in for m in self._mlps()])
-
-    @property
-    def W_out(self) -> torch.Tensor:
-        """[n_layers, d_mlp, d_model]"""
-        return torch.stack([m.W_out for m in self._mlps()])
-
-    @property
-    def b_out(self) -> torch.Tensor:
-        """[n_layers, d_model]"""
-        return torch.stack([m.b_out for m in self._mlps()])
+    W_Q = LayerStack("attn", "n_heads, d_model, d_head")
+    W_K = LayerStack("attn", "n_heads, d_model, d_head")
+    W_V = LayerStack("attn", "n_heads, d_model, d_head")
+    W_O = LayerStack("attn", "n_heads, d_head, d_model")
+    b_Q = LayerStack("attn", "n_heads, d_head")
+    b_K = LayerStack("attn", "n_heads, d_head")
+    b_V = LayerStack("attn", "n_heads, d_head")
+    b_O = LayerStack("attn", "d_model")
+    W_in = LayerStack("mlp", "d_model, d_mlp")
+    b_in = LayerStack("mlp", "d_mlp")
+    W_out = LayerStack("mlp", "d_mlp, d_model")
+    b_out = LayerStack("mlp", "d_model")
 
     @property
     def QK(self) -> FactoredMatrix:

@@ -56,6 +56,31 @@ def check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def check_non_negative_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
+def check_positive_number(name: str, value: object) -> float:
+    """An int or float > 0 (not a bool)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_one_of(name: str, value: object, choices: Sequence[object]) -> None:
+    """``value`` must be one of ``choices`` (listed in the error)."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
 def check_probability(name: str, value: float | torch.Tensor) -> None:
     t = torch.as_tensor(value, dtype=torch.float32)
     if torch.isnan(t).any() or (t < 0).any() or (t > 1).any():

@@ -26,6 +26,7 @@ hooks attached to their hook points are dropped; hook names do not change.
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
 from toykit.transformer import HookedTransformer, LayerNorm, LayerNormPre, copy_model
 
@@ -47,8 +48,9 @@ def fold_layer_norm(model: HookedTransformer, center_weights: bool = True) -> Ho
     if model.cfg.normalization_type != "LN":
         return model
 
-    def fold(ln: LayerNorm, W: torch.Tensor, b: torch.Tensor, d_axis: int) -> None:
+    def fold(ln: nn.Module, W: torch.Tensor, b: torch.Tensor, d_axis: int) -> None:
         """W reads ln's output along d_axis (d_model); b is the bias added after W."""
+        assert isinstance(ln, LayerNorm)  # normalization_type is "LN", checked above
         shape = [1] * W.ndim
         shape[d_axis] = -1
         b += (W * ln.b.view(shape)).sum(d_axis)  # b_next += ln.b @ W
@@ -84,7 +86,7 @@ def center_writing_weights(model: HookedTransformer) -> HookedTransformer:
             "center_writing_weights needs a LayerNorm before every reader of the residual stream "
             f"(normalization_type 'LN' or 'LNPre'), but this model has {model.cfg.normalization_type!r}"
         )
-    writers = [model.embed.W_E, model.pos_embed.W_pos]
+    writers: list[torch.Tensor] = [model.embed.W_E, model.pos_embed.W_pos]
     for block in model.blocks:
         writers += [block.attn.W_O, block.attn.b_O]
         if not model.cfg.attn_only:
@@ -98,8 +100,8 @@ def center_writing_weights(model: HookedTransformer) -> HookedTransformer:
 def center_unembed(model: HookedTransformer) -> HookedTransformer:
     """In place: make W_U [d_model, d_vocab] and b_U [d_vocab] mean-zero over the vocabulary."""
     _check_model(model)
-    model.unembed.W_U -= model.unembed.W_U.mean(-1, keepdim=True)
-    model.unembed.b_U -= model.unembed.b_U.mean()
+    model.unembed.W_U.sub_(model.unembed.W_U.mean(-1, keepdim=True))
+    model.unembed.b_U.sub_(model.unembed.b_U.mean())
     return model
 
 
@@ -109,7 +111,7 @@ def fold_value_biases(model: HookedTransformer) -> HookedTransformer:
     _check_model(model)
     for block in model.blocks:
         attn = block.attn
-        attn.b_O += torch.einsum("he,hed->d", attn.b_V, attn.W_O)
+        attn.b_O.add_(torch.einsum("he,hed->d", attn.b_V, attn.W_O))
         attn.b_V.zero_()
     return model
 

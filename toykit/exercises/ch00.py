@@ -20,10 +20,13 @@ from typing import Any
 import einops
 import torch
 
-from toykit.exercises.checking import Case, CheckFailure, Mistake, describe, require_callable, run_check
+from toykit.exercises.checking import Case, CheckFailure, ExerciseTable, Mistake, describe, run_check
 from toykit.hooks import HookedRootModule, HookPoint
 from toykit.mlp import TinyMLP
 from toykit.validation import check_tensor
+
+# exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
+EXERCISES = ExerciseTable()
 
 __all__ = [
     "batched_dot",
@@ -102,12 +105,6 @@ def _randn(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _hook_point(name: str) -> HookPoint:
-    hp = HookPoint()
-    hp.name = name
-    return hp
-
-
 # -- cache_hidden ----------------------------------------------------------------------------
 
 _LEFT_HOOKS_HINT = (
@@ -117,10 +114,10 @@ _LEFT_HOOKS_HINT = (
 )
 
 
+@EXERCISES.check(cache_hidden)
 def check_cache_hidden(fn: Callable[[Any, torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``fn(model, x, layer) -> [batch, d_hidden]``, your ``cache_hidden``, on seeded
     TinyMLPs."""
-    require_callable("check_cache_hidden", fn)
     exercise = "cache_hidden"
 
     def learner(model: TinyMLP, x: torch.Tensor, layer: int, case: str) -> torch.Tensor:
@@ -152,7 +149,7 @@ def check_cache_hidden(fn: Callable[[Any, torch.Tensor, int], torch.Tensor]) -> 
         return model(x)
 
     def cases() -> list[Case]:
-        specs = [  # (case name, model kwargs, batch, layer)
+        specs: list[tuple[str, dict[str, Any], int, int]] = [  # (case name, model kwargs, batch, layer)
             ("2 layers, layer 0", dict(d_in=3, d_hidden=6, d_out=2, n_layers=2, seed=1), 5, 0),
             ("2 layers, layer 1", dict(d_in=3, d_hidden=6, d_out=2, n_layers=2, seed=2), 5, 1),
             ("3 layers, layer 2", dict(d_in=4, d_hidden=5, d_out=3, n_layers=3, seed=3), 7, 2),
@@ -209,12 +206,12 @@ _IN_PLACE_HINT = (
 )
 
 
+@EXERCISES.check(zero_ablate_hook)
 def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
     """Check ``fn(activation, hook, neurons) -> replacement``, your ``zero_ablate_hook``.
 
     The hook is called as a HookPoint calls it: ``fn(activation, hook=hp, neurons=...)``.
     """
-    require_callable("check_zero_ablate_hook", fn)
     exercise = "zero_ablate_hook"
 
     def learner(activation: torch.Tensor, hook: HookPoint, neurons: list[int],
@@ -267,7 +264,7 @@ def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
             new[..., n] = 0.0
         return new
 
-    hp = _hook_point("blocks.0.hook_post")
+    hp = HookPoint(name="blocks.0.hook_post")
     specs = [  # (case name, activation shape, neurons)
         ("[batch, d_hidden], two neurons", (8, 6), [1, 4]),
         ("[batch, d_hidden], one neuron", (5, 10), [7]),
@@ -300,10 +297,10 @@ def check_zero_ablate_hook(fn: Callable[..., torch.Tensor | None]) -> None:
 # -- merge_heads -----------------------------------------------------------------------------
 
 
+@EXERCISES.check(merge_heads)
 def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check your ``merge_heads``: ``fn(z: [batch, pos, n_heads, d_head])`` ->
     ``[batch, pos, n_heads * d_head]``."""
-    require_callable("check_merge_heads", fn)
     shapes = [  # (case name, (batch, pos, n_heads, d_head))
         ("random", (2, 3, 4, 5)),
         ("batch of one", (1, 7, 2, 3)),
@@ -336,9 +333,9 @@ def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
 # -- batched_dot -----------------------------------------------------------------------------
 
 
+@EXERCISES.check(batched_dot)
 def check_batched_dot(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check your ``batched_dot``: ``fn(a: [batch, d], b: [batch, d]) -> [batch]``."""
-    require_callable("check_batched_dot", fn)
     shapes = [  # (case name, (batch, d))
         ("random", (5, 3)),
         ("batch of one", (1, 4)),

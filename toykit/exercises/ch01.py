@@ -26,7 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from toykit import superposition as ref
-from toykit.exercises.checking import Case, Mistake, rng, run_check, seeded
+from toykit.exercises.checking import Case, ExerciseTable, Mistake, rng, run_check, seeded
+
+# exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
+EXERCISES = ExerciseTable()
 
 __all__ = [
     "check_antipodal_pair_losses",
@@ -104,6 +107,7 @@ def _batch_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(ref.generate_batch)
 def check_generate_batch(generate_batch: Callable[[int, torch.Tensor], torch.Tensor]) -> None:
     """Check ``generate_batch(n_batch, feature_probability) -> x: [n_batch, n_instances,
     n_features]`` statistically: presence rates, value range and mean, and independence of
@@ -172,6 +176,7 @@ def _forward_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(ref.toy_forward)
 def check_toy_forward(toy_forward: Callable[..., torch.Tensor]) -> None:
     """Check ``toy_forward(x, W, b_final) -> x'``: x: [batch, n_instances, n_features],
     W: [n_instances, n_hidden, n_features], b_final: [n_instances, n_features];
@@ -214,6 +219,7 @@ def _loss_cases() -> list[Case]:
             case("batch of one", 2, 1, 4, 3), case("many features", 3, 16, 2, 40)]
 
 
+@EXERCISES.check(ref.importance_weighted_loss)
 def check_importance_weighted_loss(importance_weighted_loss: Callable[..., torch.Tensor]) -> None:
     """Check ``importance_weighted_loss(out, x, importance) -> [n_instances]``:
     out, x: [batch, n_instances, n_features], importance: [n_instances, n_features];
@@ -300,6 +306,7 @@ def _fd_no_guard(W: torch.Tensor) -> torch.Tensor:
     return norms ** 2 / overlap.sum(-1)
 
 
+@EXERCISES.check(ref.feature_dimensionality)
 def check_feature_dimensionality(feature_dimensionality: Callable[[torch.Tensor], torch.Tensor]
                                  ) -> None:
     """Check ``feature_dimensionality(W) -> D: [n_instances, n_features]`` with
@@ -326,6 +333,7 @@ def check_feature_dimensionality(feature_dimensionality: Callable[[torch.Tensor]
 # -- dimensions_per_feature --------------------------------------------------------------------
 
 
+@EXERCISES.check(ref.dimensions_per_feature)
 def check_dimensions_per_feature(dimensions_per_feature: Callable[[torch.Tensor], torch.Tensor]
                                  ) -> None:
     """Check ``dimensions_per_feature(W) -> [n_instances]`` = n_hidden / ‖W‖²_F per instance."""
@@ -380,6 +388,7 @@ def _pr(r2: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / den.clamp_min(1e-30), torch.zeros_like(den))
 
 
+@EXERCISES.check(ref.neuron_polysemanticity)
 def check_neuron_polysemanticity(neuron_polysemanticity: Callable[[torch.Tensor], torch.Tensor]
                                  ) -> None:
     """Check ``neuron_polysemanticity(W) -> P: [n_instances, n_hidden]``: with r = ReLU(W[h, :]),
@@ -405,6 +414,7 @@ def check_neuron_polysemanticity(neuron_polysemanticity: Callable[[torch.Tensor]
 # -- antipodal_pair_losses ---------------------------------------------------------------------
 
 
+@EXERCISES.check(ref.antipodal_pair_losses)
 def check_antipodal_pair_losses(antipodal_pair_losses: Callable[..., tuple]) -> None:
     """Check ``antipodal_pair_losses(density) -> (loss_drop, loss_antipodal)``, the expected
     losses of two importance-1 features in one dimension: drop one (with the best bias for

@@ -27,8 +27,11 @@ import torch.nn.functional as F
 
 from toykit import sae as ref
 from toykit import sae_metrics as metrics
-from toykit.exercises.checking import Case, Mistake, rng, run_check
+from toykit.exercises.checking import Case, ExerciseTable, Mistake, rng, run_check
 from toykit.sae_training import reinitialise_latents as ref_reinitialise
+
+# exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
+EXERCISES = ExerciseTable()
 
 __all__ = [
     "check_explained_variance",
@@ -78,6 +81,7 @@ def _forward_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(_forward_reference)
 def check_sae_forward(sae_forward: Callable[..., tuple]) -> None:
     """Check ``sae_forward(x, W_enc, b_enc, W_dec, b_dec) -> (feature_acts, sae_out)``:
     f = ReLU((x − b_dec) W_enc + b_enc), x̂ = f W_dec + b_dec, for x: [..., d_in]."""
@@ -127,6 +131,7 @@ def _loss_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(_loss_reference)
 def check_sae_loss(sae_loss: Callable[..., tuple]) -> None:
     """Check ``sae_loss(x, feature_acts, sae_out, W_dec, l1_coefficient) -> (loss, mse_loss,
     l1_loss)``: mse_loss = batch mean of ‖x − x̂‖², l1_loss = batch mean of Σ_i f_i ‖W_dec,i‖,
@@ -182,6 +187,7 @@ def _keep(acts_pre: torch.Tensor, scores: torch.Tensor, k: int, dim: int = -1) -
     return torch.zeros_like(acts_pre).scatter(dim, idx, acts_pre.gather(dim, idx))
 
 
+@EXERCISES.check(ref.topk_activation)
 def check_topk_activation(topk_activation: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``topk_activation(acts_pre, k) -> feature_acts``: in each row (last axis), keep the
     k largest pre-activations, apply a ReLU to them, and set the rest to 0."""
@@ -218,6 +224,7 @@ def _jumprelu_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(ref.jumprelu)
 def check_jumprelu(jumprelu: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``jumprelu(acts_pre, threshold) -> feature_acts``: z · H(z − θ), i.e. z where z > θ
     (θ: one threshold per latent, [d_sae]) and 0 elsewhere. The comparison is strict, as in
@@ -258,6 +265,7 @@ def _grad_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(ref.jumprelu_threshold_grad)
 def check_jumprelu_threshold_grad(jumprelu_threshold_grad: Callable[..., torch.Tensor]) -> None:
     """Check ``jumprelu_threshold_grad(acts_pre, threshold, bandwidth, grad_output) -> [d_sae]``:
     Σ over every input of grad_output · (−θ/ε) · K((z − θ)/ε), K(u) = 1 if |u| < 1/2 else 0."""
@@ -310,6 +318,7 @@ def _ev_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(metrics.explained_variance)
 def check_explained_variance(explained_variance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``explained_variance(x, x_hat) -> scalar``: 1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖², where
     x, x_hat: [batch, d] and mean(x) is the mean over the batch, a vector [d]."""
@@ -359,6 +368,7 @@ def _mmcs_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(metrics.mmcs)
 def check_mmcs(mmcs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``mmcs(W_dec, true_features) -> scalar``: W_dec [d_sae, d], true_features [n_true, d]
     (rows of any length, not necessarily unit vectors); the mean over true features of the largest
@@ -409,6 +419,7 @@ def _reinit_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(ref_reinitialise)
 def check_reinitialise_latents(reinitialise_latents: Callable[..., tuple]) -> None:
     """Check ``reinitialise_latents(W_enc, b_enc, W_dec, b_dec, dead, inputs) -> (W_enc, b_enc,
     W_dec)``: for each dead latent, in order, u = (input − b_dec)/‖input − b_dec‖; its decoder
@@ -416,7 +427,7 @@ def check_reinitialise_latents(reinitialise_latents: Callable[..., tuple]) -> No
     columns), and its encoder bias 0. Live latents are unchanged, and so are the arguments:
     return new tensors."""
 
-    def make(We, be, Wd, bd, dead, inputs, centre=True, unit=True, live_only=True, factor=0.2,
+    def make(We, be, Wd, bd, dead, inputs, *, centre=True, unit=True, live_only=True, factor=0.2,
              reset_bias=True, encoder=True):
         u = inputs - bd if centre else inputs
         if unit:

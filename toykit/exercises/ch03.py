@@ -44,7 +44,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from toykit import transformer as ref
@@ -52,19 +51,22 @@ from toykit.exercises.checking import (
     DTYPE_HINT,
     Case,
     CheckFailure,
+    ExerciseTable,
     Mistake,
-    _mismatch,
     check_unchanged,
     describe,
     error_hint,
-    require_callable,
     rng,
     run_check,
     seeded,
     snapshot,
 )
+from toykit.exercises.modules import distinct_mistakes, module_case, module_check, require_class
 from toykit.sampling import sample_next_token
 from toykit.transformer import TransformerConfig, lm_cross_entropy_loss
+
+# exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
+EXERCISES = ExerciseTable()
 
 __all__ = [
     "check_attention",
@@ -81,195 +83,11 @@ __all__ = [
     "sample_next_token",
 ]
 
-# Each parameter's shape in the names of the config, for hints.
-_SHAPES = {
-    "w": "[d_model]", "b": "[d_model]", "W_E": "[d_vocab, d_model]", "W_pos": "[n_ctx, d_model]",
-    "W_Q": "[n_heads, d_model, d_head]", "W_K": "[n_heads, d_model, d_head]",
-    "W_V": "[n_heads, d_model, d_head]", "W_O": "[n_heads, d_head, d_model]",
-    "b_Q": "[n_heads, d_head]", "b_K": "[n_heads, d_head]", "b_V": "[n_heads, d_head]",
-    "b_O": "[d_model]", "W_in": "[d_model, d_mlp]", "b_in": "[d_mlp]", "W_out": "[d_mlp, d_model]",
-    "b_out": "[d_model]", "W_U": "[d_model, d_vocab]", "b_U": "[d_vocab]",
-}
-
-_NO_LN_HINT = (
-    "with cfg.normalization_type=None the model has no LayerNorm: make ln1 and ln2 (and the "
-    "model's ln_final) nn.Identity() in that case, e.g. `LayerNorm(cfg) if "
-    "cfg.normalization_type == 'LN' else nn.Identity()`"
-)
-
-
-class _SameAsReference(Exception):
-    """Raised by a mistake that gives the right answer on a case, so that it is skipped."""
-
-
-def _distinct(mistakes: list[Mistake], reference: Callable, atol: float, rtol: float) -> list[Mistake]:
-    """The mistakes, each skipped on cases where it agrees with the reference: a learner who is
-    only slightly off there must not be told about a mistake that makes no difference."""
-
-    def wrap(wrong: Callable) -> Callable:
-        def run(*args: Any, **kwargs: Any) -> Any:
-            out = wrong(*args, **kwargs)
-            if _mismatch(reference(*args, **kwargs), out, atol, rtol) is None:
-                raise _SameAsReference
-            return out
-        return run
-
-    return [Mistake(m.hint, wrap(m.wrong)) for m in mistakes]
-
-
 def _cfg(**changes: Any) -> TransformerConfig:
     """A small config for checks; every case changes a few fields."""
-    fields = dict(n_layers=2, d_model=16, n_heads=4, d_mlp=32, d_vocab=20, n_ctx=12,
+    fields: dict[str, Any] = dict(n_layers=2, d_model=16, n_heads=4, d_mlp=32, d_vocab=20, n_ctx=12,
                   act_fn="gelu", normalization_type="LN", seed=0, device="cpu")
     return TransformerConfig(**(fields | changes))
-
-
-def _require_class(check: str, cls: object) -> None:
-    if isinstance(cls, nn.Module) or not callable(cls):
-        raise TypeError(f"{check} expects your class itself (e.g. {check}(LayerNorm)), "
-                        f"not {type(cls).__name__} object")
-
-
-# -- toykit's modules with random weights ------------------------------------------------------
-
-_KINDS: dict[str, Callable[[TransformerConfig], nn.Module]] = {
-    "ln": ref.LayerNorm, "embed": ref.Embed, "pos_embed": ref.PosEmbed, "attn": ref.Attention,
-    "mlp": ref.MLP, "block": ref.TransformerBlock, "unembed": ref.Unembed, "model": ref.HookedTransformer,
-}
-
-
-@torch.no_grad()
-def _randomize(module: nn.Module, seed: int) -> nn.Module:
-    """Random weights of a useful size: O(1) activations, attention neither uniform nor one-hot
-    (score std about 1.4), non-zero biases and LayerNorm weights away from 1, so that a missing
-    bias or scale shows."""
-    g = rng(seed)
-    for name, p in module.named_parameters():
-        leaf = name.rsplit(".", 1)[-1]
-        noise = torch.randn(p.shape, generator=g, dtype=p.dtype)
-        if leaf == "w":
-            p.copy_(1 + 0.3 * noise)
-        elif leaf in ("W_E", "W_pos"):
-            p.copy_(noise)
-        elif leaf.startswith("W_"):
-            gain = 1.2 if leaf in ("W_Q", "W_K") else 1.0
-            p.copy_(noise * gain / math.sqrt(p.shape[-2]))
-        else:  # biases, LayerNorm b
-            p.copy_(0.3 * noise)
-    return module.eval()
-
-
-def _ref(kind: str, cfg: TransformerConfig, seed: int) -> nn.Module:
-    return _randomize(_KINDS[kind](cfg), seed)
-
-
-# -- building the learner's module -------------------------------------------------------------
-
-
-def _build(exercise: str, case: str, cls: Callable, cfg: TransformerConfig) -> nn.Module:
-    try:
-        module = cls(cfg)
-    except AttributeError as err:
-        if "Module.__init__" not in str(err):
-            raise
-        raise CheckFailure(exercise, case, f"your class raised AttributeError: {err}",
-                           "call super().__init__() first thing in __init__, before creating "
-                           "parameters or submodules") from err
-    if not isinstance(module, nn.Module):
-        raise CheckFailure(exercise, case, f"{getattr(cls, '__name__', cls)}(cfg) gave {describe(module)}",
-                           "your class must subclass nn.Module: `class Name(nn.Module):`")
-    return module
-
-
-def _shape_words(name: str, shape: torch.Size) -> str:
-    symbolic = _SHAPES.get(name.rsplit(".", 1)[-1])
-    return f"{symbolic} = {list(shape)}" if symbolic else str(list(shape))
-
-
-def _copy_weights(exercise: str, case: str, module: nn.Module, reference: nn.Module,
-                  cfg: TransformerConfig) -> None:
-    """Load the reference's state dict into the learner's module, or say precisely why not."""
-    want, have = reference.state_dict(), module.state_dict()
-    nested = any("." in k for k in want)
-    for name, value in want.items():
-        if name not in have:
-            where = ("; name the submodules as toykit does (embed, pos_embed, blocks, ln_final, "
-                     "unembed; in a block ln1, attn, ln2, mlp) so that state dicts match") if nested else ""
-            raise CheckFailure(
-                exercise, case, f"missing parameter {name!r}; your parameters: {sorted(have) or 'none'}",
-                f"your module has no parameter {name} of shape {_shape_words(name, value.shape)}: create "
-                f"it in __init__ as an nn.Parameter with exactly this name{where}")
-        if have[name].shape != value.shape:
-            raise CheckFailure(
-                exercise, case, f"parameter {name!r} has shape {list(have[name].shape)}",
-                f"{name} must have shape {_shape_words(name, value.shape)}, got {list(have[name].shape)}: "
-                "toykit's weights are right-multiplied (x @ W), as in TransformerLens")
-        if have[name].dtype != value.dtype:
-            raise CheckFailure(
-                exercise, case, f"parameter {name!r} has dtype {have[name].dtype}, expected {value.dtype}",
-                f"create every parameter with the config's dtype (dtype=cfg.dtype, {value.dtype} here): a "
-                f"{have[name].dtype} module turns the float32 residual stream into {have[name].dtype}, and the "
-                "next module's float32 weights then fail on it")
-    extra = [k for k in have if k not in want]
-    if extra:
-        buffers = {n for n, _ in module.named_buffers()}
-        if cfg.normalization_type is None and any(k.rsplit(".", 1)[-1] in ("w", "b") for k in extra):
-            hint = _NO_LN_HINT
-        elif all(k in buffers for k in extra):
-            hint = ("your module saves buffers in its state dict, so toykit's state dict would not load "
-                    "into it: register them with register_buffer(name, tensor, persistent=False)")
-        else:
-            hint = (f"your module has parameters toykit's has not: {extra}; use only toykit's "
-                    f"parameters ({sorted(want)})")
-        raise CheckFailure(exercise, case, f"unexpected entries in your state dict: {extra}", hint)
-    module.load_state_dict(want)
-
-
-def _module_check(exercise: str, cls: Callable, kind: str, cases: list[Case], mistakes: list[Mistake],
-                  hint: str, atol: float = 1e-5, rtol: float = 1e-4,
-                  explain_error: Callable[[str, Exception], str | None] | None = None) -> None:
-    """Compare ``cls(cfg)`` holding toykit's random weights with toykit's module, case by case.
-
-    Each case's args are (cfg, seed, *inputs) and its kwargs hold the case name; mistakes take
-    the same arguments. explain_error(case, error) may name the cause of an error the module raises.
-    """
-
-    def learner(cfg: TransformerConfig, seed: int, *inputs: torch.Tensor, case: str) -> Any:
-        module = _build(exercise, case, cls, cfg)
-        _copy_weights(exercise, case, module, _ref(kind, cfg, seed), cfg)
-        module.eval()
-        try:
-            with torch.no_grad():
-                out = module(*inputs)
-        except Exception as err:
-            special = explain_error(case, err) if explain_error else None
-            if special is None:
-                raise
-            raise CheckFailure(exercise, case, f"your code raised {type(err).__name__}: {err}", special) from err
-        if isinstance(out, torch.Tensor) and out.is_floating_point() and out.dtype != cfg.dtype:
-            raise CheckFailure(exercise, case, f"your module returned dtype {out.dtype} for a model of dtype "
-                               f"{cfg.dtype}", f"keep the model's dtype, cfg.dtype ({cfg.dtype}): the next "
-                               "module adds your output to the residual stream or multiplies it by its own "
-                               f"{cfg.dtype} weights. {DTYPE_HINT}")
-        return out
-
-    def reference(cfg: TransformerConfig, seed: int, *inputs: torch.Tensor, case: str) -> Any:
-        with torch.no_grad():
-            return _ref(kind, cfg, seed)(*inputs)
-
-    def on_reference(wrong: Callable) -> Callable:
-        # A mistake is written as wrong(reference_module, cfg, *inputs), using toykit's weights.
-        def run(cfg: TransformerConfig, seed: int, *inputs: torch.Tensor, case: str) -> Any:
-            with torch.no_grad():
-                return wrong(_ref(kind, cfg, seed), cfg, *inputs)
-        return run
-
-    mistakes = _distinct([Mistake(m.hint, on_reference(m.wrong)) for m in mistakes], reference, atol, rtol)
-    run_check(exercise, learner, reference, cases, mistakes, hint=hint, atol=atol, rtol=rtol)
-
-
-def _case(name: str, cfg: TransformerConfig, seed: int, *inputs: torch.Tensor) -> Case:
-    return Case(name, args=(cfg, seed, *inputs), kwargs={"case": name})
 
 
 def _resid(seed: int, batch: int, pos: int, d_model: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
@@ -283,7 +101,7 @@ def _tokens(seed: int, batch: int, pos: int, d_vocab: int) -> torch.Tensor:
 # -- LayerNorm ---------------------------------------------------------------------------------
 
 
-def _ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float, dim: int = -1,
+def _ln(x: torch.Tensor, w: torch.Tensor | float, b: torch.Tensor | float, eps: float, dim: int = -1,
         unbiased: bool = False, centre: bool = True, eps_inside: bool = True) -> torch.Tensor:
     if centre:
         x = x - x.mean(dim, keepdim=True)
@@ -294,17 +112,18 @@ def _ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float, dim: int 
     return x / scale * w + b
 
 
+@EXERCISES.check(ref.LayerNorm)
 def check_layer_norm(LayerNorm: Callable) -> None:
     """Check your ``LayerNorm(cfg)``: parameters w, b [d_model]; forward x [batch, pos, d_model]
     -> (x - mean) / sqrt(var + cfg.eps) * w + b, mean and biased variance over d_model."""
-    _require_class("check_layer_norm", LayerNorm)
+    require_class("check_layer_norm", LayerNorm)
     cases = [
-        _case("x with mean 2 and std 3", _cfg(d_model=8), 0, _resid(100, 3, 5, 8, 3.0, 2.0)),
-        _case("d_model 32, eps 1e-3", _cfg(d_model=32, n_heads=4, d_head=8, eps=1e-3), 1,
+        module_case("x with mean 2 and std 3", _cfg(d_model=8), 0, _resid(100, 3, 5, 8, 3.0, 2.0)),
+        module_case("d_model 32, eps 1e-3", _cfg(d_model=32, n_heads=4, d_head=8, eps=1e-3), 1,
               _resid(101, 2, 4, 32, 0.5, -1.0)),
-        _case("nearly constant rows (variance ~ eps)", _cfg(d_model=16), 2, _resid(102, 2, 3, 16, 3e-3, 0.2)),
-        _case("eps 1e-2, tiny variance", _cfg(d_model=16, eps=1e-2), 3, _resid(103, 2, 3, 16, 0.05, 0.5)),
-        _case("batch 1, pos 1", _cfg(d_model=8), 4, _resid(104, 1, 1, 8, 2.0, 1.0)),
+        module_case("nearly constant rows (variance ~ eps)", _cfg(d_model=16), 2, _resid(102, 2, 3, 16, 3e-3, 0.2)),
+        module_case("eps 1e-2, tiny variance", _cfg(d_model=16, eps=1e-2), 3, _resid(103, 2, 3, 16, 0.05, 0.5)),
+        module_case("batch 1, pos 1", _cfg(d_model=8), 4, _resid(104, 1, 1, 8, 2.0, 1.0)),
     ]
     mistakes = [
         Mistake("LayerNorm: the variance must be the biased one, the plain mean of squared deviations "
@@ -326,7 +145,7 @@ def check_layer_norm(LayerNorm: Callable) -> None:
     ]
     # atol 1e-4: on nearly constant rows, float32 rounding alone differs by ~3e-5 between
     # correct implementations; every mistake above is off by far more.
-    _module_check("layer_norm", LayerNorm, "ln", cases, mistakes, atol=1e-4, rtol=1e-4,
+    module_check("layer_norm", LayerNorm, "ln", cases, mistakes, atol=1e-4, rtol=1e-4,
                   hint="normalise each position's vector over d_model (centre it, divide by its standard "
                        "deviation with cfg.eps added to the variance), then apply the learned scale and shift")
 
@@ -334,39 +153,41 @@ def check_layer_norm(LayerNorm: Callable) -> None:
 # -- Embed and PosEmbed ------------------------------------------------------------------------
 
 
+@EXERCISES.check(ref.Embed)
 def check_embed(Embed: Callable) -> None:
     """Check your ``Embed(cfg)``: W_E [d_vocab, d_model]; tokens [batch, pos] (int64 token ids, as
     everywhere in toykit) -> [batch, pos, d_model], the row of W_E of each token."""
-    _require_class("check_embed", Embed)
+    require_class("check_embed", Embed)
     cases = []
     for i, (name, cfg, batch, pos) in enumerate([
         ("batch 3, pos 7", _cfg(), 3, 7),
         ("d_vocab 50, d_model 24", _cfg(d_vocab=50, d_model=24, n_heads=3, d_head=8), 2, 12),
         ("batch 1, pos 1", _cfg(), 1, 1),
     ]):
-        cases.append(_case(name, cfg, i, _tokens(200 + i, batch, pos, cfg.d_vocab)))
-    cases.append(_case("every token id, including 0 and d_vocab - 1", _cfg(), 3,
+        cases.append(module_case(name, cfg, i, _tokens(200 + i, batch, pos, cfg.d_vocab)))
+    cases.append(module_case("every token id, including 0 and d_vocab - 1", _cfg(), 3,
                        torch.arange(20).view(2, 10)))
     mistakes = [
         Mistake("the embedding is just the row of W_E of each token; toykit, like GPT-2 and "
                 "TransformerLens, does not multiply it by sqrt(d_model)",
                 lambda m, cfg, t: m.W_E[t] * math.sqrt(cfg.d_model)),
     ]
-    _module_check("embed", Embed, "embed", cases, mistakes,
+    module_check("embed", Embed, "embed", cases, mistakes,
                   hint="a token's embedding is the row of the embedding matrix that belongs to its id; look up "
                        "every token of the batch at once")
 
 
+@EXERCISES.check(ref.PosEmbed)
 def check_pos_embed(PosEmbed: Callable) -> None:
     """Check your ``PosEmbed(cfg)``: W_pos [n_ctx, d_model]; tokens [batch, pos] -> [batch, pos, d_model],
     row p of W_pos at position p, the same in every sequence of the batch."""
-    _require_class("check_pos_embed", PosEmbed)
+    require_class("check_pos_embed", PosEmbed)
     # The first case has token ids < n_ctx so that indexing W_pos by token ids runs (and is caught).
     cases = [
-        _case("batch 3, pos 5, small token ids", _cfg(d_vocab=10, n_ctx=12), 0, _tokens(300, 3, 5, 10)),
-        _case("a full context (pos = n_ctx)", _cfg(), 1, _tokens(301, 2, 12, 20)),
-        _case("batch 1, pos 1", _cfg(), 2, _tokens(302, 1, 1, 20)),
-        _case("d_model 24, pos 9", _cfg(d_model=24, n_heads=3, d_head=8, n_ctx=16), 3, _tokens(303, 4, 9, 20)),
+        module_case("batch 3, pos 5, small token ids", _cfg(d_vocab=10, n_ctx=12), 0, _tokens(300, 3, 5, 10)),
+        module_case("a full context (pos = n_ctx)", _cfg(), 1, _tokens(301, 2, 12, 20)),
+        module_case("batch 1, pos 1", _cfg(), 2, _tokens(302, 1, 1, 20)),
+        module_case("d_model 24, pos 9", _cfg(d_model=24, n_heads=3, d_head=8, n_ctx=16), 3, _tokens(303, 4, 9, 20)),
     ]
     mistakes = [
         Mistake("positional embedding must be sliced to the sequence length: W_pos[:pos], with pos = "
@@ -381,15 +202,17 @@ def check_pos_embed(PosEmbed: Callable) -> None:
         Mistake("you counted positions from the end: position p (from the start) uses W_pos[p]",
                 lambda m, cfg, t: m.W_pos[: t.shape[1]].flip(0).expand(t.shape[0], -1, -1)),
     ]
-    _module_check("pos_embed", PosEmbed, "pos_embed", cases, mistakes,
+    module_check("pos_embed", PosEmbed, "pos_embed", cases, mistakes,
                   hint="the positional embedding depends only on where a token sits: the first pos rows of "
                        "the positional matrix, the same for every sequence of the batch, [batch, pos, d_model]")
 
 
 # -- Attention ---------------------------------------------------------------------------------
+# The simulated mistakes below take the learner's module as `m: Any`: it is duck-typed, any
+# module with the parameter names of the exercise.
 
 
-def _attention(m: nn.Module, cfg: TransformerConfig, x: torch.Tensor, *, scale: str = "sqrt",
+def _attention(m: Any, cfg: TransformerConfig, x: torch.Tensor, *, scale: str = "sqrt",
                mask: str = "before", fill: float = float("-inf"), diagonal: int = 1, softmax_dim: int = -1,
                qkv_bias: bool = True, out_bias: bool = True, mix: str = "keys") -> torch.Tensor:
     """toykit's attention written out, with switches for the usual mistakes."""
@@ -418,22 +241,24 @@ def _attention(m: nn.Module, cfg: TransformerConfig, x: torch.Tensor, *, scale: 
     return out + m.b_O if out_bias else out
 
 
+@EXERCISES.check(ref.Attention)
 def check_attention(Attention: Callable) -> None:
     """Check your ``Attention(cfg)``: W_Q, W_K, W_V [n_heads, d_model, d_head], b_Q, b_K, b_V
     [n_heads, d_head], W_O [n_heads, d_head, d_model], b_O [d_model]; forward x [batch, pos, d_model]
     -> [batch, pos, d_model]: causal multi-head attention with scores q·k / sqrt(d_head). Any
     sequence length up to cfg.n_ctx must work."""
-    _require_class("check_attention", Attention)
+    require_class("check_attention", Attention)
     # The first case has sqrt(d_model) = 6, d_head = 9 and sqrt(d_head) = 3, so that each wrong scale
     # shows as itself; the long case has more than 10 positions (a mask built for 10 fails there).
     cases = [
-        _case("4 heads of d_head 9, d_model 36, pos 6", _cfg(d_model=36, n_heads=4, d_head=9), 0,
+        module_case("4 heads of d_head 9, d_model 36, pos 6", _cfg(d_model=36, n_heads=4, d_head=9), 0,
               _resid(400, 2, 6, 36)),
-        _case("a long sequence (pos 14 of n_ctx 16)", _cfg(n_ctx=16), 5, _resid(405, 2, 14, 16)),
-        _case("2 heads of d_head 8, a full context", _cfg(n_heads=2, d_head=8, n_ctx=10), 1, _resid(401, 3, 10, 16)),
-        _case("1 head, d_model 12", _cfg(d_model=12, n_heads=1, d_head=12), 2, _resid(402, 2, 5, 12)),
-        _case("batch 1, pos 1", _cfg(), 3, _resid(403, 1, 1, 16)),
-        _case("8 heads of d_head 2, pos 9", _cfg(n_heads=8, d_head=2), 4, _resid(404, 2, 9, 16)),
+        module_case("a long sequence (pos 14 of n_ctx 16)", _cfg(n_ctx=16), 5, _resid(405, 2, 14, 16)),
+        module_case("2 heads of d_head 8, a full context", _cfg(n_heads=2, d_head=8, n_ctx=10), 1,
+                    _resid(401, 3, 10, 16)),
+        module_case("1 head, d_model 12", _cfg(d_model=12, n_heads=1, d_head=12), 2, _resid(402, 2, 5, 12)),
+        module_case("batch 1, pos 1", _cfg(), 3, _resid(403, 1, 1, 16)),
+        module_case("8 heads of d_head 2, pos 9", _cfg(n_heads=8, d_head=2), 4, _resid(404, 2, 9, 16)),
     ]
     mistakes = [
         Mistake("no causal mask: a query must not attend to later positions; set scores[q, k] for "
@@ -472,7 +297,7 @@ def check_attention(Attention: Callable) -> None:
                     "to cfg.n_ctx (build it from cfg.n_ctx and slice it, or from the input), not a fixed size")
         return None
 
-    _module_check("attention", Attention, "attn", cases, mistakes, explain_error=long_sequence,
+    module_check("attention", Attention, "attn", cases, mistakes, explain_error=long_sequence,
                   hint="go through attention one step at a time and compare shapes with the docstring: "
                        "queries, keys and values per head, scaled scores, the causal mask, a softmax over "
                        "keys, the weighted sum of values, then the output projection summed over heads")
@@ -481,7 +306,7 @@ def check_attention(Attention: Callable) -> None:
 # -- MLP ---------------------------------------------------------------------------------------
 
 
-def _mlp(m: nn.Module, x: torch.Tensor, act: Callable, in_bias: bool = True, out_bias: bool = True,
+def _mlp(m: Any, x: torch.Tensor, act: Callable, in_bias: bool = True, out_bias: bool = True,
          act_out: bool = False) -> torch.Tensor:
     h = act(x @ m.W_in + (m.b_in if in_bias else 0.0))
     out = h @ m.W_out + (m.b_out if out_bias else 0.0)
@@ -492,16 +317,17 @@ def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+@EXERCISES.check(ref.MLP)
 def check_mlp(MLP: Callable) -> None:
     """Check your ``MLP(cfg)``: W_in [d_model, d_mlp], b_in [d_mlp], W_out [d_mlp, d_model],
     b_out [d_model]; forward x [batch, pos, d_model] -> act(x @ W_in + b_in) @ W_out + b_out, with
     act chosen by cfg.act_fn ("gelu": exact GELU, F.gelu; "relu")."""
-    _require_class("check_mlp", MLP)
+    require_class("check_mlp", MLP)
     cases = [
-        _case("GELU, batch 2, pos 5", _cfg(), 0, _resid(500, 2, 5, 16, 1.5)),
-        _case("ReLU", _cfg(act_fn="relu"), 1, _resid(501, 3, 4, 16, 1.5)),
-        _case("GELU, d_mlp 64", _cfg(d_mlp=64, d_model=8, n_heads=2), 2, _resid(502, 2, 3, 8, 1.5)),
-        _case("batch 1, pos 1", _cfg(), 3, _resid(503, 1, 1, 16, 1.5)),
+        module_case("GELU, batch 2, pos 5", _cfg(), 0, _resid(500, 2, 5, 16, 1.5)),
+        module_case("ReLU", _cfg(act_fn="relu"), 1, _resid(501, 3, 4, 16, 1.5)),
+        module_case("GELU, d_mlp 64", _cfg(d_mlp=64, d_model=8, n_heads=2), 2, _resid(502, 2, 3, 8, 1.5)),
+        module_case("batch 1, pos 1", _cfg(), 3, _resid(503, 1, 1, 16, 1.5)),
     ]
     gelu = F.gelu
 
@@ -525,7 +351,7 @@ def check_mlp(MLP: Callable) -> None:
         Mistake("the activation comes once, between W_in and W_out, not after W_out as well",
                 lambda m, c, x: _mlp(m, x, act_of(c), act_out=True)),
     ]
-    _module_check("mlp", MLP, "mlp", cases, mistakes,
+    module_check("mlp", MLP, "mlp", cases, mistakes,
                   hint="an MLP is a linear map with bias into d_mlp, the activation cfg.act_fn names, and a "
                        "linear map with bias back to d_model")
 
@@ -533,7 +359,7 @@ def check_mlp(MLP: Callable) -> None:
 # -- TransformerBlock --------------------------------------------------------------------------
 
 
-def _block(m: nn.Module, x: torch.Tensor, variant: str) -> torch.Tensor:
+def _block(m: Any, x: torch.Tensor, variant: str) -> torch.Tensor:
     ln1, attn, ln2, mlp = m.ln1, m.attn, m.ln2, m.mlp
     if variant == "no_residual":
         mid = attn(ln1(x))
@@ -558,17 +384,19 @@ def _block(m: nn.Module, x: torch.Tensor, variant: str) -> torch.Tensor:
     raise ValueError(variant)
 
 
+@EXERCISES.check(ref.TransformerBlock)
 def check_transformer_block(TransformerBlock: Callable) -> None:
     """Check your ``TransformerBlock(cfg)``: submodules ln1, attn, ln2, mlp (your own LayerNorm,
     Attention and MLP; ln1 and ln2 are nn.Identity() when cfg.normalization_type is None);
     forward resid_pre [batch, pos, d_model] -> resid_post, pre-norm:
     resid_mid = resid_pre + attn(ln1(resid_pre)); resid_post = resid_mid + mlp(ln2(resid_mid))."""
-    _require_class("check_transformer_block", TransformerBlock)
+    require_class("check_transformer_block", TransformerBlock)
     cases = [
-        _case("LayerNorm, GELU", _cfg(), 0, _resid(600, 2, 6, 16, 2.0, 0.5)),
-        _case("LayerNorm, ReLU, 2 heads", _cfg(act_fn="relu", n_heads=2, d_head=8), 1, _resid(601, 3, 5, 16, 2.0)),
-        _case("no LayerNorm (normalization_type=None)", _cfg(normalization_type=None), 2, _resid(602, 2, 6, 16)),
-        _case("batch 1, pos 1", _cfg(), 3, _resid(603, 1, 1, 16, 2.0)),
+        module_case("LayerNorm, GELU", _cfg(), 0, _resid(600, 2, 6, 16, 2.0, 0.5)),
+        module_case("LayerNorm, ReLU, 2 heads", _cfg(act_fn="relu", n_heads=2, d_head=8), 1,
+                    _resid(601, 3, 5, 16, 2.0)),
+        module_case("no LayerNorm (normalization_type=None)", _cfg(normalization_type=None), 2, _resid(602, 2, 6, 16)),
+        module_case("batch 1, pos 1", _cfg(), 3, _resid(603, 1, 1, 16, 2.0)),
     ]
     mistakes = [
         Mistake("residual connections: each sublayer *adds* its output to the stream, "
@@ -587,7 +415,7 @@ def check_transformer_block(TransformerBlock: Callable) -> None:
         Mistake("the MLP's input goes through ln2, which has its own weights, not ln1",
                 lambda m, c, x: _block(m, x, "ln1_twice")),
     ]
-    _module_check("transformer_block", TransformerBlock, "block", cases, mistakes, atol=1e-4, rtol=1e-3,
+    module_check("transformer_block", TransformerBlock, "block", cases, mistakes, atol=1e-4, rtol=1e-3,
                   hint="check LayerNorm, Attention and MLP first; then follow the pre-norm block of the "
                        "docstring: each sublayer reads a normalised copy of the stream and adds to the stream")
 
@@ -595,14 +423,15 @@ def check_transformer_block(TransformerBlock: Callable) -> None:
 # -- Unembed -----------------------------------------------------------------------------------
 
 
+@EXERCISES.check(ref.Unembed)
 def check_unembed(Unembed: Callable) -> None:
     """Check your ``Unembed(cfg)``: W_U [d_model, d_vocab], b_U [d_vocab]; forward
     x [batch, pos, d_model] -> logits [batch, pos, d_vocab] = x @ W_U + b_U."""
-    _require_class("check_unembed", Unembed)
+    require_class("check_unembed", Unembed)
     cases = [
-        _case("batch 2, pos 5", _cfg(), 0, _resid(700, 2, 5, 16)),
-        _case("d_vocab 50", _cfg(d_vocab=50), 1, _resid(701, 3, 4, 16)),
-        _case("batch 1, pos 1", _cfg(), 2, _resid(702, 1, 1, 16)),
+        module_case("batch 2, pos 5", _cfg(), 0, _resid(700, 2, 5, 16)),
+        module_case("d_vocab 50", _cfg(d_vocab=50), 1, _resid(701, 3, 4, 16)),
+        module_case("batch 1, pos 1", _cfg(), 2, _resid(702, 1, 1, 16)),
     ]
     mistakes = [
         Mistake("add the bias: logits = x @ W_U + b_U", lambda m, c, x: x @ m.W_U),
@@ -611,7 +440,7 @@ def check_unembed(Unembed: Callable) -> None:
         Mistake("return the logits themselves, not log-probabilities: no log_softmax in the model",
                 lambda m, c, x: (x @ m.W_U + m.b_U).log_softmax(-1)),
     ]
-    _module_check("unembed", Unembed, "unembed", cases, mistakes,
+    module_check("unembed", Unembed, "unembed", cases, mistakes,
                   hint="the unembedding is one linear map with bias from d_model to d_vocab; the logits are "
                        "returned as they are")
 
@@ -619,7 +448,7 @@ def check_unembed(Unembed: Callable) -> None:
 # -- the whole model ---------------------------------------------------------------------------
 
 
-def _model(m: nn.Module, tokens: torch.Tensor, pos: bool = True, ln_final: bool = True,
+def _model(m: Any, tokens: torch.Tensor, pos: bool = True, ln_final: bool = True,
            n_blocks: int | None = None) -> torch.Tensor:
     resid = m.embed(tokens) + (m.pos_embed(tokens) if pos else 0.0)
     for block in m.blocks[: n_blocks]:
@@ -627,12 +456,13 @@ def _model(m: nn.Module, tokens: torch.Tensor, pos: bool = True, ln_final: bool 
     return m.unembed(m.ln_final(resid) if ln_final else resid)
 
 
+@EXERCISES.check(ref.HookedTransformer)
 def check_transformer(Transformer: Callable) -> None:
     """Check your ``Transformer(cfg)``: submodules embed, pos_embed, blocks (nn.ModuleList of
     cfg.n_layers TransformerBlocks), ln_final (nn.Identity() without LayerNorm), unembed; forward
     tokens [batch, pos] -> logits [batch, pos, d_vocab]. Its state dict must load toykit's
     HookedTransformer's."""
-    _require_class("check_transformer", Transformer)
+    require_class("check_transformer", Transformer)
     specs = [
         ("2 layers, LayerNorm, GELU", _cfg(), 2, 8),
         ("1 layer, ReLU, d_vocab 40", _cfg(n_layers=1, act_fn="relu", d_vocab=40), 3, 5),
@@ -640,7 +470,7 @@ def check_transformer(Transformer: Callable) -> None:
         ("a full context (pos = n_ctx)", _cfg(), 2, 12),
         ("batch 1, pos 1", _cfg(), 1, 1),
     ]
-    cases = [_case(name, cfg, i, _tokens(800 + i, batch, pos, cfg.d_vocab))
+    cases = [module_case(name, cfg, i, _tokens(800 + i, batch, pos, cfg.d_vocab))
              for i, (name, cfg, batch, pos) in enumerate(specs)]
     mistakes = [
         Mistake("apply the final LayerNorm, ln_final, to the residual stream before unembedding",
@@ -652,7 +482,7 @@ def check_transformer(Transformer: Callable) -> None:
         Mistake("return the logits at every position, [batch, pos, d_vocab], not only the last one",
                 lambda m, c, t: _model(m, t)[:, -1]),
     ]
-    _module_check("transformer", Transformer, "model", cases, mistakes, atol=1e-4, rtol=1e-3,
+    module_check("transformer", Transformer, "model", cases, mistakes, atol=1e-4, rtol=1e-3,
                   hint="check the pieces first; then follow the order of the docstring: embeddings, every "
                        "block in turn, the final LayerNorm, the unembedding")
 
@@ -660,12 +490,12 @@ def check_transformer(Transformer: Callable) -> None:
 # -- the language-model loss -------------------------------------------------------------------
 
 
+@EXERCISES.check(lm_cross_entropy_loss, modules_ok=False)
 def check_lm_cross_entropy_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``lm_cross_entropy_loss(logits, tokens) -> scalar``: logits [batch, pos, d_vocab],
     tokens [batch, pos] (int64 token ids); the mean over batch and positions 0..pos-2 of
     -log softmax(logits[b, i])[tokens[b, i + 1]]. The loss must be a tensor that carries gradients
     back to the logits (training calls loss.backward())."""
-    require_callable("check_lm_cross_entropy_loss", fn, modules_ok=False)
 
     def case(name: str, seed: int, batch: int, pos: int, vocab: int) -> Case:
         g = rng(seed)
@@ -696,7 +526,7 @@ def check_lm_cross_entropy_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch
                 lambda lg, t: nll(lg[:, :-1], t[:, 1:])),
     ]
     run_check("lm_cross_entropy_loss", fn, lm_cross_entropy_loss, cases,
-              _distinct(mistakes, lm_cross_entropy_loss, 1e-5, 1e-4), grad_args=(0,),
+              distinct_mistakes(mistakes, lm_cross_entropy_loss, 1e-5, 1e-4), grad_args=(0,),
               hint="each position's logits are scored on the token that comes next: the negative "
                    "log-probability of that token, averaged over every prediction")
 
@@ -740,11 +570,11 @@ _GREEDY_HINT = ("temperature 0 means greedy: take the most likely token of each 
                 "(and without drawing)")
 
 
+@EXERCISES.check(sample_next_token, modules_ok=False)
 def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
     """Check ``sample_next_token(logits, temperature=1.0, top_k=None, generator=None) -> [batch]``
     (int64 token ids) statistically; temperature 0 must give exactly the argmax. The check calls
     it with keyword arguments, so keep these parameter names."""
-    require_callable("check_sample_next_token", fn, modules_ok=False)
     exercise = "sample_next_token"
 
     def learner(logits: torch.Tensor, temperature: float, top_k: int | None, seed: int, case: str) -> torch.Tensor:
@@ -820,7 +650,7 @@ def check_sample_next_token(fn: Callable[..., torch.Tensor]) -> None:
                 mistake(top_k_ignored=True)),
         Mistake(_GREEDY_HINT, mistake(greedy=False)),
     ]
-    run_check(exercise, learner, reference, cases, _distinct(mistakes, reference, FREQ_TOL / 3, 0.0),
+    run_check(exercise, learner, reference, cases, distinct_mistakes(mistakes, reference, FREQ_TOL / 3, 0.0),
               hint="temperature rescales the logits before the softmax, top_k keeps only the k most likely "
                    "tokens, and the draw must use the generator you are given; temperature 0 means greedy",
               atol=FREQ_TOL, rtol=0.0)

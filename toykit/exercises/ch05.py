@@ -26,11 +26,14 @@ import torch.nn.functional as F
 
 from toykit import probes
 from toykit.circular_features import angular_order, is_cyclic_order
-from toykit.exercises.checking import Case, Mistake, rng, run_check
+from toykit.exercises.checking import Case, ExerciseTable, Mistake, rng, run_check
 from toykit.logit_lens import apply_final_norm
 from toykit.saliency import gradient_x_input
 from toykit.steering import steer_resid
-from toykit.transformer import HookedTransformer, TransformerConfig
+from toykit.transformer import HookedTransformer, LayerNorm, TransformerConfig
+
+# exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
+EXERCISES = ExerciseTable()
 
 __all__ = [
     "angular_order",
@@ -66,6 +69,7 @@ def _probe_cases() -> list[Case]:
     return cases
 
 
+@EXERCISES.check(_probe_ref)
 def check_probe_accuracy(probe_accuracy: Callable[..., float]) -> None:
     """Check ``probe_accuracy(x, y, W, b) -> float``: the fraction of rows whose largest logit
     x @ W + b is the true class."""
@@ -96,6 +100,7 @@ def _md_cases() -> list[Case]:
     return cases
 
 
+@EXERCISES.check(probes.mean_difference)
 def check_mean_difference(mean_difference: Callable[..., torch.Tensor]) -> None:
     """Check ``mean_difference(x, mask) -> [d]`` = mean(x[mask]) - mean(x[~mask])."""
     mistakes = [
@@ -138,6 +143,11 @@ def _pc_smallest(x, k):
     return evecs[:, :k].T
 
 
+def _top_components_reference(x: torch.Tensor, k: int) -> torch.Tensor:
+    return probes.fit_pca(x, k).components
+
+
+@EXERCISES.check(_top_components_reference)
 def check_top_components(top_components: Callable[..., torch.Tensor]) -> None:
     """Check ``top_components(x, k) -> [k, d]``: orthonormal rows spanning the k directions of
     largest variance of x [n, d] (signs are free: compared through C^T C)."""
@@ -155,7 +165,7 @@ def check_top_components(top_components: Callable[..., torch.Tensor]) -> None:
                 lambda x, k: _projector(torch.linalg.svd((x - x.mean(0)).T, full_matrices=False)[2][:k])),
     ]
     run_check("top_components", lambda x, k: _projector(top_components(x, k)),
-              lambda x, k: _projector(probes.fit_pca(x, k).components), _pc_cases(), mistakes,
+              lambda x, k: _projector(_top_components_reference(x, k)), _pc_cases(), mistakes,
               hint="principal directions are the right singular vectors of the *centred* data (equivalently "
                    "the eigenvectors of its covariance), taken in order of decreasing variance", atol=1e-4)
 
@@ -169,8 +179,10 @@ def _tiny_model(seed: int, d_vocab: int = 13) -> HookedTransformer:
     model = HookedTransformer(cfg)
     with torch.no_grad():  # non-trivial LayerNorm weights and biases, so skipping them shows
         g = rng(seed)
-        model.ln_final.w.copy_(1 + 0.5 * torch.randn(16, generator=g))
-        model.ln_final.b.copy_(0.5 * torch.randn(16, generator=g))
+        ln_final = model.ln_final
+        assert isinstance(ln_final, LayerNorm)  # normalization_type="LN"
+        ln_final.w.copy_(1 + 0.5 * torch.randn(16, generator=g))
+        ln_final.b.copy_(0.5 * torch.randn(16, generator=g))
         model.unembed.b_U.copy_(torch.randn(d_vocab, generator=g))
     return model.eval()
 
@@ -195,6 +207,7 @@ def _lens_learner(fn):
     return run
 
 
+@EXERCISES.check(_lens_ref)
 def check_logit_lens(logit_lens: Callable[..., torch.Tensor]) -> None:
     """Check ``logit_lens(resid, model) -> [..., d_vocab]``: layer-normalise resid with the final
     LayerNorm (its own scale, weight ln_final.w and bias ln_final.b), then x @ W_U + b_U."""
@@ -240,6 +253,7 @@ def _steer_last(resid, direction, alpha, pos):
     return steer_resid(resid, direction, alpha, torch.full_like(pos, resid.shape[1] - 1))
 
 
+@EXERCISES.check(steer_resid)
 def check_steer_resid(steer: Callable[..., torch.Tensor]) -> None:
     """Check ``steer_resid(resid, direction, alpha, pos) -> [batch, pos, d_model]``: adds
     alpha * direction / ‖direction‖ at position pos[i] of row i only; a new tensor (resid is
@@ -278,6 +292,7 @@ def _angle_cases() -> list[Case]:
     return cases
 
 
+@EXERCISES.check(angular_order)
 def check_angular_order(angular_order_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check ``angular_order(z) -> [n]``: argsort of the angles atan2(z[:, 1], z[:, 0])."""
     mistakes = [
@@ -325,6 +340,7 @@ def _gxi_variant(model, tokens, answer_ids, hook_name="hook_embed", combine="dot
     return out.abs() if combine == "abs" else out
 
 
+@EXERCISES.check(gradient_x_input)
 def check_gradient_x_input(gradient_x_input_fn: Callable[..., torch.Tensor]) -> None:
     """Check ``gradient_x_input(model, tokens, answer_ids) -> [batch, pos]``: Σ_d of
     d(answer logit at the last position)/d(embed) × embed, with embed = hook_embed."""

@@ -27,7 +27,10 @@ from collections.abc import Callable
 import torch
 
 from toykit import fourier as ref
-from toykit.exercises.checking import Case, Mistake, rng, run_check
+from toykit.exercises.checking import Case, ExerciseTable, Mistake, rng, run_check
+
+# exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
+EXERCISES = ExerciseTable()
 
 __all__ = [
     "check_cos_sin_of_sum",
@@ -84,6 +87,7 @@ def _fb_radians(p: int) -> torch.Tensor:
     return _basis_from_rows(p, lambda k, x: [s * torch.cos(k * x), s * torch.sin(k * x)])
 
 
+@EXERCISES.check(ref.fourier_basis)
 def check_fourier_basis(fourier_basis: Callable[[int], torch.Tensor]) -> None:
     """Check ``fourier_basis(p) -> [p, p]`` for odd p: row 0 is 1/sqrt(p); rows 2k-1 and 2k are
     sqrt(2/p) cos(2πkx/p) and sqrt(2/p) sin(2πkx/p), k = 1 .. (p-1)/2."""
@@ -119,6 +123,11 @@ def _embedding_cases() -> list[Case]:
     return out
 
 
+def _fourier_embedding_reference(W_E: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    return ref.fourier_transform(W_E[:-1])  # the "=" token (last row) left out
+
+
+@EXERCISES.check(_fourier_embedding_reference)
 def check_fourier_embedding(fourier_embedding: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``fourier_embedding(W_E, basis) -> [p, d_model]``: W_E is [p + 1, d_model] (its last
     row is the "=" token), basis [p, p]; the result is basis @ W_E[:p]."""
@@ -129,7 +138,7 @@ def check_fourier_embedding(fourier_embedding: Callable[[torch.Tensor, torch.Ten
         Mistake('drop the "=" token, which is the *last* row (token p), not the first: use W_E[:p]',
                 lambda W_E, B: B @ W_E[1:]),
     ]
-    run_check("fourier_embedding", fourier_embedding, lambda W_E, B: ref.fourier_transform(W_E[:-1]),
+    run_check("fourier_embedding", fourier_embedding, _fourier_embedding_reference,
               _embedding_cases(), mistakes,
               hint='the Fourier coefficients of each embedding dimension over the p number tokens: leave out the '
                    '"=" token and express the rest in the basis')
@@ -186,6 +195,12 @@ def _energy_by(coeffs: torch.Tensor, freq_of_row: torch.Tensor, power: float = 2
     return torch.zeros(int(freq_of_row.max()) + 1, dtype=row.dtype).index_add_(0, freq_of_row, row)
 
 
+def _key_frequencies_reference(fourier_W_E: torch.Tensor, min_share: float) -> torch.Tensor:
+    energy = ref.frequency_energy(fourier_W_E).sum(-1)
+    return ref.key_frequencies(energy, min_share).sort().values
+
+
+@EXERCISES.check(_key_frequencies_reference)
 def check_key_frequencies(key_frequencies: Callable[[torch.Tensor, float], torch.Tensor]) -> None:
     """Check ``key_frequencies(fourier_W_E, min_share) -> frequencies``: fourier_W_E [p, d_model]
     (rows const, cos 1, sin 1, ...); frequency k's energy is the squared norm of rows 2k-1 and 2k
@@ -197,10 +212,6 @@ def check_key_frequencies(key_frequencies: Callable[[torch.Tensor, float], torch
         if isinstance(out, torch.Tensor) and out.numel() and (out.is_floating_point() or out.dtype == torch.bool):
             return out  # rejected as not integer frequencies
         return torch.as_tensor(out, dtype=torch.long).flatten()
-
-    def reference(coeffs: torch.Tensor, min_share: float) -> torch.Tensor:
-        energy = ref.frequency_energy(coeffs).sum(-1)
-        return ref.key_frequencies(energy, min_share).sort().values
 
     def freq_of_row(p: int) -> torch.Tensor:
         return ref.component_frequencies(p)
@@ -221,11 +232,11 @@ def check_key_frequencies(key_frequencies: Callable[[torch.Tensor, float], torch
         Mistake("return the frequencies in increasing order (e.g. with .sort())",
                 lambda c, m: ref.key_frequencies(ref.frequency_energy(c).sum(-1), m)),
         Mistake("the constant (frequency 0) is not a key frequency: only return k >= 1",
-                lambda c, m: torch.cat([torch.zeros(1, dtype=torch.long), reference(c, m)])),
+                lambda c, m: torch.cat([torch.zeros(1, dtype=torch.long), _key_frequencies_reference(c, m)])),
         Mistake("a frequency with *at least* min_share counts: a share exactly equal to min_share is kept "
                 "(>=, not >)", lambda c, m: _kf_from(_energy_by(c, freq_of_row(c.shape[0])), m, strict=True)),
     ]
-    run_check("key_frequencies", learner, reference, _key_cases(), mistakes,
+    run_check("key_frequencies", learner, _key_frequencies_reference, _key_cases(), mistakes,
               hint="a frequency's energy is the squared norm of its cosine and sine rows together; keep the "
                    "frequencies whose share of the non-constant energy is at least min_share, in increasing order")
 
@@ -249,6 +260,7 @@ def _trig_cases() -> list[Case]:
     ]
 
 
+@EXERCISES.check(ref.cos_sin_of_sum)
 def check_cos_sin_of_sum(cos_sin_of_sum: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
     """Check ``cos_sin_of_sum(cos_a, sin_a, cos_b, sin_b) -> (cos_sum, sin_sum)``: inputs [n_a]
     and [n_b] (cos x, sin x, cos y, sin y); outputs [n_a, n_b]: cos(x + y) and sin(x + y)."""
@@ -326,6 +338,11 @@ def _nf_variant(acts: torch.Tensor, linear: bool = True, product: bool = True, w
     return _nf_combine(per, total if with_const else total - const)
 
 
+def _neuron_frequency_fractions_reference(acts: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    return ref.neuron_frequency_fractions(acts)  # the library builds the basis itself
+
+
+@EXERCISES.check(_neuron_frequency_fractions_reference)
 def check_neuron_frequency_fractions(neuron_frequency_fractions: Callable[[torch.Tensor, torch.Tensor],
                                                                           torch.Tensor]) -> None:
     """Check ``neuron_frequency_fractions(acts, basis) -> [n_neurons, p//2 + 1]``: acts [p, p,
@@ -350,7 +367,7 @@ def check_neuron_frequency_fractions(neuron_frequency_fractions: Callable[[torch
                 lambda acts, B: _nf_variant(acts, power=1.0)),
     ]
     run_check("neuron_frequency_fractions", neuron_frequency_fractions,
-              lambda acts, B: ref.neuron_frequency_fractions(acts), cases, mistakes, atol=1e-4, rtol=1e-3,
+              _neuron_frequency_fractions_reference, cases, mistakes, atol=1e-4, rtol=1e-3,
               hint="take each neuron's 2-D Fourier transform over (a, b); frequency k owns the squared "
                    "coefficients whose a- and b-frequencies are both in {0, k}; divide by the neuron's variance "
                    "(every squared coefficient but the constant's); a neuron that never varies gets a row of zeros")
@@ -399,6 +416,7 @@ def _loss(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tenso
     return torch.tensor(ref.logits_loss(logits.double(), mask))
 
 
+@EXERCISES.check(ref.reconstruct_logits)
 def check_reconstruct_logits(reconstruct_logits: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> None:
     """Check ``reconstruct_logits(logits, frequencies) -> [p, p, p]``: the mean of the logits plus,
     for each w, α_w cos(2πw(a+b-c)/p) with α_w = <logits, wave> / <wave, wave>."""
@@ -452,6 +470,7 @@ def _loss_cases() -> list[Case]:
     return out
 
 
+@EXERCISES.check(ref.restricted_loss)
 def check_restricted_loss(restricted_loss: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> None:
     """Check ``restricted_loss(logits, frequencies) -> scalar``: logits [p, p, p]; keep, for every
     answer c, its mean over (a, b) plus the projections onto the unit vectors cos(w(a+b)) and
@@ -477,6 +496,7 @@ def check_restricted_loss(restricted_loss: Callable[[torch.Tensor, list[int]], t
                    "cos and sin waves of a + b), then score those logits over all p² inputs")
 
 
+@EXERCISES.check(ref.excluded_loss)
 def check_excluded_loss(excluded_loss: Callable[..., torch.Tensor]) -> None:
     """Check ``excluded_loss(logits, frequencies, train_mask) -> scalar``: logits [p, p, p],
     train_mask [p, p] bool; remove from the logits their projections onto the unit vectors

@@ -20,6 +20,11 @@ Every check also enforces the course's rules for every exercise, in one place:
 - **The learner's random state.** Cases come from local generators (``rng``), and anything a
   check does to torch's global generator is undone when it ends (``seeded``).
 
+Each chapter module keeps an ``ExerciseTable``, ``EXERCISES``: exercise id -> its check and
+toykit's reference, filled by ``@EXERCISES.check(reference)`` on each ``check_<id>``
+(``find_check`` looks a check up there, for the grader). ``run_property_check`` judges an
+exercise with many right answers by a rule instead of a reference.
+
 Every check also records a ``CheckResult`` for graders: in ``results()``, and as a JSON
 line in the file named by the environment variable ``TOYKIT_CHECK_LOG`` when it is set.
 """
@@ -27,6 +32,8 @@ line in the file named by the environment variable ``TOYKIT_CHECK_LOG`` when it 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import inspect
 import json
 import os
@@ -259,9 +266,11 @@ def describe(x: Any, n: int = 6) -> str:
     return f"{type(x).__name__}: {x!r}"[:200]
 
 
-def _mismatch(expected: Any, got: Any, atol: float, rtol: float) -> str | None:
+def mismatch(expected: Any, got: Any, atol: float, rtol: float) -> str | None:
     """None if ``got`` matches ``expected``; otherwise what is different."""
     e, g = _as_tensors(expected), _as_tensors(got)
+    if e is None:
+        raise TypeError(f"the reference returned {describe(expected)}, which is not a tensor or number")
     if g is None:
         return f"expected {describe(expected)}\n     got {describe(got)} (not a tensor)"
     if len(e) != len(g):
@@ -361,31 +370,39 @@ def run_check(
     print(message)
 
 
+def _call_learner(exercise: str, learner: Callable[..., Any], case: Case, hint: str,
+                  grad_args: Sequence[int] = ()) -> Any:
+    """The learner's output on a fresh copy of ``case``; raises CheckFailure when the learner's
+    code raises (NotImplementedError gets the "not done yet" hint) or edits its arguments."""
+    args, kwargs = case.fresh()
+    for i in grad_args:
+        args[i].requires_grad_(True)
+    before = snapshot(args), {k: snapshot(v) for k, v in kwargs.items()}
+    try:
+        got = learner(*args, **kwargs)
+    except NotImplementedError:
+        raise CheckFailure(exercise, case.name, "your code raised NotImplementedError",
+                           NOT_IMPLEMENTED_HINT) from None
+    except CheckFailure:
+        raise
+    except Exception as err:  # the learner's bug, reported as a failed case
+        raise CheckFailure(exercise, case.name,
+                           f"your code raised {type(err).__name__}: {err}",
+                           error_hint(err) or hint) from err
+    names = _arg_names(learner, args, kwargs)
+    check_unchanged(exercise, case.name, {
+        **{name: (b, a) for name, b, a in zip(names, before[0], args)},
+        **{k: (before[1][k], v) for k, v in kwargs.items()},
+    })
+    return got
+
+
 def _run_cases(exercise, learner, reference, cases, mistakes, hint, atol, rtol, grad_args) -> None:
     try:
         for case in cases:
             args, kwargs = case.fresh()
             expected = reference(*args, **kwargs)
-            args, kwargs = case.fresh()
-            for i in grad_args:
-                args[i].requires_grad_(True)
-            before = snapshot(args), {k: snapshot(v) for k, v in kwargs.items()}
-            try:
-                got = learner(*args, **kwargs)
-            except NotImplementedError:
-                raise CheckFailure(exercise, case.name, "your code raised NotImplementedError",
-                                   NOT_IMPLEMENTED_HINT) from None
-            except CheckFailure:
-                raise
-            except Exception as err:  # the learner's bug, reported as a failed case
-                raise CheckFailure(exercise, case.name,
-                                   f"your code raised {type(err).__name__}: {err}",
-                                   error_hint(err) or hint) from err
-            names = _arg_names(learner, args, kwargs)
-            check_unchanged(exercise, case.name, {
-                **{name: (b, a) for name, b, a in zip(names, before[0], args)},
-                **{k: (before[1][k], v) for k, v in kwargs.items()},
-            })
+            got = _call_learner(exercise, learner, case, hint, grad_args)
             problem = _type_problem(expected, got)
             if problem:
                 raise CheckFailure(exercise, case.name, *problem)
@@ -397,8 +414,8 @@ def _run_cases(exercise, learner, reference, cases, mistakes, hint, atol, rtol, 
                         "a loss must be a tensor that carries gradients, so that loss.backward() can train "
                         "the model: keep it a tensor computed from the inputs (no .item(), float(), "
                         ".detach() or torch.tensor(...) around it)")
-            problem = _mismatch(expected, got, atol, rtol)
-            if problem is None:
+            difference = mismatch(expected, got, atol, rtol)
+            if difference is None:
                 continue
             best = hint
             for mistake in mistakes:
@@ -407,10 +424,96 @@ def _run_cases(exercise, learner, reference, cases, mistakes, hint, atol, rtol, 
                     wrong = mistake.wrong(*args, **kwargs)
                 except Exception:
                     continue
-                if _mismatch(wrong, got, atol, rtol) is None:
+                if mismatch(wrong, got, atol, rtol) is None:
                     best = mistake.hint
                     break
-            raise CheckFailure(exercise, case.name, problem, best)
+            raise CheckFailure(exercise, case.name, difference, best)
     except CheckFailure as failure:
         _record(CheckResult(exercise, False, str(failure)))
         raise
+
+
+def run_property_check(
+    exercise: str,
+    learner: Callable[..., Any],
+    problem: Callable[..., tuple[str, str] | None],
+    cases: Sequence[Case],
+    hint: str = "compare your code with the docstring step by step",
+) -> None:
+    """A check for exercises with many right answers (random draws, say), judged by properties.
+
+    ``problem(output, *args, **kwargs)`` returns None when the learner's output on a case is
+    right, else ``(what is wrong, hint)``. The rules of ``run_check`` hold: no argument may be
+    edited, a NotImplementedError gets the "not done yet" hint, torch's global random state is
+    restored, and a result is recorded.
+    """
+    with torch.random.fork_rng(devices=[]):
+        try:
+            for case in cases:
+                got = _call_learner(exercise, learner, case, hint)
+                args, kwargs = case.fresh()
+                found = problem(got, *args, **kwargs)
+                if found is not None:
+                    raise CheckFailure(exercise, case.name, *found)
+        except CheckFailure as failure:
+            _record(CheckResult(exercise, False, str(failure)))
+            raise
+    message = f"✔ {exercise}: {len(cases)} cases passed"
+    _record(CheckResult(exercise, True, message, len(cases)))
+    print(message)
+
+
+# -- one table per chapter --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise of a chapter: its id, its check, and toykit's reference (the library
+    function or class the learner re-implements, which later cells fall back to)."""
+
+    id: str
+    check: Callable[[Any], None]
+    reference: Any
+
+
+class ExerciseTable(dict[str, Exercise]):
+    """A chapter's exercises by id: ``EXERCISES = ExerciseTable()`` at the top of ``chNN.py``,
+    then ``@EXERCISES.check(reference)`` on each ``check_<id>``. The grader and the tests find
+    checks and references here, never by attribute name."""
+
+    def check(self, reference: Any, *, modules_ok: bool = True
+              ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+        """Register ``check_<id>`` (the id is the function's name after ``check_``) with its
+        reference, and make it refuse anything that is not callable (with ``modules_ok=False``,
+        also an nn.Module where a plain function is expected) with a clear TypeError."""
+
+        def register(check: Callable[[Any], None]) -> Callable[[Any], None]:
+            name = check.__name__
+            if not name.startswith("check_"):
+                raise ValueError(f"a check's name must start with 'check_', got {name!r}")
+            exercise_id = name.removeprefix("check_")
+            if exercise_id in self:
+                raise ValueError(f"exercise {exercise_id!r} is registered twice")
+
+            @functools.wraps(check)
+            def checked(fn: Any) -> None:
+                require_callable(name, fn, modules_ok=modules_ok)
+                check(fn)
+
+            self[exercise_id] = Exercise(exercise_id, checked, reference)
+            return checked
+
+        return register
+
+
+def find_check(module: str, exercise_id: str) -> Callable[[Any], None]:
+    """The check of ``exercise_id`` in ``toykit.exercises.<module>``: from the chapter's
+    ``EXERCISES`` table, or, for a chapter module without one yet, ``check_<id>``."""
+    chapter = importlib.import_module(f"toykit.exercises.{module}")
+    table = getattr(chapter, "EXERCISES", None)
+    if isinstance(table, ExerciseTable):
+        if exercise_id not in table:
+            raise KeyError(f"toykit.exercises.{module} has no exercise {exercise_id!r} (it has {sorted(table)})")
+        return table[exercise_id].check
+    return getattr(chapter, f"check_{exercise_id}")
+

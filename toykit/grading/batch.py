@@ -66,12 +66,14 @@ class _Worker:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        assert self.proc.stdout is not None  # started with stdout=PIPE
         for line in self.proc.stdout:
             self.lines.put(line.strip())
         self.lines.put(None)  # the worker has exited
 
     def send(self, task: _Task, job: dict) -> None:
         self.task, task.started = task, time.monotonic()
+        assert self.proc.stdin is not None  # started with stdin=PIPE
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
         self.proc.stdin.flush()
 
@@ -83,6 +85,7 @@ class _Worker:
             return None
         if line is None:
             return "dead"
+        assert self.task is not None  # polled only while a job runs
         # the line must name this job's nonce: a kernel writing "done" to the pipe proves nothing
         return "done" if line == f"done {self.task.nonce}".encode() else None
 
@@ -299,6 +302,7 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
     def finish(worker: _Worker, state: str) -> None:
         nonlocal done
         task, worker.task = worker.task, None
+        assert task is not None  # finish is called only for a worker with a job
         ctl = task.scratch / "ctl"
         outcome = _read_json(ctl / "outcome.json") if state == "done" else None
         if outcome is None:
@@ -364,7 +368,8 @@ def grade(chapter: str | ChapterSpec, submissions: list[str | Path], out: str | 
     finally:
         for worker in workers:  # done, or interrupted (Ctrl-C, SIGTERM): stop everything we started
             with contextlib.suppress(OSError):
-                worker.proc.stdin.close()
+                if worker.proc.stdin is not None:
+                    worker.proc.stdin.close()
             worker.stop()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)

@@ -43,9 +43,9 @@ def grading_cell(nonce: str, results: str, exercises: list[dict], seconds: float
 
 def record_checks(namespace: dict, config: dict) -> None:
     """Run each exercise's check on a recorder of the learner's object; write one line each."""
-    import importlib
     import signal
 
+    from toykit.exercises.checking import find_check
     from toykit.grading.replay import Recorder, Stopped
 
     def on_alarm(signum: int, frame: Any) -> None:
@@ -63,7 +63,7 @@ def record_checks(namespace: dict, config: dict) -> None:
                 previous = signal.signal(signal.SIGALRM, on_alarm)
                 signal.alarm(max(1, int(config["seconds"])))
                 try:  # the check is looked up here too: a notebook may have broken its module
-                    check = getattr(importlib.import_module("toykit.exercises." + ex["module"]), ex["check"])
+                    check = find_check(ex["module"], ex["check"].removeprefix("check_"))
                     check(recorder.learner)
                     line["kernel"] = "passed"
                 except Stopped as err:

@@ -188,7 +188,9 @@ class Recorder:
     """Wraps the learner's object; ``.learner`` goes to the check; ``.events`` is the record."""
 
     def __init__(self, obj: Any) -> None:
-        self.obj, self.events, self.chars, self.full = obj, [], 0, False
+        self.obj, self.chars, self.full = obj, 0, False
+        self.events: list[Any] = []
+        self.learner: Any  # what the check receives in place of the learner's object
         if isinstance(obj, type):
             self.kind, self.learner = "class", self._class()
         elif isinstance(obj, nn.Module):
@@ -321,13 +323,13 @@ class Replayer:
         if type(events) is not list:
             raise ReplayBroken("the record's calls are not a list")
         self.meta, self.events, self.pos = meta, events, 0
-        name = meta.get("name") if type(meta.get("name")) is str and meta["name"].isidentifier() else "learner"
+        name: str = meta["name"] if type(meta.get("name")) is str and meta["name"].isidentifier() else "learner"
         kind = meta["kind"]
         if kind == "function":
             def learner(*args: Any, **kwargs: Any) -> Any:
                 return self.call("call", args, kwargs)
             learner.__name__ = learner.__qualname__ = name
-            self.learner: Any = learner
+            self.learner = learner
         elif kind == "module":
             self.learner = _ReplayCallable(self)
         elif kind == "class":
@@ -430,7 +432,7 @@ def _stand_in(replayer: Replayer, structure: Any) -> Any:
         raise WireError("a module structure must be a dict")
     if "not_module" in structure:
         return _value({"type": structure.get("not_module"), "repr": structure.get("repr")})
-    type_name = structure.get("type") if type(structure.get("type")) is str else "Module"
+    type_name: str = structure["type"] if type(structure.get("type")) is str else "Module"
     module = _ReplayModule(replayer, type_name)
     for kind in ("params", "buffers"):
         entries = structure.get(kind)
@@ -459,6 +461,6 @@ def _value(meta: dict) -> Any:
             return decode(meta["value"])
         except WireError:
             pass
-    name = meta.get("type") if type(meta.get("type")) is str and meta["type"].isidentifier() else "object"
+    name: str = meta["type"] if type(meta.get("type")) is str and meta["type"].isidentifier() else "object"
     text = clean_text(meta.get("repr", f"<{name}>"), 200)
     return type(name, (), {"__repr__": lambda self: text})()

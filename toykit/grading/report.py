@@ -13,6 +13,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from toykit.grading.spec import ChapterSpec
 from toykit.grading.text import clean_text, md_block, md_inline
@@ -53,7 +54,8 @@ def read_verdict(path: Path, spec: ChapterSpec) -> tuple[dict[str, dict], list[s
     if not isinstance(data, dict):
         return {}, [], False
     ids = {e.id for e in spec.exercises}
-    given = data.get("exercises") if isinstance(data.get("exercises"), dict) else {}
+    given = data.get("exercises")
+    given = given if isinstance(given, dict) else {}
     records = {k: v for k, v in given.items() if k in ids and isinstance(v, dict)}
     problems = [_text(p, 500) for p in data.get("problems", []) if isinstance(p, str)][:20]
     return records, problems, data.get("done") is True
@@ -67,9 +69,9 @@ def make_row(key: str, submission: Path, sha256: str, spec: ChapterSpec, outcome
     learner's messages, as the checks quote them) is cut to size and made valid text here.
     recorded: whether the grader's cell in the kernel finished recording every exercise.
     """
-    status = outcome.get("status") if outcome.get("status") in STATUSES else "grader_error"
+    status: str = outcome["status"] if outcome.get("status") in STATUSES else "grader_error"
     detail = _text(outcome.get("detail"), 2000)
-    cells = outcome.get("cells") if isinstance(outcome.get("cells"), int) else 0
+    cells: int = outcome["cells"] if isinstance(outcome.get("cells"), int) else 0
     all_errors = []
     for e in outcome.get("cell_errors", [])[:1000] if isinstance(outcome.get("cell_errors"), list) else []:
         if isinstance(e, dict) and isinstance(e.get("cell"), int):
@@ -90,7 +92,7 @@ def make_row(key: str, submission: Path, sha256: str, spec: ChapterSpec, outcome
             status = "errors"
             detail = f"{len(errors)} cell(s) raised errors (first: cell {errors[0]['cell'] + 1}, {errors[0]['ename']})"
     elif status == "kernel_died":
-        cell = outcome.get("died_in_cell", -1) if isinstance(outcome.get("died_in_cell"), int) else -1
+        cell: int = outcome["died_in_cell"] if isinstance(outcome.get("died_in_cell"), int) else -1
         if cell >= cells:
             pending = [e.id for e in spec.exercises if e.id not in records]
             detail = (f"the kernel died while the grader was checking `{pending[0]}`" if pending
@@ -118,7 +120,7 @@ def make_row(key: str, submission: Path, sha256: str, spec: ChapterSpec, outcome
     elif suspect and status != "grader_error":
         status = "tampered"
         detail = f"the grader could not replay the answers recorded for {', '.join(suspect)}: read this notebook"
-    exercises = {}
+    exercises: dict[str, dict[str, Any]] = {}
     for ex in spec.exercises:
         rec = records.get(ex.id)
         if rec is None:
@@ -259,7 +261,9 @@ class Report:
         """Whether ``key`` needs no grading: same file, same chapter version, and neither a grader
         error nor a run the machine's load spoiled."""
         row = self.rows.get(key)
-        return (bool(row) and row.get("sha256") == sha256 and row.get("spec") == self.spec.fingerprint
+        if not row:
+            return False
+        return (row.get("sha256") == sha256 and row.get("spec") == self.spec.fingerprint
                 and row.get("status") not in ("grader_error", "overloaded"))
 
     def add(self, row: dict) -> None:

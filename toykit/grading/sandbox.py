@@ -390,7 +390,8 @@ def _own_cgroups() -> tuple[str | None, dict[str, str]]:
 
 def _cgroup_mounts() -> tuple[str | None, dict[str, str]]:
     """Where cgroup2 is mounted, and where each cgroup v1 controller is."""
-    v2, v1 = None, {}
+    v2: str | None = None
+    v1: dict[str, str] = {}
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
@@ -437,7 +438,7 @@ class Cgroup:
                 group.remove()
             except OSError:
                 pass
-        dirs = {}
+        dirs: dict[str, Path] = {}
         for controller in ("memory", "pids"):
             if controller in own1 and controller in mount1:
                 folder = Path(mount1[controller] + own1[controller].rstrip("/")) / name
@@ -530,7 +531,7 @@ class Cgroup:
 
 
 def _reap() -> list[tuple[int, int]]:
-    out = []
+    out: list[tuple[int, int]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)

@@ -121,9 +121,9 @@ def chapter_modules(nb: nbformat.NotebookNode) -> tuple[set[str], str | None]:
             for m in _IMPORT.finditer(source):
                 mods.update(re.findall(r"\bch\d\d\b", m[1]))
         elif cell.get("cell_type") == "markdown" and title is None:
-            m = _TITLE.search(source)
-            if m:
-                title = m[1]
+            found = _TITLE.search(source)
+            if found:
+                title = found[1]
     return mods, title
 
 

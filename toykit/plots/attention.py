@@ -140,8 +140,8 @@ def plot_head_bars(
     x = np.arange(len(names))
     width = 0.8 / len(arrays)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(names) + 1.5), 3.6))
-    for i, (label, v) in enumerate(arrays.items()):
-        ax.bar(x + (i - (len(arrays) - 1) / 2) * width, v, width, label=label)
+    for i, (label, bars) in enumerate(arrays.items()):
+        ax.bar(x + (i - (len(arrays) - 1) / 2) * width, bars, width, label=label)
     if reference is not None:
         ax.axhline(reference, color="black", lw=1, ls="--", label=reference_label)
     ax.set_xticks(x, names)
@@ -174,9 +174,9 @@ def plot_composition_scores(
     vmax = max(float(a.max()) for a in arrays.values())
     fig, axes = plt.subplots(1, len(arrays), figsize=(3.4 * len(arrays) + 0.6, 3.4), squeeze=False,
                              layout="constrained")
-    for ax, (name, v) in zip(axes[0], arrays.items()):
-        im = ax.imshow(v, cmap="magma", vmin=0, vmax=vmax)
-        _annotate(ax, v, threshold=vmax / 2)
+    for ax, (name, grid) in zip(axes[0], arrays.items()):
+        im = ax.imshow(grid, cmap="magma", vmin=0, vmax=vmax)
+        _annotate(ax, grid, threshold=vmax / 2)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(f"layer-{dst_layer} head (reads)")
         ax.set_ylabel(f"layer-{src_layer} head (writes)")
@@ -227,7 +227,7 @@ def plot_loss_by_position(
     if not losses:
         raise ValueError("losses must hold at least one [n_tokens - 1] tensor")
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    n = None
+    n: int | None = None
     for label, loss in losses.items():
         check_tensor(f"losses[{label!r}]", loss, [None], dtype="float")
         v = _np(loss)
@@ -235,6 +235,7 @@ def plot_loss_by_position(
         if len(v) != n:
             raise ValueError(f"all losses must have the same length, got {n} and {len(v)} ({label!r})")
         ax.plot(np.arange(1, len(v) + 1), v, marker=".", ms=3, lw=1.2, label=label)
+    assert n is not None  # losses is not empty
     _, repeated = repeated_half_slices(n + 1, seq_len)
     ax.axvspan(repeated.start + 0.5, repeated.stop + 0.5, color="tab:green", alpha=0.1,
                label="repeated block")

@@ -72,9 +72,9 @@ def plot_sae_code(x: torch.Tensor, feature_acts: torch.Tensor, x_hat: torch.Tens
     check_tensor("x", x, ["d_in"], dtype="float")
     check_tensor("feature_acts", feature_acts, [None], dtype="float")
     check_tensor("x_hat", x_hat, [x.shape[0]], dtype="float")
-    x, f, x_hat = _np(x), _np(feature_acts), _np(x_hat)
+    xs, f, xs_hat = _np(x), _np(feature_acts), _np(x_hat)  # numpy copies for matplotlib
     fig, axes = plt.subplots(1, 3, figsize=(11, 2.8), gridspec_kw={"width_ratios": [1, 2.5, 1]})
-    axes[0].bar(range(len(x)), x, color="tab:blue")
+    axes[0].bar(range(len(xs)), xs, color="tab:blue")
     axes[0].set_title("input x", fontsize=10)
     axes[0].set_xlabel("dimension")
     axes[0].set_ylabel("value")
@@ -82,8 +82,8 @@ def plot_sae_code(x: torch.Tensor, feature_acts: torch.Tensor, x_hat: torch.Tens
     axes[1].set_title(f"sparse code f = encode(x): {int((f != 0).sum())} of {len(f)} latents active", fontsize=10)
     axes[1].set_xlabel("latent")
     axes[1].set_ylabel("activation")
-    axes[2].bar(range(len(x)), x, color="tab:blue", alpha=0.35, label="x")
-    axes[2].plot(range(len(x)), x_hat, "k.", label="x̂")
+    axes[2].bar(range(len(xs)), xs, color="tab:blue", alpha=0.35, label="x")
+    axes[2].plot(range(len(xs)), xs_hat, "k.", label="x̂")
     axes[2].set_title("reconstruction x̂ = decode(f)", fontsize=10)
     axes[2].set_xlabel("dimension")
     axes[2].legend(fontsize=7)
@@ -99,13 +99,13 @@ def plot_sweep(coefficients: Sequence[float], results: Mapping[str, Mapping[str,
                mmcs_target: float | None = 0.95, true_l0: float | None = None) -> Figure:
     """One panel per metric against the coefficient (log scale), one line per entry of results:
     results[label][metric] is a list aligned with coefficients."""
-    coefficients = _np(coefficients)
+    coefs = _np(coefficients)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
     axes = np.atleast_1d(axes)
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.85, max(1, len(results))))
     for ax, (key, label) in zip(axes, metrics):
         for colour, (name, values) in zip(colours, results.items()):
-            ax.plot(coefficients, _np(values[key]), "o-", color=colour, label=name)
+            ax.plot(coefs, _np(values[key]), "o-", color=colour, label=name)
         if key == "mmcs" and mmcs_target is not None:
             ax.axhline(mmcs_target, color="0.5", ls="--", lw=0.8, label=f"MMCS = {mmcs_target}")
         if key == "l0" and true_l0 is not None:
@@ -143,7 +143,8 @@ def plot_dead_fraction(histories: Mapping[str, Mapping[str, Sequence[float]]],
     """The dead fraction of train_sae histories against the step, one line per run; resampling
     steps, where recorded, are marked with ticks at the bottom."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for (name, history), colour in zip(histories.items(), plt.get_cmap("tab10").colors):
+    tab10 = plt.get_cmap("tab10")
+    for (name, history), colour in zip(histories.items(), [tab10(i) for i in range(tab10.N)]):
         ax.plot(history["step"], _np(history["dead_fraction"]), color=colour, label=name)
         for step in history.get("resample_step", []):
             ax.axvline(step, ymax=0.06, color=colour, lw=1.5)

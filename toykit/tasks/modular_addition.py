@@ -25,7 +25,7 @@ __all__ = ["ModularAdditionSplit", "all_pairs", "make_split"]
 
 
 def _check_p(p: object) -> int:
-    check_positive_int("p", p)
+    p = check_positive_int("p", p)
     if p < 2:
         raise ValueError(f"p must be at least 2, got {p}")
     return p
