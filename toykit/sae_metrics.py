@@ -16,6 +16,8 @@ Inputs with several leading axes ([batch, pos, d]) are flattened to one batch ax
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -134,20 +136,21 @@ def loss_recovered(clean_loss: float, sae_loss: float, ablation_loss: float) -> 
 
 
 @torch.no_grad()
-def evaluate_sae(sae: torch.nn.Module, x: torch.Tensor, batch_size: int = 8192) -> dict[str, float]:
+def evaluate_sae(sae: Any, x: torch.Tensor, batch_size: int = 8192) -> dict[str, float]:
     """The metrics of ``sae`` on activations x: [n, d_in], in batches and without gradients:
     {"mse", "explained_variance", "l0", "dead_fraction"} as Python floats, with the whole of x
     as the window for dead latents."""
     x = _rows("x", x)
     check_positive_int("batch_size", batch_size)
     device = next(sae.parameters()).device
-    x_hat, fired = [], 0.0
+    parts: list[torch.Tensor] = []
+    fired = torch.zeros(())
     for chunk in x.split(batch_size):
         f = sae.encode(chunk.to(device))
-        x_hat.append(sae.decode(f).to(x.device))
-        fired = fired + feature_density(f) * chunk.shape[0]
+        parts.append(sae.decode(f).to(x.device))
+        fired = fired + feature_density(f).cpu() * chunk.shape[0]
     density = fired / x.shape[0]
-    x_hat = torch.cat(x_hat)
+    x_hat = torch.cat(parts)
     # The mean number of active latents per input is the sum of the latents' firing frequencies.
     return {"mse": mse(x, x_hat).item(), "explained_variance": explained_variance(x, x_hat).item(),
             "l0": density.sum().item(), "dead_fraction": (density == 0).float().mean().item()}

@@ -15,7 +15,7 @@ HookedRootModule, e.g. a HookedTransformer at ``blocks.1.hook_resid_post``:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from toykit.hooks import HookedRootModule, HookPoint
 from toykit.sae import SAE
 from toykit.sae_metrics import loss_recovered
 from toykit.validation import check_positive_int, check_tensor
+
+if TYPE_CHECKING:  # for annotations only: the splicing code needs just the hook core
+    from toykit.transformer import HookedTransformer
 
 __all__ = [
     "clamp_latent_hook",
@@ -125,9 +128,10 @@ def spliced_losses(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook
     check_positive_int("batch_size", batch_size)
     if mean_activation is None:
         mean_activation = _mean_activation(model, tokens, hook_name, batch_size)
-    hooks = {"clean_loss": [], "sae_loss": [(hook_name, sae_replacement_hook(sae))],
-             "zero_ablation_loss": [(hook_name, zero_ablation_hook)],
-             "mean_ablation_loss": [(hook_name, mean_ablation_hook(mean_activation))]}
+    hooks: dict[str, list[tuple[str, HookFn]]] = {
+        "clean_loss": [], "sae_loss": [(hook_name, sae_replacement_hook(sae))],
+        "zero_ablation_loss": [(hook_name, zero_ablation_hook)],
+        "mean_ablation_loss": [(hook_name, mean_ablation_hook(mean_activation))]}
     totals = dict.fromkeys(hooks, 0.0)
     for chunk in tokens.split(batch_size):
         for key, fwd_hooks in hooks.items():
@@ -142,16 +146,18 @@ def spliced_losses(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook
 
 def _mean_activation(model: HookedRootModule, tokens: torch.Tensor, hook_name: str, batch_size: int) -> torch.Tensor:
     """[d_in]: the mean of the activation at hook_name over every batch and position of tokens."""
-    total, count = 0.0, 0
+    total: torch.Tensor | float = 0.0
+    count = 0
     for chunk in tokens.split(batch_size):
         _, cache = model.run_with_cache(chunk, names_filter=hook_name)
         acts = cache[hook_name]
         total = total + acts.reshape(-1, acts.shape[-1]).sum(dim=0)
         count += acts[..., 0].numel()
+    assert isinstance(total, torch.Tensor)  # tokens has at least one row (checked above)
     return total / count
 
 
-def generate_with_clamped_latent(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook_name: str, latent: int,
+def generate_with_clamped_latent(model: HookedTransformer, sae: SAE, tokens: torch.Tensor, hook_name: str, latent: int,
                                  value: float, max_new_tokens: int, keep_error: bool = True,
                                  **generate_kwargs: Any) -> torch.Tensor:
     """``model.generate(tokens, max_new_tokens, ...)`` with one SAE latent clamped to ``value``

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 
@@ -278,7 +279,8 @@ class Tokenizer:
         return out if device is None else out.to(device)
 
     # ----------------------------------------------------------------------------- ids -> text
-    def _as_id_list(self, tokens: torch.Tensor | Sequence[int] | int, name: str) -> list[int] | list[list[int]]:
+    def _as_id_list(self, tokens: torch.Tensor | Sequence[int] | int, name: str) -> list[Any]:
+        # list[int] for one sequence, list[list[int]] for a batch: callers branch on ids[0]
         if isinstance(tokens, torch.Tensor):
             if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
                 raise TypeError(f"{name} must hold integer token ids, got dtype {tokens.dtype}")
@@ -310,7 +312,7 @@ class Tokenizer:
         """
         ids = self._as_id_list(tokens, "tokens")
         if ids and isinstance(ids[0], list):
-            return [self.to_string(row, skip_special=skip_special) for row in ids]
+            return [cast(str, self.to_string(row, skip_special=skip_special)) for row in ids]  # a row decodes to str
         if skip_special:
             ids = [i for i in ids if i not in self._special_ids]
         return self._detokenize([self.vocab[i] for i in ids])
