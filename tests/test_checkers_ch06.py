@@ -113,7 +113,8 @@ def test_normalized_metric_accepts(capsys):
     (lambda v, *, baseline, target: (v - baseline) / target, "not by the target alone"),
     (lambda v, *, baseline, target: v / (target - baseline), "subtract the baseline first"),
     # the old positional order (value, clean, corrupted) cannot take the keyword arguments
-    (lambda v, clean_value, corrupted_value: (v - corrupted_value) / (clean_value - corrupted_value), "parameter names"),
+    (lambda v, clean_value, corrupted_value: (v - corrupted_value) / (clean_value - corrupted_value),
+     "parameter names"),
 ])
 def test_normalized_metric_mutants(fn, hint):
     rejects(ch06.check_normalized_patching_metric, fn, hint)
@@ -400,7 +401,8 @@ def test_fraction_recovered_accepts(capsys):
     accepts(ch06.check_fraction_recovered, frac_good, capsys, "fraction_recovered")
 
 
-@pytest.mark.parametrize("fn, hint", [(frac_per_prompt, "average first"), (frac_no_baseline, "measure from the baseline"),
+@pytest.mark.parametrize("fn, hint", [(frac_per_prompt, "average first"),
+                                      (frac_no_baseline, "measure from the baseline"),
                                       (frac_swapped, "swapped baseline and target")])
 def test_fraction_recovered_mutants(fn, hint):
     rejects(ch06.check_fraction_recovered, fn, hint)
