@@ -19,8 +19,8 @@ different streams. For IOI the split also decides the names: 76 of the 780 unord
 (``IOI_TEST_PAIRS``) appear only in the test split, so IOI test accuracy measures generalisation
 to name pairs never seen together in training; IOI's fourth split, ``"test_templates"``, also
 holds out the sentence frames (``IOI_HELDOUT_TEMPLATES``, never in any corpus). Facts and
-successors have small, fixed prompt sets (70 facts, 76 successor prompts), so their test split necessarily asks the same questions
-as training: it measures recall, not generalisation. Like IOI, agreement holds out noun pairs:
+successors have small, fixed prompt sets (70 facts, 76 successor prompts), so their test split
+necessarily asks the same questions as training: it measures recall, not generalisation. Like IOI, agreement holds out noun pairs:
 53 of the 552 (subject, distractor) pairs (``AGREEMENT_TEST_PAIRS``) appear only in the test split.
 Entity tracking and repeated spans are drawn from spaces large enough that train/test overlaps
 are rare (about 5% and 0% of test prompts occur among 100k training examples).
@@ -246,8 +246,8 @@ def generate_ioi(n: int, seed: int = 0, split: str = "all") -> list[Example]:
     IO or S), so it has the same length and aligned positions.
 
     labels: template_id (0-14; 15-20 for the held-out templates), order ("ABBA"/"BABA"), io, s,
-    io_id, s_id, place, object, io_pos, s1_pos, s2_pos, end_pos (= answer_pos), abc_names (the corrupted prompt's names in
-    slot order A, B, S), answer, answer_pos.
+    io_id, s_id, place, object, io_pos, s1_pos, s2_pos, end_pos (= answer_pos), abc_names (the
+    corrupted prompt's names in slot order A, B, S), answer, answer_pos.
     """
     _check_args(n, seed, split, IOI_SPLITS)
     rng = _rng("ioi", seed, split)
