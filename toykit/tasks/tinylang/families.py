@@ -20,7 +20,8 @@ different streams. For IOI the split also decides the names: 76 of the 780 unord
 to name pairs never seen together in training; IOI's fourth split, ``"test_templates"``, also
 holds out the sentence frames (``IOI_HELDOUT_TEMPLATES``, never in any corpus). Facts and
 successors have small, fixed prompt sets (70 facts, 76 successor prompts), so their test split
-necessarily asks the same questions as training: it measures recall, not generalisation. Like IOI, agreement holds out noun pairs:
+necessarily asks the same questions as training: it measures recall, not generalisation. Like
+IOI, agreement holds out noun pairs:
 53 of the 552 (subject, distractor) pairs (``AGREEMENT_TEST_PAIRS``) appear only in the test split.
 Entity tracking and repeated spans are drawn from spaces large enough that train/test overlaps
 are rare (about 5% and 0% of test prompts occur among 100k training examples).
