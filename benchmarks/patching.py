@@ -60,7 +60,7 @@ def run(quick: bool = False) -> dict:
     clean, corrupted = ioi_prompts(N_PROMPTS)
     with torch.no_grad():
         clean_logits, corrupted_logits = model(clean.tokens), model(corrupted.tokens)
-    metric = patching.logit_diff_metric(clean.label_ids("io"), clean.label_ids("s"), clean.answer_pos,
+    metric = patching.logit_diff_metric(clean.label_ids("io"), clean.label_ids("s"), pos=clean.answer_pos,
                                         clean_logits=clean_logits, corrupted_logits=corrupted_logits)
     L, H = model.cfg.n_layers, model.cfg.n_heads
     batch, n_pos = clean.tokens.shape

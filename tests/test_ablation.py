@@ -5,7 +5,7 @@ from functools import partial
 import pytest
 import torch
 
-from toykit.ablation import head_ablation_hook
+from toykit.ablation import head_ablation_hook, mean_activation
 from toykit.circuits import ablated_loss_by_position
 from toykit.tasks.repeated_tokens import generate_repeated_tokens
 from toykit.transformer import HookedTransformer, TransformerConfig
@@ -20,7 +20,21 @@ def test_zero_and_mean_replace_only_the_chosen_heads():
     for h in (0, 3):
         assert torch.allclose(mean[:, :, h], z[:, :, h].mean(dim=(0, 1)).expand(3, 5, 2))
     assert torch.equal(mean[:, :, 1:3], z[:, :, 1:3])
+    per_pos = head_ablation_hook(z, None, 2, method="mean", mean_over="batch")
+    assert torch.allclose(per_pos[:, :, 2], z[:, :, 2].mean(dim=0).expand(3, 5, 2))
     assert torch.equal(z, before)  # the input is not edited
+
+
+def test_mean_activation_is_the_one_mean():
+    act = torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(mean_activation(act, mean_over="batch"), act.mean(0, keepdim=True))
+    torch.testing.assert_close(mean_activation(act, mean_over="batch_and_pos"), act.mean((0, 1), keepdim=True))
+    with pytest.raises(ValueError, match="mean_over must be one of"):
+        mean_activation(act, mean_over="pos")
+    with pytest.raises(TypeError):
+        mean_activation(act, "batch")  # keyword-only
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        mean_activation(torch.randn(3), mean_over="batch")
 
 
 def test_bad_arguments_are_clear_errors():

@@ -398,45 +398,63 @@ def test_head_ablation_hook_mutants(fn, hint):
 # -- logit_diff ------------------------------------------------------------------------------------------
 
 
-def ld_good(logits, correct, incorrect):
-    final = logits[:, -1]
-    return final.gather(1, correct[:, None])[:, 0] - final.gather(1, incorrect[:, None])[:, 0]
+def ld_good(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    at = logits[:, pos]
+    diff = at.gather(1, answer_ids[:, None])[:, 0] - at.gather(1, wrong_ids[:, None])[:, 0]
+    return diff if per_prompt else diff.mean()
 
 
-def ld_log_probs(logits, correct, incorrect):
+def ld_log_probs(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
     # Log-prob differences equal logit differences: also right.
-    lp = logits[:, -1].log_softmax(-1)
-    rows = torch.arange(len(correct))
-    return lp[rows, correct] - lp[rows, incorrect]
+    lp = logits[:, pos].log_softmax(-1)
+    rows = torch.arange(len(answer_ids))
+    diff = lp[rows, answer_ids] - lp[rows, wrong_ids]
+    return diff.mean() if not per_prompt else diff
 
 
-def ld_flipped(logits, correct, incorrect):
-    return -ld_good(logits, correct, incorrect)
+def ld_flipped(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return -ld_good(logits, answer_ids, wrong_ids, pos=pos, per_prompt=per_prompt)
 
 
-def ld_first_position(logits, correct, incorrect):
-    return ld_good(logits[:, :1], correct, incorrect)
+def ld_first_position(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return ld_good(logits, answer_ids, wrong_ids, pos=0, per_prompt=per_prompt)
 
 
-def ld_probs(logits, correct, incorrect):
-    return ld_good(logits.softmax(-1), correct, incorrect)
+def ld_always_last(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return ld_good(logits, answer_ids, wrong_ids, per_prompt=per_prompt)
 
 
-def ld_mean(logits, correct, incorrect):
-    return ld_good(logits, correct, incorrect).mean()
+def ld_probs(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return ld_good(logits.softmax(-1), answer_ids, wrong_ids, pos=pos, per_prompt=per_prompt)
+
+
+def ld_always_mean(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return ld_good(logits, answer_ids, wrong_ids, pos=pos)
+
+
+def ld_never_mean(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return ld_good(logits, answer_ids, wrong_ids, pos=pos, per_prompt=True)
+
+
+def ld_old_signature(logits, correct, incorrect):
+    # The signature before it followed toykit.patching.logit_diff: no pos, no per_prompt.
+    return ld_good(logits, correct, incorrect, per_prompt=True)
 
 
 def test_logit_diff_accepts(capsys):
-    accepts(ch04.check_logit_diff, lambda lg, c, i: logit_diff(lg, c, i, per_prompt=True), capsys, "logit_diff")
+    accepts(ch04.check_logit_diff, logit_diff, capsys, "logit_diff")  # the library's own function
     accepts(ch04.check_logit_diff, ld_good, capsys, "logit_diff")
     accepts(ch04.check_logit_diff, ld_log_probs, capsys, "logit_diff")
 
 
 @pytest.mark.parametrize("fn, hint", [
     (ld_flipped, "sign is flipped"),
-    (ld_first_position, "use the final position"),
+    (ld_first_position, "(by default -1, the final position"),
+    (ld_always_last, "not always at the last one"),
     (ld_probs, "not probabilities"),
-    (ld_mean, "one value per prompt"),
+    (ld_always_mean, "one value per prompt"),
+    (ld_never_mean, "return the mean over the batch"),
+    (ld_old_signature, "parameter names"),
 ])
 def test_logit_diff_mutants(fn, hint):
     rejects(ch04.check_logit_diff, fn, hint)

@@ -49,37 +49,51 @@ def test_checks_want_the_function_itself(check):
 # -- ioi_logit_diff ----------------------------------------------------------------------------------
 
 
-def ld_good(logits, answer_pos, io_ids, s_ids):
+def ld_good(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
     b = torch.arange(logits.shape[0])
-    final = logits[b, answer_pos]
-    return final[b, io_ids] - final[b, s_ids]
+    final = logits[b, pos]
+    diff = final[b, answer_ids] - final[b, wrong_ids]
+    return diff if per_prompt else diff.mean()
 
 
-def ld_gather(logits, answer_pos, io_ids, s_ids):
-    at = logits.gather(1, answer_pos[:, None, None].expand(-1, 1, logits.shape[-1]))[:, 0]
-    return (at.gather(1, io_ids[:, None]) - at.gather(1, s_ids[:, None])).squeeze(1)
+def ld_gather(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    at = logits.gather(1, pos[:, None, None].expand(-1, 1, logits.shape[-1]))[:, 0]
+    diff = (at.gather(1, answer_ids[:, None]) - at.gather(1, wrong_ids[:, None])).squeeze(1)
+    return diff if per_prompt else diff.mean()
 
 
-def ld_flipped(logits, answer_pos, io_ids, s_ids):
-    return -ld_good(logits, answer_pos, io_ids, s_ids)
+def ld_flipped(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return -ld_good(logits, answer_ids, wrong_ids, pos=pos, per_prompt=per_prompt)
 
 
-def ld_last(logits, answer_pos, io_ids, s_ids):
-    b = torch.arange(logits.shape[0])
-    return logits[b, -1, io_ids] - logits[b, -1, s_ids]
+def ld_last(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return ld_good(logits, answer_ids, wrong_ids, per_prompt=per_prompt)
 
 
-def ld_mean(logits, answer_pos, io_ids, s_ids):
-    return ld_good(logits, answer_pos, io_ids, s_ids).mean()
+def ld_always_mean(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return ld_good(logits, answer_ids, wrong_ids, pos=pos)
+
+
+def ld_never_mean(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    return ld_good(logits, answer_ids, wrong_ids, pos=pos, per_prompt=True)
+
+
+def ld_old_signature(logits, answer_pos, io_ids, s_ids):
+    # The signature before it followed toykit.patching.logit_diff.
+    return ld_good(logits, io_ids, s_ids, pos=answer_pos, per_prompt=True)
 
 
 def test_ioi_logit_diff_accepts(capsys):
+    from toykit.patching import logit_diff
+    accepts(ch06.check_ioi_logit_diff, logit_diff, capsys, "ioi_logit_diff")  # the library's own function
     accepts(ch06.check_ioi_logit_diff, ld_good, capsys, "ioi_logit_diff")
     accepts(ch06.check_ioi_logit_diff, ld_gather, capsys, "ioi_logit_diff")
 
 
-@pytest.mark.parametrize("fn, hint", [(ld_flipped, "sign is flipped"), (ld_last, "answer_pos[b]"),
-                                      (ld_mean, "one value per prompt")])
+@pytest.mark.parametrize("fn, hint", [(ld_flipped, "sign is flipped"), (ld_last, "pos[b]"),
+                                      (ld_always_mean, "one value per prompt"),
+                                      (ld_never_mean, "return the mean over the batch"),
+                                      (ld_old_signature, "parameter names")])
 def test_ioi_logit_diff_mutants(fn, hint):
     rejects(ch06.check_ioi_logit_diff, fn, hint)
 
@@ -88,14 +102,19 @@ def test_ioi_logit_diff_mutants(fn, hint):
 
 
 def test_normalized_metric_accepts(capsys):
-    accepts(ch06.check_normalized_patching_metric, lambda v, c, r: (v - r) / (c - r), capsys,
-            "normalized_patching_metric")
+    from toykit.metrics import normalize_metric
+    accepts(ch06.check_normalized_patching_metric, normalize_metric, capsys, "normalized_patching_metric")
+    accepts(ch06.check_normalized_patching_metric, lambda v, *, baseline, target: (v - baseline) / (target - baseline),
+            capsys, "normalized_patching_metric")
 
 
 @pytest.mark.parametrize("fn, hint", [
-    (lambda v, clean, corr: (v - clean) / (corr - clean), "other way round"),
-    (lambda v, clean, corr: (v - corr) / clean, "not by clean alone"),
-    (lambda v, clean, corr: v / (clean - corr), "subtract the corrupted value first"),
+    (lambda v, *, baseline, target: (v - target) / (baseline - target), "other way round"),
+    (lambda v, *, baseline, target: (v - baseline) / target, "not by the target alone"),
+    (lambda v, *, baseline, target: v / (target - baseline), "subtract the baseline first"),
+    # the old positional order (value, clean, corrupted) cannot take the keyword arguments
+    (lambda v, clean_value, corrupted_value: (v - corrupted_value) / (clean_value - corrupted_value),
+     "parameter names"),
 ])
 def test_normalized_metric_mutants(fn, hint):
     rejects(ch06.check_normalized_patching_metric, fn, hint)
@@ -361,23 +380,29 @@ def test_attribution_per_head_mutants(fn, hint):
 # -- fraction_recovered ------------------------------------------------------------------------------
 
 
-def frac_good(circuit_ld, model_ld, ablated_ld):
-    base = ablated_ld.mean()
-    return ((circuit_ld.mean() - base) / (model_ld.mean() - base)).item()
+def frac_good(circuit_ld, *, baseline, target):
+    base = baseline.mean()
+    return ((circuit_ld.mean() - base) / (target.mean() - base)).item()
 
 
-def frac_per_prompt(circuit_ld, model_ld, ablated_ld):
-    return ((circuit_ld - ablated_ld) / (model_ld - ablated_ld)).mean().item()
+def frac_per_prompt(circuit_ld, *, baseline, target):
+    return ((circuit_ld - baseline) / (target - baseline)).mean().item()
 
 
-def frac_no_baseline(circuit_ld, model_ld, ablated_ld):
-    return (circuit_ld.mean() / model_ld.mean()).item()
+def frac_no_baseline(circuit_ld, *, baseline, target):
+    return (circuit_ld.mean() / target.mean()).item()
+
+
+def frac_swapped(circuit_ld, *, baseline, target):
+    return frac_good(circuit_ld, baseline=target, target=baseline)
 
 
 def test_fraction_recovered_accepts(capsys):
     accepts(ch06.check_fraction_recovered, frac_good, capsys, "fraction_recovered")
 
 
-@pytest.mark.parametrize("fn, hint", [(frac_per_prompt, "average first"), (frac_no_baseline, "fully ablated baseline")])
+@pytest.mark.parametrize("fn, hint", [(frac_per_prompt, "average first"),
+                                      (frac_no_baseline, "measure from the baseline"),
+                                      (frac_swapped, "swapped baseline and target")])
 def test_fraction_recovered_mutants(fn, hint):
     rejects(ch06.check_fraction_recovered, fn, hint)

@@ -75,7 +75,9 @@ def test_normalised_logit_diff_is_0_corrupted_and_1_clean(model, prompts):
     m = P.logit_diff_metric(ANSWER, WRONG, clean_logits=cl, corrupted_logits=co)
     assert m(cl).item() == pytest.approx(1.0)
     assert m(co).item() == pytest.approx(0.0, abs=1e-6)
-    assert P.normalize_metric(3.0, corrupted_value=1.0, clean_value=5.0) == pytest.approx(0.5)
+    assert P.normalize_metric(3.0, baseline=1.0, target=5.0) == pytest.approx(0.5)
+    with pytest.raises(TypeError):
+        P.normalize_metric(3.0, 1.0, 5.0)  # keyword-only: the two reference points cannot be swapped silently
     with pytest.raises(ValueError, match="equal"):
         P.logit_diff_metric(ANSWER, WRONG, clean_logits=cl, corrupted_logits=cl)
     with pytest.raises(ValueError, match="both"):
@@ -422,9 +424,14 @@ def test_resample_ablation(model, prompts):
 def test_ablation_hooks_and_errors(model, prompts):
     clean, corrupted = prompts
     longer = torch.randint(0, VOCAB, (4, POS + 2))
-    with pytest.raises(ValueError, match="mean_over_positions"):
+    with pytest.raises(ValueError, match="mean_over='batch_and_pos'"):
         P.run_with_ablation(model, clean, [(0, 0)], "mean", reference=longer)
-    out = P.run_with_ablation(model, clean, [(0, 0)], "mean", reference=longer, mean_over_positions=True)
+    with pytest.raises(ValueError, match="mean_over must be one of"):
+        P.run_with_ablation(model, clean, [(0, 0)], "mean", reference=corrupted, mean_over="pos")
+    with pytest.raises(ValueError, match="query and key"):
+        P.run_with_ablation(model, clean, ["blocks.0.attn.hook_pattern"], "mean", reference=corrupted,
+                            mean_over="batch_and_pos")
+    out = P.run_with_ablation(model, clean, [(0, 0)], "mean", reference=longer, mean_over="batch_and_pos")
     assert out.shape == (B, POS, VOCAB)
     with pytest.raises(ValueError, match="as many positions"):
         P.run_with_ablation(model, clean, [(0, 0)], "resample", reference=longer)

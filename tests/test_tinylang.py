@@ -173,6 +173,61 @@ def test_ioi_test_split_holds_out_name_pairs():
     assert set(names_in_pairs) == set(tl.IOI_NAMES)
 
 
+def _ioi_digest(split: str) -> str:
+    h = hashlib.sha256()
+    for ex in tl.generate_ioi(500, seed=3, split=split):
+        h.update(f"{ex.text}|{ex.corrupted_prompt}|{sorted(ex.labels.items())}\n".encode())
+    return h.hexdigest()
+
+
+def _ioi_corpus_digest(split: str) -> str:
+    tokens = tl.generate_corpus(200, n_ctx=64, seed=5, mix={"ioi": 1.0}, split=split)
+    return hashlib.sha256(tokens.numpy().tobytes()).hexdigest()
+
+
+def test_held_out_templates_leave_the_existing_splits_unchanged():
+    # Digests taken before IOI_HELDOUT_TEMPLATES existed: the examples and the corpus (which the
+    # shipped checkpoint was trained on) of every existing split are the same, token for token.
+    before = {
+        "train": ("f516114ca29ca2e519bf95695a9b8ff7aa31362754dbfbcbaa22f54e13c8aa11",
+                  "9d13430a99ac5e8c9b4eec6186818bc78c52ca0bae1654a6e05799b566662fcd"),
+        "test": ("7dfcb2099d04587e7265f31a70c4d1c0d2e24c793d7468f5a87ee4ec24a3abd2",
+                 "3f5ddeb2882eb040845c4950c0fe3bd0b14c40fb64c3ee776a053438c3e90a02"),
+        "all": ("9dc6fe4b0050c838af26002f08c4b6485328b43009775607db2aa51050e091c4",
+                "b1921775a31e3dfbadc5a5eb9254f9e63aaf651f878cebaed58e15f1239c939d"),
+    }
+    for split, (examples, corpus) in before.items():
+        assert _ioi_digest(split) == examples, split
+        assert _ioi_corpus_digest(split) == corpus, split
+
+
+def test_ioi_held_out_templates_split():
+    n_train = len(tl.IOI_TEMPLATES)
+    assert tl.IOI_SPLITS == (*tl.SPLITS, "test_templates")
+    assert not set(tl.IOI_HELDOUT_TEMPLATES) & set(tl.IOI_TEMPLATES)
+    for template in tl.IOI_HELDOUT_TEMPLATES:  # only words the model has embeddings for
+        for word in TOK.split(template):
+            assert word in {"{A}", "{B}", "{S}", "{PLACE}", "{OBJECT}"} or word in tl.VOCAB, (template, word)
+    held = tl.generate_ioi(600, seed=0, split="test_templates")
+    ids = Counter(ex.labels["template_id"] for ex in held)
+    assert set(ids) == set(range(n_train, n_train + len(tl.IOI_HELDOUT_TEMPLATES)))
+    pair = lambda ex: tuple(sorted((ex.labels["io"], ex.labels["s"]), key=tl.IOI_NAMES.index))  # noqa: E731
+    assert all(pair(ex) in tl.IOI_TEST_PAIRS for ex in held)
+    for ex in held:  # the same label contract as the other templates, ABC prompts aligned
+        lab, toks = ex.labels, TOK.to_str_tokens(ex.prompt)
+        assert toks[lab["io_pos"]] == lab["io"] == ex.answer and toks[lab["s1_pos"]] == lab["s"] == toks[lab["s2_pos"]]
+        assert lab["end_pos"] == ex.answer_pos == len(toks) - 1
+        assert len(TOK.to_str_tokens(ex.corrupted_prompt)) == len(toks)
+    assert tl.generate_examples("ioi", 5, seed=0, split="test_templates") == held[:5]
+    # no other split (so no corpus) ever draws a held-out template
+    for split in tl.SPLITS:
+        assert max(ex.labels["template_id"] for ex in tl.generate_ioi(2000, seed=0, split=split)) < n_train
+    with pytest.raises(ValueError, match="split must be one of"):
+        tl.generate_corpus(2, split="test_templates")
+    with pytest.raises(ValueError, match="split must be one of"):
+        tl.generate_agreement(2, split="test_templates")
+
+
 # ==================================================================================== agreement
 def test_agreement_needs_the_subject_not_the_nearest_noun():
     examples = tl.generate_agreement(2000, seed=0)

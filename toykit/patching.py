@@ -45,7 +45,9 @@ from typing import Any
 
 import torch
 
+from toykit.ablation import MEAN_OVER, mean_activation
 from toykit.cache import ActivationCache
+from toykit.metrics import normalize_metric
 from toykit.probes import select_positions, stop_layer_for
 from toykit.validation import check_positive_int, check_tensor
 
@@ -192,14 +194,17 @@ def logit_diff(
     logits: torch.Tensor,
     answer_ids: torch.Tensor | int,
     wrong_ids: torch.Tensor | int,
+    *,
     pos: int | torch.Tensor = -1,
     per_prompt: bool = False,
 ) -> torch.Tensor:
     """Logit of the right answer minus that of the wrong one, at the answer position.
 
     logits: [batch, pos, d_vocab]; answer_ids, wrong_ids: [batch] token ids (or one int).
-    pos: the position predicting the answer: an int, or an int tensor [batch].
+    pos: the position predicting the answer: an int (-1 = the last), or an int tensor [batch]
+        (prompt b is read at pos[b]: padded prompts of different lengths).
     Returns the mean over the batch (a 0-dim tensor), or [batch] with per_prompt.
+    Chapter 04's ``logit_diff`` and chapter 06's ``ioi_logit_diff`` exercises have this signature.
     """
     _check_logits(logits)
     batch, _, d_vocab = logits.shape
@@ -210,40 +215,33 @@ def logit_diff(
     return diff if per_prompt else diff.mean()
 
 
-def normalize_metric(value: float | torch.Tensor, corrupted_value: float, clean_value: float) -> Any:
-    """(value - corrupted) / (clean - corrupted): 0 = as corrupted, 1 = fully restored."""
-    corrupted_value, clean_value = float(corrupted_value), float(clean_value)
-    if abs(clean_value - corrupted_value) < 1e-8:
-        raise ValueError(f"clean ({clean_value:.4g}) and corrupted ({corrupted_value:.4g}) values are equal: "
-                         "nothing to normalise by (do the prompts differ in what the metric measures?)")
-    return (value - corrupted_value) / (clean_value - corrupted_value)
-
-
 def logit_diff_metric(
     answer_ids: torch.Tensor | int,
     wrong_ids: torch.Tensor | int,
+    *,
     pos: int | torch.Tensor = -1,
     clean_logits: torch.Tensor | None = None,
     corrupted_logits: torch.Tensor | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A patching metric: the mean logit difference (see ``logit_diff``) as a function of logits.
 
-    With clean_logits and corrupted_logits it is normalised: 0 at the corrupted run's value,
-    1 at the clean run's (Wang et al.'s "fraction of logit difference recovered").
+    With clean_logits and corrupted_logits it is normalised (``normalize_metric`` with the
+    corrupted run's value as baseline and the clean run's as target): 0 as corrupted, 1 as
+    clean (Wang et al.'s "fraction of logit difference recovered").
     """
     if (clean_logits is None) != (corrupted_logits is None):
         raise ValueError("give both clean_logits and corrupted_logits (to normalise) or neither")
 
     def raw(logits: torch.Tensor) -> torch.Tensor:
-        return logit_diff(logits, answer_ids, wrong_ids, pos)
+        return logit_diff(logits, answer_ids, wrong_ids, pos=pos)
 
     if clean_logits is None:
         return raw
     clean_value, corrupted_value = raw(clean_logits).item(), raw(corrupted_logits).item()
-    normalize_metric(0.0, corrupted_value, clean_value)  # fail now, not inside a sweep
+    normalize_metric(0.0, baseline=corrupted_value, target=clean_value)  # fail now, not inside a sweep
 
     def normalized(logits: torch.Tensor) -> torch.Tensor:
-        return normalize_metric(raw(logits), corrupted_value, clean_value)
+        return normalize_metric(raw(logits), baseline=corrupted_value, target=clean_value)
 
     return normalized
 
@@ -840,8 +838,9 @@ def ablation_hooks(
     targets: Sequence[str | Patch | Head],
     method: str = "mean",
     reference: ActivationCache | torch.Tensor | None = None,
+    *,
     seed: int = 0,
-    mean_over_positions: bool = False,
+    mean_over: str = "batch",
 ) -> list[tuple[str, Callable]]:
     """Forward hooks that knock out activations; pass them to ``model.hooks(fwd_hooks=...)``.
 
@@ -849,8 +848,10 @@ def ablation_hooks(
         pairs (that head's output hook_z, at every position).
     method:
       - "zero": set to 0. Simple, but 0 may be far off-distribution for the model.
-      - "mean": set to the mean over the reference prompts (per position, unless
-        mean_over_positions): removes what varies between prompts, keeps the rest.
+      - "mean": set to the reference run's mean (``toykit.ablation.mean_activation``): over the
+        reference prompts, one mean per position (mean_over="batch", the default: prompts of one
+        template, aligned position by position), or over prompts and positions
+        (mean_over="batch_and_pos"). Removes what varies between prompts, keeps the rest.
       - "resample": set each prompt's activation to that of a random reference prompt (drawn
         with ``seed``, the same draw for every target of a run), as in causal scrubbing.
     reference: the reference run (ActivationCache or tokens [n_ref, pos]); required for mean
@@ -878,13 +879,13 @@ def ablation_hooks(
                 raise KeyError(f"reference has no activation {name!r}: cache it or pass the tokens")
             ref[name] = reference[name].to(model.device)
     if method == "mean":
+        if mean_over not in MEAN_OVER:
+            raise ValueError(f"mean_over must be one of {MEAN_OVER}, got {mean_over!r}")
         for name, act in ref.items():
-            if mean_over_positions:
-                if len(_pos_axes(name)) > 1:
-                    raise ValueError(f"mean_over_positions makes no sense for {name!r} (query x key positions)")
-                ref[name] = act.mean(dim=(0, 1), keepdim=True)
-            else:
-                ref[name] = act.mean(dim=0, keepdim=True)
+            if mean_over == "batch_and_pos" and _pos_axes(name) != (1,):
+                raise ValueError(f"mean_over='batch_and_pos' needs position on axis 1; {name!r} has query and key "
+                                 "positions on axes 2 and 3: use mean_over='batch'")
+            ref[name] = mean_activation(act, mean_over=mean_over)
     draws: dict[int, torch.Tensor] = {}
     gen = torch.Generator().manual_seed(seed)
 
@@ -894,10 +895,10 @@ def ablation_hooks(
             value = torch.zeros_like(act)
         elif method == "mean":
             value = ref[hook.name]
-            if not mean_over_positions and value.shape[1:] != act.shape[1:]:
+            if mean_over == "batch" and value.shape[1:] != act.shape[1:]:
                 raise ValueError(f"mean ablation at {hook.name!r}: the reference activation has shape "
                                  f"{list(value.shape[1:])} per prompt but the run has {list(act.shape[1:])}; use "
-                                 "reference prompts with as many positions, or mean_over_positions=True")
+                                 "reference prompts with as many positions, or mean_over='batch_and_pos'")
             value = value.expand_as(act)
         else:
             source = ref[hook.name]
@@ -923,8 +924,9 @@ def run_with_ablation(
     targets: Sequence[str | Patch | Head],
     method: str = "mean",
     reference: ActivationCache | torch.Tensor | None = None,
+    *,
     seed: int = 0,
-    mean_over_positions: bool = False,
+    mean_over: str = "batch",
     **forward_kwargs: Any,
 ) -> Any:
     """Run the model on tokens [batch, pos] with the targets ablated (see ``ablation_hooks``);
@@ -934,7 +936,7 @@ def run_with_ablation(
     tokens = _check_tokens(model, "tokens", tokens)
     if reference is None and method != "zero":
         reference = tokens
-    hooks = ablation_hooks(model, targets, method, reference, seed, mean_over_positions)
+    hooks = ablation_hooks(model, targets, method, reference, seed=seed, mean_over=mean_over)
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         return model(tokens, **forward_kwargs)
 

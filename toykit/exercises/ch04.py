@@ -14,7 +14,8 @@ Signatures the checks expect:
 - ``previous_token_score(pattern) -> [n_heads]``, ``duplicate_token_score(pattern, seq_len)``
   and ``prefix_matching_score(pattern, seq_len)``, with pattern [batch, n_heads, pos, pos].
 - ``head_ablation_hook(z, hook, head_index, method) -> z'``.
-- ``logit_diff(logits, correct, incorrect) -> [batch]`` (at the final position).
+- ``logit_diff(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False)``, the signature of
+  ``toykit.patching.logit_diff`` (pos an int here).
 - ``head_logit_attribution(components, W_U, tokens) -> [n_components, batch, pos - 1]``.
 - ``top_1_accuracy(circuit) -> float``.
 - ``composition_score(W_A, W_B) -> scalar`` and
@@ -378,39 +379,49 @@ def check_head_ablation_hook(head_ablation_hook_fn: Callable[..., torch.Tensor])
 # -- logit_diff --------------------------------------------------------------------------------------
 
 
-def check_logit_diff(logit_diff_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Check ``logit_diff(logits, correct, incorrect) -> [batch]``: logits [batch, pos, d_vocab],
-    correct and incorrect [batch] token ids; at the *final* position, the logit of correct[b]
-    minus the logit of incorrect[b]."""
+def check_logit_diff(logit_diff_fn: Callable[..., torch.Tensor]) -> None:
+    """Check ``logit_diff(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False)``, the
+    signature of ``toykit.patching.logit_diff``: logits [batch, pos, d_vocab], answer_ids and
+    wrong_ids [batch] token ids; at position ``pos`` (an int, -1 = the last), the logit of
+    answer_ids[b] minus the logit of wrong_ids[b]: [batch] with per_prompt, else their mean."""
     require_callable("check_logit_diff", logit_diff_fn)
 
-    def case(name: str, seed: int, batch: int, pos: int, d_vocab: int) -> Case:
+    def case(name: str, seed: int, batch: int, n_pos: int, d_vocab: int, **kwargs) -> Case:
         g = rng(seed)
-        correct = torch.randint(0, d_vocab, (batch,), generator=g)
-        incorrect = (correct + torch.randint(1, d_vocab, (batch,), generator=g)) % d_vocab
-        return Case(name, (torch.randn(batch, pos, d_vocab, generator=g) * 3, correct, incorrect))
+        answer = torch.randint(0, d_vocab, (batch,), generator=g)
+        wrong = (answer + torch.randint(1, d_vocab, (batch,), generator=g)) % d_vocab
+        return Case(name, (torch.randn(batch, n_pos, d_vocab, generator=g) * 3, answer, wrong), kwargs)
 
-    def at(lg: torch.Tensor, pos: int, c: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    def at(lg: torch.Tensor, pos: int, a: torch.Tensor, w: torch.Tensor, per_prompt: bool) -> torch.Tensor:
         rows = torch.arange(lg.shape[0])
-        return lg[rows, pos, c] - lg[rows, pos, i]
+        diff = lg[rows, pos, a] - lg[rows, pos, w]
+        return diff if per_prompt else diff.mean()
 
     mistakes = [
-        Mistake("the sign is flipped: correct minus incorrect", lambda lg, c, i: at(lg, -1, i, c)),
-        Mistake("use the final position, logits[:, -1]: that is where the model predicts the answer",
-                lambda lg, c, i: at(lg, 0, c, i)),
-        Mistake("use logits, not probabilities: a logit difference is log(p_correct / p_incorrect)",
-                lambda lg, c, i: at(lg.softmax(-1), -1, c, i)),
-        Mistake("return one value per prompt, [batch]; average later if you need to",
-                lambda lg, c, i: at(lg, -1, c, i).mean()),
+        Mistake("the sign is flipped: answer minus wrong",
+                lambda lg, a, w, pos=-1, per_prompt=False: at(lg, pos, w, a, per_prompt)),
+        Mistake("read the logits at position pos (by default -1, the final position, where the model predicts "
+                "the answer)", lambda lg, a, w, pos=-1, per_prompt=False: at(lg, 0, a, w, per_prompt)),
+        Mistake("read the logits at position pos, not always at the last one",
+                lambda lg, a, w, pos=-1, per_prompt=False: at(lg, -1, a, w, per_prompt)),
+        Mistake("use logits, not probabilities: a logit difference is log(p_answer / p_wrong)",
+                lambda lg, a, w, pos=-1, per_prompt=False: at(lg.softmax(-1), pos, a, w, per_prompt)),
+        Mistake("with per_prompt=True return one value per prompt, [batch]",
+                lambda lg, a, w, pos=-1, per_prompt=False: at(lg, pos, a, w, False)),
+        Mistake("with per_prompt=False (the default) return the mean over the batch, a single value",
+                lambda lg, a, w, pos=-1, per_prompt=False: at(lg, pos, a, w, True)),
     ]
-    cases = [case("random", 0, 5, 6, 10), case("one position", 1, 3, 1, 7), case("batch of one", 2, 1, 4, 12),
-             case("bigger vocabulary", 3, 8, 3, 50)]
-    def reference(logits: torch.Tensor, correct: torch.Tensor, incorrect: torch.Tensor) -> torch.Tensor:
-        return logit_diff(logits, correct, incorrect, per_prompt=True)
+    cases = [case("per prompt", 0, 5, 6, 10, per_prompt=True), case("the batch mean (default)", 1, 5, 6, 10),
+             case("one position", 2, 3, 1, 7, per_prompt=True), case("batch of one", 3, 1, 4, 12),
+             case("pos=2", 4, 8, 5, 50, pos=2, per_prompt=True), case("pos=-3, mean", 5, 4, 5, 20, pos=-3)]
+
+    def reference(logits: torch.Tensor, answer_ids: torch.Tensor, wrong_ids: torch.Tensor, *, pos: int = -1,
+                  per_prompt: bool = False) -> torch.Tensor:
+        return logit_diff(logits, answer_ids, wrong_ids, pos=pos, per_prompt=per_prompt)
 
     run_check("logit_diff", logit_diff_fn, reference, cases, mistakes,
-              hint="at the final position of each prompt, that prompt's correct token's logit minus its incorrect "
-                   "token's logit: one value per prompt")
+              hint="at position pos of each prompt, that prompt's answer token's logit minus its wrong token's "
+                   "logit: one value per prompt with per_prompt=True, their mean otherwise")
 
 
 # -- head_logit_attribution -------------------------------------------------------------------------

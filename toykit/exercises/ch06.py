@@ -2,20 +2,24 @@
 
 Each ``check_<name>(fn)`` runs your ``fn`` and toykit's reference on seeded cases, prints one
 line when they agree, and otherwise raises CheckFailure with a hint chosen by recognising the
-usual mistakes. References: ``toykit.patching`` (logit_diff, normalize_metric, ablation_hooks,
-path_patch, attribution_patch).
+usual mistakes. References: ``toykit.patching`` (logit_diff, ablation_hooks, path_patch,
+attribution_patch) and ``toykit.metrics.normalize_metric``. Exercises that stand for a library
+function have its signature, so that the library's version can replace yours.
 
 Signatures the checks expect (z is a head-output activation [batch, pos, n_heads, d_head]):
 
-- ``ioi_logit_diff(logits, answer_pos, io_ids, s_ids) -> [batch]``.
-- ``normalized_patching_metric(value, clean_value, corrupted_value) -> same type as value``.
+- ``ioi_logit_diff(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False)``, the signature of
+  ``toykit.patching.logit_diff`` (pos an int tensor [batch] here).
+- ``normalized_patching_metric(value, *, baseline, target) -> same type as value``, the signature
+  of ``toykit.metrics.normalize_metric``.
 - ``patch_residual_hook(resid, hook, pos, clean_cache) -> resid'``.
 - ``patch_head_hook(z, hook, head, clean_cache) -> z'``.
 - ``mean_ablate_head(z, head, reference_z) -> z'``.
 - ``resample_ablate_head(z, head, reference_z, draws) -> z'``.
 - ``freeze_heads_hook(z, hook, clean_z, corrupted_z, senders) -> z'`` (path patching, step 1).
 - ``attribution_per_head(clean_z, corrupted_z, grad_z) -> [n_heads]``.
-- ``fraction_recovered(circuit_ld, model_ld, ablated_ld) -> float`` (faithfulness).
+- ``fraction_recovered(circuit_ld, *, baseline, target) -> float`` (faithfulness): normalize_metric
+  on the batch means.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import torch
 
 from toykit.exercises.checking import Case, Mistake, require_callable, rng, run_check
 from toykit.hooks import HookPoint
-from toykit.patching import logit_diff, normalize_metric
+from toykit.metrics import normalize_metric
+from toykit.patching import logit_diff
 
 __all__ = [
     "check_attribution_per_head",
@@ -55,74 +60,93 @@ def _z(seed: int, batch: int, pos: int, heads: int, d_head: int) -> torch.Tensor
 
 
 def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
-    """Check ``ioi_logit_diff(logits, answer_pos, io_ids, s_ids) -> [batch]``: logits [batch, pos,
-    d_vocab], answer_pos, io_ids, s_ids [batch]; at each row's answer position, the logit of the
-    indirect object minus that of the subject."""
+    """Check ``ioi_logit_diff(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False)``, the
+    signature of ``toykit.patching.logit_diff``: logits [batch, pos, d_vocab]; answer_ids (the
+    indirect objects), wrong_ids (the subjects) and pos [batch]; at each row's position pos[b],
+    the logit of the indirect object minus that of the subject: [batch] with per_prompt, else
+    their mean."""
     require_callable("check_ioi_logit_diff", ioi_logit_diff)
 
-    def case(name: str, seed: int, batch: int, pos: int, d_vocab: int) -> Case:
+    def case(name: str, seed: int, batch: int, n_pos: int, d_vocab: int, per_prompt: bool | None) -> Case:
         g = rng(seed)
         io = torch.randint(0, d_vocab, (batch,), generator=g)
         s = (io + torch.randint(1, d_vocab, (batch,), generator=g)) % d_vocab
-        answer_pos = torch.randint(0, pos - 1, (batch,), generator=g)  # never the last: prompts are padded
-        return Case(name, (torch.randn(batch, pos, d_vocab, generator=g) * 3, answer_pos, io, s))
+        pos = torch.randint(0, n_pos - 1, (batch,), generator=g)  # never the last: prompts are padded
+        kwargs = {"pos": pos} if per_prompt is None else {"pos": pos, "per_prompt": per_prompt}
+        return Case(name, (torch.randn(batch, n_pos, d_vocab, generator=g) * 3, io, s), kwargs)
 
-    def at(lg: torch.Tensor, p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def at(lg: torch.Tensor, p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, per_prompt: bool) -> torch.Tensor:
         rows = torch.arange(lg.shape[0])
-        return lg[rows, p, a] - lg[rows, p, b]
+        diff = lg[rows, p, a] - lg[rows, p, b]
+        return diff if per_prompt else diff.mean()
 
-    last = lambda lg, p, a, b: at(lg, torch.full_like(p, lg.shape[1] - 1), a, b)  # noqa: E731
+    def last(lg, a, b, pos=-1, per_prompt=False):
+        return at(lg, torch.full_like(pos, lg.shape[1] - 1), a, b, per_prompt)
+
+    def every_row(lg, a, b, pos=-1, per_prompt=False):
+        picked = lg[:, pos]  # [batch, batch, d_vocab]: every row at every row's position
+        diff = (picked.gather(-1, a[None, :, None].expand(lg.shape[0], -1, 1))
+                - picked.gather(-1, b[None, :, None].expand(lg.shape[0], -1, 1)))[..., 0]
+        return diff if per_prompt else diff.mean()
+
     mistakes = [
-        Mistake("the sign is flipped: indirect object (the right answer) minus subject",
-                lambda lg, p, a, b: at(lg, p, b, a)),
-        Mistake("take each row's logits at answer_pos[b], not at the last position: prompts of different "
-                "lengths are padded, so the last position is often padding", lambda lg, p, a, b: last(lg, p, a, b)),
-        Mistake("use logits, not probabilities", lambda lg, p, a, b: at(lg.softmax(-1), p, a, b)),
-        Mistake("return one value per prompt, [batch]; average later", lambda lg, p, a, b: at(lg, p, a, b).mean()),
-        Mistake("logits[:, answer_pos] picks every row's answer position for every row ([batch, batch, ...]); "
-                "index rows and positions together, so that row b is read at answer_pos[b] only",
-                lambda lg, p, a, b: (lg[:, p].gather(-1, a[None, :, None].expand(lg.shape[0], -1, 1))
-                                     - lg[:, p].gather(-1, b[None, :, None].expand(lg.shape[0], -1, 1)))[..., 0]),
+        Mistake("the sign is flipped: indirect object (the right answer, answer_ids) minus subject (wrong_ids)",
+                lambda lg, a, b, pos=-1, per_prompt=False: at(lg, pos, b, a, per_prompt)),
+        Mistake("take each row's logits at pos[b], not at the last position: prompts of different lengths are "
+                "padded, so the last position is often padding", last),
+        Mistake("use logits, not probabilities",
+                lambda lg, a, b, pos=-1, per_prompt=False: at(lg.softmax(-1), pos, a, b, per_prompt)),
+        Mistake("with per_prompt=True return one value per prompt, [batch]",
+                lambda lg, a, b, pos=-1, per_prompt=False: at(lg, pos, a, b, False)),
+        Mistake("with per_prompt=False (the default) return the mean over the batch, a single value",
+                lambda lg, a, b, pos=-1, per_prompt=False: at(lg, pos, a, b, True)),
+        Mistake("logits[:, pos] picks every row's position for every row ([batch, batch, ...]); index rows and "
+                "positions together, so that row b is read at pos[b] only", every_row),
     ]
-    cases = [case("random", 0, 6, 8, 20), case("batch of one", 1, 1, 5, 9), case("long", 2, 10, 19, 50)]
+    cases = [case("random", 0, 6, 8, 20, True), case("batch of one", 1, 1, 5, 9, True),
+             case("long", 2, 10, 19, 50, True), case("the batch mean (default)", 3, 6, 8, 20, None),
+             case("per_prompt=False", 4, 7, 9, 30, False)]
 
-    def reference(logits, answer_pos, io_ids, s_ids):
-        return logit_diff(logits, io_ids, s_ids, answer_pos, per_prompt=True)
+    def reference(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+        return logit_diff(logits, answer_ids, wrong_ids, pos=pos, per_prompt=per_prompt)
 
     run_check("ioi_logit_diff", ioi_logit_diff, reference, cases, mistakes,
-              hint="read each prompt at its own answer position, then take the indirect object's logit minus the "
-                   "subject's, one value per prompt")
+              hint="read each prompt at its own answer position pos[b], then take the indirect object's logit minus "
+                   "the subject's: one value per prompt with per_prompt=True, their mean otherwise")
 
 
 # -- normalized_patching_metric ----------------------------------------------------------------------
 
 
 def check_normalized_patching_metric(normalized_patching_metric: Callable[..., torch.Tensor]) -> None:
-    """Check ``normalized_patching_metric(value, clean_value, corrupted_value)``: 0 when value equals
-    the corrupted run's metric, 1 when it equals the clean run's; linear in between (value may be a
-    tensor of many patched results)."""
+    """Check ``normalized_patching_metric(value, *, baseline, target)``, the signature of
+    ``toykit.metrics.normalize_metric``: 0 when value equals the baseline (for denoising, the
+    corrupted run's metric), 1 when it equals the target (the clean run's); linear in between
+    (value may be a tensor of many patched results)."""
     require_callable("check_normalized_patching_metric", normalized_patching_metric)
 
-    def case(name: str, seed: int, shape: tuple, clean: float, corrupted: float) -> Case:
-        return Case(name, (torch.randn(shape, generator=rng(seed)) * 3 + 1, clean, corrupted))
+    def case(name: str, seed: int, shape: tuple, baseline: float, target: float) -> Case:
+        return Case(name, (torch.randn(shape, generator=rng(seed)) * 3 + 1,), {"baseline": baseline, "target": target})
 
-    cases = [case("grid", 0, (3, 15), 9.6, -0.7), case("negative clean", 1, (4,), -2.0, 3.0),
-             case("scalar", 2, (), 5.0, 0.5), Case("the end points", (torch.tensor([9.6, -0.7]), 9.6, -0.7))]
+    cases = [case("grid", 0, (3, 15), -0.7, 9.6), case("negative target", 1, (4,), 3.0, -2.0),
+             case("scalar", 2, (), 0.5, 5.0),
+             Case("the end points", (torch.tensor([9.6, -0.7]),), {"baseline": -0.7, "target": 9.6})]
     mistakes = [
-        Mistake("0 should mean 'as corrupted' and 1 'as clean': you have it the other way round",
-                lambda v, c, r: (v - c) / (r - c)),
-        Mistake("subtract the corrupted value first: (value - corrupted) / (clean - corrupted)",
-                lambda v, c, r: v / (c - r)),
-        Mistake("divide by (clean - corrupted), the range between the two runs, not by clean alone",
-                lambda v, c, r: (v - r) / c),
-        Mistake("mind the brackets: (value - corrupted) / (clean - corrupted)", lambda v, c, r: v - r / (c - r)),
+        Mistake("0 should mean 'at the baseline' and 1 'at the target': you have them the other way round",
+                lambda v, *, baseline, target: (v - target) / (baseline - target)),
+        Mistake("subtract the baseline first: (value - baseline) / (target - baseline)",
+                lambda v, *, baseline, target: v / (target - baseline)),
+        Mistake("divide by (target - baseline), the range between the two runs, not by the target alone",
+                lambda v, *, baseline, target: (v - baseline) / target),
+        Mistake("mind the brackets: (value - baseline) / (target - baseline)",
+                lambda v, *, baseline, target: v - baseline / (target - baseline)),
     ]
 
-    def reference(value, clean_value, corrupted_value):
-        return normalize_metric(value, corrupted_value, clean_value)
+    def reference(value, *, baseline, target):
+        return normalize_metric(value, baseline=baseline, target=target)
 
     run_check("normalized_patching_metric", normalized_patching_metric, reference, cases, mistakes,
-              hint="the metric is a linear rescaling: the corrupted run's value maps to 0 and the clean run's to 1")
+              hint="the metric is a linear rescaling: the baseline maps to 0 and the target to 1")
 
 
 # -- patch_residual_hook -----------------------------------------------------------------------------
@@ -389,32 +413,37 @@ def check_attribution_per_head(attribution_per_head: Callable[..., torch.Tensor]
 
 
 def check_fraction_recovered(fraction_recovered: Callable[..., float]) -> None:
-    """Check ``fraction_recovered(circuit_ld, model_ld, ablated_ld) -> float``: per-prompt logit
-    differences [batch] of the circuit alone (everything else ablated), of the full model, and of
-    the model with everything ablated; (mean circuit - mean ablated) / (mean model - mean ablated)."""
+    """Check ``fraction_recovered(circuit_ld, *, baseline, target) -> float``: per-prompt logit
+    differences [batch] of the circuit (everything else ablated), of a baseline run and of the
+    target (the full model); ``normalize_metric`` on the batch means: (mean circuit - mean
+    baseline) / (mean target - mean baseline)."""
     require_callable("check_fraction_recovered", fraction_recovered)
 
-    def case(name: str, seed: int, batch: int) -> Case:
+    def case(name: str, seed: int, batch: int, zero_baseline: bool = False) -> Case:
         g = rng(seed)
         model = torch.rand(batch, generator=g) * 8 + 2
         circuit = model * (0.5 + torch.rand(batch, generator=g)) - 0.3
-        ablated = torch.randn(batch, generator=g) * 0.5 + 0.4
-        return Case(name, (circuit, model, ablated))
+        baseline = torch.randn(batch, generator=g) * 0.5 + 0.4
+        return Case(name, (circuit,), {"baseline": torch.zeros(batch) if zero_baseline else baseline,
+                                       "target": model})
 
     mistakes = [
         Mistake("average first, then divide: a ratio of means; a mean of per-prompt ratios is dominated by "
                 "prompts where the model's logit difference is small",
-                lambda c, m, a: ((c - a) / (m - a)).mean()),
-        Mistake("measure from the fully ablated baseline: subtract mean(ablated_ld) from both",
-                lambda c, m, a: c.mean() / m.mean()),
-        Mistake("(mean circuit - mean ablated) / (mean model - mean ablated): you have it upside down",
-                lambda c, m, a: (m.mean() - a.mean()) / (c.mean() - a.mean())),
+                lambda c, *, baseline, target: ((c - baseline) / (target - baseline)).mean()),
+        Mistake("measure from the baseline: subtract mean(baseline) from both the circuit's and the target's mean",
+                lambda c, *, baseline, target: c.mean() / target.mean()),
+        Mistake("0 should mean 'as the baseline' and 1 'as the target': you have swapped baseline and target",
+                lambda c, *, baseline, target: (c.mean() - target.mean()) / (baseline.mean() - target.mean())),
+        Mistake("(mean circuit - mean baseline) / (mean target - mean baseline): you have it upside down",
+                lambda c, *, baseline, target: (target.mean() - baseline.mean()) / (c.mean() - baseline.mean())),
     ]
-    cases = [case("random", 0, 20), case("small batch", 1, 3), case("big batch", 2, 200)]
+    cases = [case("random", 0, 20), case("small batch", 1, 3), case("big batch", 2, 200),
+             case("baseline 0 (Wang et al.'s F(C)/F(M))", 3, 10, zero_baseline=True)]
 
-    def reference(circuit_ld, model_ld, ablated_ld):
-        return float(normalize_metric(circuit_ld.mean(), ablated_ld.mean().item(), model_ld.mean().item()))
+    def reference(circuit_ld, *, baseline, target):
+        return float(normalize_metric(circuit_ld.mean(), baseline=baseline.mean(), target=target.mean()))
 
     run_check("fraction_recovered", fraction_recovered, reference, cases, mistakes,
-              hint="how far the circuit's mean logit difference gets from the ablated baseline toward the full "
-                   "model's, as a ratio of means", atol=1e-4)
+              hint="how far the circuit's mean logit difference gets from the baseline's mean toward the target's, "
+                   "as a ratio of means", atol=1e-4)

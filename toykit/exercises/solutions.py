@@ -294,10 +294,11 @@ def head_ablation_hook(z, hook, head_index, method="zero"):
     return z
 ''',
     "ch04.logit_diff": '''
-def logit_diff(logits, correct, incorrect):
-    final = logits[:, -1]  # [batch, d_vocab]
-    rows = torch.arange(final.shape[0])
-    return final[rows, correct] - final[rows, incorrect]
+def logit_diff(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
+    at = logits[:, pos]  # [batch, d_vocab]
+    rows = torch.arange(at.shape[0])
+    diff = at[rows, answer_ids] - at[rows, wrong_ids]
+    return diff if per_prompt else diff.mean()
 ''',
     "ch04.head_logit_attribution": '''
 def head_logit_attribution(components, W_U, tokens):
@@ -371,14 +372,15 @@ def gradient_x_input(model, tokens, answer_ids):
 ''',
     # -- chapter 06 ------------------------------------------------------------------------------
     "ch06.ioi_logit_diff": '''
-def ioi_logit_diff(logits, answer_pos, io_ids, s_ids):
+def ioi_logit_diff(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
     rows = torch.arange(logits.shape[0])
-    at = logits[rows, answer_pos]  # [batch, d_vocab]
-    return at[rows, io_ids] - at[rows, s_ids]
+    at = logits[rows, pos]  # [batch, d_vocab]: row b at its own position pos[b]
+    diff = at[rows, answer_ids] - at[rows, wrong_ids]
+    return diff if per_prompt else diff.mean()
 ''',
     "ch06.normalized_patching_metric": '''
-def normalized_patching_metric(value, clean_value, corrupted_value):
-    return (value - corrupted_value) / (clean_value - corrupted_value)
+def normalized_patching_metric(value, *, baseline, target):
+    return (value - baseline) / (target - baseline)
 ''',
     "ch06.patch_residual_hook": '''
 def patch_residual_hook(resid, hook, pos, clean_cache):
@@ -418,9 +420,9 @@ def attribution_per_head(clean_z, corrupted_z, grad_z):
     return ((clean_z - corrupted_z) * grad_z).sum(dim=(0, 1, 3))
 ''',
     "ch06.fraction_recovered": '''
-def fraction_recovered(circuit_ld, model_ld, ablated_ld):
-    base = ablated_ld.mean()
-    return ((circuit_ld.mean() - base) / (model_ld.mean() - base)).item()
+def fraction_recovered(circuit_ld, *, baseline, target):
+    base = baseline.mean()
+    return ((circuit_ld.mean() - base) / (target.mean() - base)).item()
 ''',
     # -- chapter 07 ------------------------------------------------------------------------------
     "ch07.fourier_basis": '''

@@ -17,9 +17,11 @@ Every generator is ``generate_<family>(n, seed=0, split="all") -> list[Example]`
 the split and the seed, so train and test data (``split="train"`` / ``"test"``) come from
 different streams. For IOI the split also decides the names: 76 of the 780 unordered name pairs
 (``IOI_TEST_PAIRS``) appear only in the test split, so IOI test accuracy measures generalisation
-to name pairs never seen together in training. Facts and successors have small, fixed prompt
-sets (70 facts, 76 successor prompts), so their test split necessarily asks the same questions
-as training: it measures recall, not generalisation. Like IOI, agreement holds out noun pairs:
+to name pairs never seen together in training; IOI's fourth split, ``"test_templates"``, also
+holds out the sentence frames (``IOI_HELDOUT_TEMPLATES``, never in any corpus). Facts and
+successors have small, fixed prompt sets (70 facts, 76 successor prompts), so their test split
+necessarily asks the same questions as training: it measures recall, not generalisation. Like
+IOI, agreement holds out noun pairs:
 53 of the 552 (subject, distractor) pairs (``AGREEMENT_TEST_PAIRS``) appear only in the test split.
 Entity tracking and repeated spans are drawn from spaces large enough that train/test overlaps
 are rare (about 5% and 0% of test prompts occur among 100k training examples).
@@ -60,6 +62,8 @@ __all__ = [
     "AGREEMENT_TEST_PAIRS",
     "FACTS",
     "FAMILIES",
+    "IOI_HELDOUT_TEMPLATES",
+    "IOI_SPLITS",
     "IOI_TEMPLATES",
     "IOI_TEST_PAIRS",
     "RELATIONS",
@@ -105,13 +109,13 @@ def _pick(rng: random.Random, seq: Sequence[_T]) -> _T:
     return seq[int(rng.random() * len(seq))]
 
 
-def _check_args(n: object, seed: object, split: object) -> None:
+def _check_args(n: object, seed: object, split: object, splits: tuple[str, ...] = SPLITS) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in splits:
+        raise ValueError(f"split must be one of {splits}, got {split!r}")
 
 
 def _build(family: str, raw: _Raw) -> Example:
@@ -151,8 +155,25 @@ IOI_TEMPLATES: tuple[str, ...] = (
     "when {A} and {B} left the {PLACE}, {S} passed a {OBJECT} to",
     "yesterday {A} and {B} met at the {PLACE}, and {S} brought a {OBJECT} to",
 )
+#: IOI templates that no split of the training corpus ever uses: only ``generate_ioi(...,
+#: split="test_templates")`` draws them (with the held-out name pairs), to test whether the
+#: model's IOI behaviour generalises beyond the sentence frames it was trained on. Every word is
+#: in the vocabulary; the frames are new combinations (new verbs after the names, "near",
+#: "lunch", "old", a second clause after "afterwards"). Their template_ids are 15-20.
+IOI_HELDOUT_TEMPLATES: tuple[str, ...] = (
+    "yesterday {A} and {B} were near the {PLACE}. {S} passed a {OBJECT} to",
+    "after {A} and {B} left the {PLACE}, {S} threw a {OBJECT} to",
+    "while {A} and {B} were at the old {PLACE}, {S} handed a {OBJECT} to",
+    "then {A} and {B} met near the {PLACE}, and {S} sent a {OBJECT} to",
+    "when {A} and {B} were working in the {PLACE}, {S} showed a {OBJECT} to",
+    "{A} and {B} had lunch at the {PLACE}. afterwards {S} brought a {OBJECT} to",
+)
+#: IOI's splits: the common three, plus "test_templates" (held-out templates and name pairs).
+IOI_SPLITS: tuple[str, ...] = (*SPLITS, "test_templates")
 _IOI_SLOTS = ("{A}", "{B}", "{S}", "{PLACE}", "{OBJECT}")
-_IOI_WORDS: tuple[tuple[str, ...], ...] = tuple(tuple(TOKENIZER.split(t)) for t in IOI_TEMPLATES)
+_IOI_WORDS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(TOKENIZER.split(t)) for t in (*IOI_TEMPLATES, *IOI_HELDOUT_TEMPLATES)
+)
 _IOI_SLOT_POS: tuple[dict[str, int], ...] = tuple(
     {w: i + 1 for i, w in enumerate(words) if w in _IOI_SLOTS} for words in _IOI_WORDS
 )
@@ -172,7 +193,13 @@ _IOI_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def _sample_ioi(rng: random.Random, split: str, corrupted: bool = True) -> _Raw:
-    template_id = _below(rng, len(IOI_TEMPLATES))
+    # The train/test/all splits draw exactly as before the held-out templates existed (same
+    # stream, same draws), so the corpus the shipped checkpoint was trained on is unchanged.
+    if split == "test_templates":
+        template_id = len(IOI_TEMPLATES) + _below(rng, len(IOI_HELDOUT_TEMPLATES))
+        split = "test"  # held-out templates come with held-out name pairs
+    else:
+        template_id = _below(rng, len(IOI_TEMPLATES))
     order = "ABBA" if rng.random() < 0.5 else "BABA"
     pairs = _IOI_PAIRS[split]
     io, s = _pick(rng, pairs)
@@ -212,15 +239,18 @@ def generate_ioi(n: int, seed: int = 0, split: str = "all") -> list[Example]:
     """Indirect object identification: "when mary and john went to the store, john gave a drink to" → mary.
 
     15 base templates, each in an ABBA and a BABA form (so 15 of each); 40 names; the name pair
-    is drawn from the split's pairs (see ``IOI_TEST_PAIRS``). ``corrupted_prompt`` is the ABC
+    is drawn from the split's pairs (see ``IOI_TEST_PAIRS``). split="test_templates" draws from
+    six other templates (``IOI_HELDOUT_TEMPLATES``, never in the training corpus) with the test
+    split's name pairs: compare it with split="test" (same pairs, training templates) to measure
+    how far IOI generalises to new sentence frames. ``corrupted_prompt`` is the ABC
     prompt: the same template, place and object with three other distinct names (none of them
     IO or S), so it has the same length and aligned positions.
 
-    labels: template_id (0-14), order ("ABBA"/"BABA"), io, s, io_id, s_id, place, object,
-    io_pos, s1_pos, s2_pos, end_pos (= answer_pos), abc_names (the corrupted prompt's names in
-    slot order A, B, S), answer, answer_pos.
+    labels: template_id (0-14; 15-20 for the held-out templates), order ("ABBA"/"BABA"), io, s,
+    io_id, s_id, place, object, io_pos, s1_pos, s2_pos, end_pos (= answer_pos), abc_names (the
+    corrupted prompt's names in slot order A, B, S), answer, answer_pos.
     """
-    _check_args(n, seed, split)
+    _check_args(n, seed, split, IOI_SPLITS)
     rng = _rng("ioi", seed, split)
     return [_build("ioi", _sample_ioi(rng, split)) for _ in range(n)]
 
