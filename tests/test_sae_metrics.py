@@ -70,13 +70,19 @@ def test_mmcs():
 
 
 def test_loss_recovered():
-    assert loss_recovered(2.0, 3.0, 6.0) == pytest.approx(0.75)
-    assert loss_recovered(2.0, 2.0, 6.0) == pytest.approx(1.0)
+    assert loss_recovered(3.0, clean_loss=2.0, ablation_loss=6.0) == pytest.approx(0.75)
+    assert loss_recovered(2.0, clean_loss=2.0, ablation_loss=6.0) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="nothing to recover"):
-        loss_recovered(2.0, 3.0, 2.0)
+        loss_recovered(3.0, clean_loss=2.0, ablation_loss=2.0)
     # The same spliced loss looks much better against a bad baseline than against a good one.
-    assert loss_recovered(2.0, 3.0, ablation_loss=12.0) == pytest.approx(0.9)
-    assert loss_recovered(2.0, 3.0, ablation_loss=4.0) == pytest.approx(0.5)
+    assert loss_recovered(3.0, clean_loss=2.0, ablation_loss=12.0) == pytest.approx(0.9)
+    assert loss_recovered(3.0, clean_loss=2.0, ablation_loss=4.0) == pytest.approx(0.5)
+    # the two reference losses are keyword-only, so an old positional call cannot swap them
+    with pytest.raises(TypeError):
+        loss_recovered(2.0, 3.0, 6.0)
+    with pytest.raises(TypeError, match="clean_loss"):
+        loss_recovered(3.0, clean_loss="2", ablation_loss=6.0)
+    assert loss_recovered(torch.tensor(3.0), clean_loss=2.0, ablation_loss=6.0) == pytest.approx(0.75)
 
 
 def test_mean_ablation_hook():

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from toykit.metrics import normalize_metric
 from toykit.validation import check_positive_int, check_tensor
 
 __all__ = [
@@ -119,20 +120,30 @@ def mmcs(W_dec: torch.Tensor, true_features: torch.Tensor) -> torch.Tensor:
     return max_cosine_similarity(W_dec, true_features).mean()
 
 
-def loss_recovered(clean_loss: float, sae_loss: float, ablation_loss: float) -> float:
+def loss_recovered(sae_loss: float, *, clean_loss: float, ablation_loss: float) -> float:
     """(L_ablated − L_with_SAE) / (L_ablated − L_clean): 1 when splicing the SAE in costs
     nothing, 0 when it is as bad as ablating the activation.
 
+    This is ``toykit.metrics.normalize_metric`` with the ablated loss as the baseline and the
+    clean loss as the target; both are keyword-only, so they cannot be swapped by position.
     ablation_loss: the loss with the activation zero-ablated (SAELens's ``ce_loss_score`` uses
     this one) or mean-ablated (replaced by its mean over the data). A baseline that is much
     worse than the model without this activation makes every SAE look good, so report both.
     """
-    values = [float(v) for v in (clean_loss, sae_loss, ablation_loss)]
-    clean, spliced, ablated = values
+    spliced, clean, ablated = (_number(name, v) for name, v in
+                               (("sae_loss", sae_loss), ("clean_loss", clean_loss), ("ablation_loss", ablation_loss)))
     if ablated == clean:
         raise ValueError("loss_recovered: ablating the activation does not change the loss "
                          "(ablation_loss == clean_loss), so there is nothing to recover")
-    return (ablated - spliced) / (ablated - clean)
+    return float(normalize_metric(spliced, baseline=ablated, target=clean))
+
+
+def _number(name: str, x: float | torch.Tensor) -> float:
+    if isinstance(x, torch.Tensor) and x.numel() == 1:
+        return x.item()
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return float(x)
+    raise TypeError(f"loss_recovered: {name} must be a number (a loss in nats), got {type(x).__name__}")
 
 
 @torch.no_grad()

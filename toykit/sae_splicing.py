@@ -138,9 +138,10 @@ def spliced_losses(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook
             loss = model.run_with_hooks(chunk, return_type="loss", fwd_hooks=fwd_hooks)
             totals[key] += loss.item() * chunk.shape[0]  # every sequence has the same length
     out = {key: total / tokens.shape[0] for key, total in totals.items()}
-    out["loss_recovered"] = loss_recovered(out["clean_loss"], out["sae_loss"], out["zero_ablation_loss"])
-    out["loss_recovered_mean_ablation"] = loss_recovered(out["clean_loss"], out["sae_loss"],
-                                                         out["mean_ablation_loss"])
+    out["loss_recovered"] = loss_recovered(out["sae_loss"], clean_loss=out["clean_loss"],
+                                           ablation_loss=out["zero_ablation_loss"])
+    out["loss_recovered_mean_ablation"] = loss_recovered(out["sae_loss"], clean_loss=out["clean_loss"],
+                                                         ablation_loss=out["mean_ablation_loss"])
     return out
 
 
