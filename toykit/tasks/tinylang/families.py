@@ -352,7 +352,7 @@ def _sample_entity_tracking(rng: random.Random, split: str, corrupted: bool = Tr
         "distractor_box_id": TOKENIZER.token_to_id[distractor],
         "last_box": last_box,
         "first_box": first_box,
-        "query_moved": answer != initial[entities.index(query)],
+        "query_moved": any(e == query for e, _ in moves),  # moved at all, even if it came back
         "last_box_correct": last_box == answer,
         "first_box_correct": first_box == answer,
         "initial_box_correct": initial[entities.index(query)] == answer,
@@ -373,9 +373,11 @@ def generate_entity_tracking(n: int, seed: int = 0, split: str = "all") -> list[
     final_boxes {entity: colour}, query, query_pos (the queried entity in the last sentence),
     binding_pos (the colour in the latest statement about the queried entity, which decides the
     answer), n_entities, n_moves, distractor_box (the most recently mentioned colour other than
-    the answer) and its id, last_box / first_box (the last / first colour mentioned), query_moved,
-    last_box_correct, first_box_correct, initial_box_correct (would that shortcut be right),
-    answer, answer_pos.
+    the answer) and its id, last_box / first_box (the last / first colour mentioned), query_moved
+    (the queried entity moved at least once, even if it ended back in its starting box),
+    last_box_correct, first_box_correct, initial_box_correct (would that shortcut be right;
+    ``not initial_box_correct`` means the answer differs from the starting box, the prompts
+    only state tracking can answer), answer, answer_pos.
     """
     _check_args(n, seed, split)
     rng = _rng("entity_tracking", seed, split)
