@@ -244,6 +244,9 @@ def test_entity_tracking_query_moved_counts_a_move_that_comes_back():
         assert lab["query_moved"] == moved
         start = lab["initial_boxes"][lab["entities"].index(lab["query"])]
         assert lab["initial_box_correct"] == (ex.answer == start)
+        toks = TOK.to_str_tokens(ex.prompt)
+        assert toks[lab["initial_box_pos"]] == start and toks[lab["initial_box_pos"] - 4] == lab["query"]
+        assert (lab["initial_box_pos"] == lab["binding_pos"]) == (not moved)
         if moved and ex.answer == start:
             came_back += 1
             assert lab["query_moved"] and lab["initial_box_correct"]
