@@ -551,6 +551,39 @@ def test_evaluate_matches_the_shortcut_rate_and_restores_train_mode():
     assert share < 0.6
 
 
+class StartBoxModel(nn.Module):
+    """The "starting box" shortcut: name the first colour said about the last object mentioned."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.entity_ids = {TOK.to_single_token(e) for e in V.ENTITIES}
+        self.colour_ids = {TOK.to_single_token(c) for c in V.COLOURS}
+
+    def forward(self, tokens):
+        logits = torch.zeros(*tokens.shape, tl.VOCAB_SIZE)
+        for b, row in enumerate(tokens.tolist()):
+            first, current = {}, None
+            for p, t in enumerate(row):
+                if t in self.entity_ids:
+                    current = t
+                elif t in self.colour_ids and current is not None:
+                    first.setdefault(current, t)
+                if current in first:
+                    logits[b, p, first[current]] = 1.0
+        return logits + self.dummy
+
+
+def test_evaluate_scores_entity_tracking_where_the_starting_box_shortcut_fails():
+    examples = tl.heldout_examples("entity_tracking", 300, 2)
+    share = sum(ex.labels["initial_box_correct"] for ex in examples) / 300
+    result = tl.evaluate(StartBoxModel(), n_per_family=300, seed=2, families=["entity_tracking"])["entity_tracking"]
+    assert result["accuracy"] == pytest.approx(share) and 0.5 < share < 0.75
+    assert result["n_shortcut_wrong"] == round(300 * (1 - share)) and result["accuracy_shortcut_wrong"] == 0.0
+    oracle = tl.evaluate(_oracle(300, 2), n_per_family=300, seed=2, families=["entity_tracking"])["entity_tracking"]
+    assert oracle["accuracy_shortcut_wrong"] == 1.0
+
+
 def test_evaluate_validates_model_output_and_arguments():
     with pytest.raises(ValueError, match=r"model\(tokens\) must have shape"):
         tl.evaluate(lambda t: torch.zeros(t.shape[0], tl.VOCAB_SIZE), n_per_family=2, device="cpu")
