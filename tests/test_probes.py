@@ -141,6 +141,28 @@ def test_selectivity_separates_reading_from_memorising():
     assert res["selectivity"] > 0.2
 
 
+def test_majority_rate_is_each_tasks_own_chance_level():
+    """The guess is the training split's most common label, scored on the held-out split; a
+    control task with few types has its own (here much higher) majority rate."""
+    y = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    split = (torch.arange(0, 100, 2), torch.arange(1, 100, 2))
+    assert pr.majority_rate(y, split) == pytest.approx(0.6)
+    assert pr.majority_rate(torch.tensor([2] * 100), split) == 1.0
+    with pytest.raises(TypeError):
+        pr.majority_rate(y.float(), split)
+    g = torch.Generator().manual_seed(0)
+    n, d = 2000, 8
+    y = torch.randint(0, 8, (n,), generator=g)
+    x = torch.randn(n, d, generator=g)
+    types = torch.randint(0, 3, (n,), generator=g)  # 3 types: at most 3 control labels
+    res = pr.probe_selectivity(x, y, types)
+    assert res["chance"] < 0.2 and res["control_chance"] > 0.25  # about 1/8 vs at least about 1/3
+    sweep = pr.probe_sweep(x[None], y, types=types)
+    assert sweep.chance == pytest.approx(res["chance"]) and sweep.control_chance == pytest.approx(res["control_chance"])
+    assert torch.equal(sweep.split[1], pr.train_test_split(n)[1])
+    assert pr.probe_sweep(x[None], x[:, 0]).chance is None  # regression has no majority class
+
+
 def test_probe_sweep_finds_the_site_with_the_information():
     x, y, _ = planted(n=1000, d=16)
     noise = torch.randn(1000, 16, generator=torch.Generator().manual_seed(3))

@@ -17,7 +17,7 @@ Contents:
   ``fit_probe`` (with a held-out split), ``train_test_split``; a ``LinearProbe`` holds the
   weights in the *raw* activation space (any standardisation is folded in), so
   ``probe.direction(c)`` is a direction you can add to the residual stream.
-- control tasks: ``control_labels``, ``probe_selectivity``.
+- control tasks: ``control_labels``, ``probe_selectivity``, ``majority_rate`` (the chance level).
 - many sites at once: ``collect_activations`` / ``collect_resid`` (run the model in chunks and
   keep one position per prompt), ``probe_sweep`` (one probe per layer or site).
 - directions without a probe: ``mean_difference``, ``class_means``, and ``fit_pca``.
@@ -49,6 +49,7 @@ __all__ = [
     "fit_pca",
     "fit_probe",
     "fit_ridge_probe",
+    "majority_rate",
     "mean_difference",
     "probe_selectivity",
     "probe_sweep",
@@ -614,6 +615,20 @@ def control_labels(types: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> 
     return per_type[inverse].to(labels.device)
 
 
+def majority_rate(labels: torch.Tensor, split: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Held-out accuracy of always guessing the most common *training* label: the chance level
+    a probe must beat. A control task has its own label frequencies (one draw per type), so its
+    majority rate can differ from the real task's; compare each accuracy with its own rate.
+
+    labels: [n] class ids; split: (train_idx, test_idx) as from ``train_test_split``.
+    """
+    check_tensor("labels", labels, ["n"], dtype="int")
+    train_idx, test_idx = split
+    labels = labels.cpu()
+    guess = torch.bincount(labels[train_idx.cpu()]).argmax()
+    return (labels[test_idx.cpu()] == guess).float().mean().item()
+
+
 def probe_selectivity(
     x: torch.Tensor,
     labels: torch.Tensor,
@@ -628,7 +643,8 @@ def probe_selectivity(
 
     x: [n, d]; labels: [n] class ids; types: [n] int (see ``control_labels``).
     The same split (test_frac, seed) and probe settings serve both tasks.
-    Returns {"accuracy", "control_accuracy", "selectivity"} (selectivity = the difference).
+    Returns {"accuracy", "control_accuracy", "selectivity"} (selectivity = the difference), and
+    "chance", "control_chance": each task's held-out majority rate (see ``majority_rate``).
     """
     check_tensor("x", x, ["n", "d"], dtype="float")
     control = control_labels(types, labels, seed=control_seed)
@@ -637,7 +653,8 @@ def probe_selectivity(
     task = fit_probe(x, labels, "classification", l2=l2, max_iter=max_iter, n_classes=n_classes, split=split)
     ctrl = fit_probe(x, control, "classification", l2=l2, max_iter=max_iter, n_classes=n_classes, split=split)
     return {"accuracy": task.test_score, "control_accuracy": ctrl.test_score,
-            "selectivity": task.test_score - ctrl.test_score}
+            "selectivity": task.test_score - ctrl.test_score,
+            "chance": majority_rate(labels, split), "control_chance": majority_rate(control, split)}
 
 
 @dataclass
@@ -649,6 +666,9 @@ class ProbeSweep:
     control_score, selectivity: [*sites] held-out control-task accuracy and test_score minus
         it; None when no types were given.
     probes: the fitted LinearProbe of each site, flattened like sites.
+    chance, control_chance: held-out majority rate (``majority_rate``) of the task and of the
+        control task (classification only, else None): the level each accuracy must beat.
+    split: the (train_idx, test_idx) every site used.
     """
 
     sites: list[str]
@@ -658,6 +678,9 @@ class ProbeSweep:
     probes: list[LinearProbe]
     control_score: torch.Tensor | None = None
     selectivity: torch.Tensor | None = None
+    chance: float | None = None
+    control_chance: float | None = None
+    split: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def best(self) -> tuple[str, float]:
         """(site, held-out score) of the best site."""
@@ -731,8 +754,12 @@ def probe_sweep(
         test_score=torch.tensor([f.test_score for f in fits]).reshape(site_shape),
         metric=fits[0].metric,
         probes=[f.probe for f in fits],
+        split=split,
     )
+    if task == "classification":
+        result.chance = majority_rate(y, split)
     if control is not None:
+        result.control_chance = majority_rate(control, split)
         ctrl = [fit_probe(a, control, task, l2=l2, max_iter=max_iter, n_classes=n_classes, split=split).test_score
                 for a in flat]
         result.control_score = torch.tensor(ctrl).reshape(site_shape)

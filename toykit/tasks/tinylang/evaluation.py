@@ -77,6 +77,7 @@ def _evaluate_family(
     model: Callable, examples: Sequence[Example], family: str, device: torch.device, batch_size: int
 ) -> dict[str, float]:
     correct = 0
+    hard_correct = n_hard = 0  # entity tracking: the examples the "starting box" shortcut gets wrong
     diffs: list[torch.Tensor] = []
     losses = {"first_start": [], "second_start": []}
     hits_second = 0
@@ -85,7 +86,12 @@ def _evaluate_family(
     for batch in iter_batches(examples, batch_size, full_text=full, device=device):
         logits = _logits(model, batch.tokens)
         at_answer = batch.logits_at_answer(logits)
-        correct += int((at_answer.argmax(-1) == batch.answer_ids).sum())
+        right = at_answer.argmax(-1) == batch.answer_ids
+        correct += int(right.sum())
+        if family == "entity_tracking":
+            hard = torch.tensor([not ex.labels["initial_box_correct"] for ex in batch.examples], device=device)
+            hard_correct += int(right[hard].sum())
+            n_hard += int(hard.sum())
         if family in _CONTRAST_LABEL:
             wrong = torch.tensor([ex.labels[_CONTRAST_LABEL[family]] for ex in batch.examples], device=device)
             rows = torch.arange(len(batch), device=device)
@@ -100,6 +106,9 @@ def _evaluate_family(
                     hits_second += int((logits[rows, pos].argmax(-1) == targets).sum())
                     n_second += len(targets)
     out = {"n": len(examples), "accuracy": correct / len(examples)}
+    if family == "entity_tracking":
+        out["n_shortcut_wrong"] = n_hard
+        out["accuracy_shortcut_wrong"] = hard_correct / n_hard if n_hard else math.nan
     if diffs:
         diff = torch.cat(diffs)
         out["logit_diff"] = diff.mean().item()
@@ -135,7 +144,10 @@ def evaluate(
     position equals the answer; ties go to the lowest id, ``<pad>``, which is never an answer).
     ``logit_diff`` (mean, answer minus a contrast token): IOI IO − S; agreement correct −
     incorrect verb; entity tracking answer box − distractor box; with it ``pairwise_accuracy``,
-    the share of examples where the answer's logit is strictly above the contrast token's. Repeated spans: mean loss
+    the share of examples where the answer's logit is strictly above the contrast token's. Entity
+    tracking also has ``accuracy_shortcut_wrong`` over its ``n_shortcut_wrong`` examples whose
+    answer is not the queried object's starting box (only state tracking gets those right; the
+    starting-box shortcut alone is right on about two thirds of all examples). Repeated spans: mean loss
     (nats) predicting the 2nd..last span word in the first occurrence (``loss_first``) and the
     second (``loss_second``), their ``loss_ratio``, and ``accuracy_second`` (argmax accuracy
     over the second occurrence).

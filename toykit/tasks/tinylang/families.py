@@ -350,10 +350,11 @@ def _sample_entity_tracking(rng: random.Random, split: str, corrupted: bool = Tr
     prompt: list[str] = []
     colour_mentions: list[tuple[str, int]] = []  # (colour, position) in order of mention
     last_about: dict[str, int] = {}  # entity -> position of the colour in its latest statement
+    first_about: dict[str, int] = {}  # entity -> position of the colour in its first statement
     for e, c in zip(entities, initial):
         prompt += ["the", e, "is", "in", "the", c, "box", "."]
         colour_mentions.append((c, len(prompt) - 2))
-        last_about[e] = len(prompt) - 2
+        last_about[e] = first_about[e] = len(prompt) - 2
     moves: list[tuple[str, str]] = []
     for _ in range(n_moves):
         e = _pick(rng, entities)
@@ -376,13 +377,14 @@ def _sample_entity_tracking(rng: random.Random, split: str, corrupted: bool = Tr
         "query": query,
         "query_pos": len(prompt) - 3,
         "binding_pos": last_about[query],
+        "initial_box_pos": first_about[query],
         "n_entities": n_entities,
         "n_moves": n_moves,
         "distractor_box": distractor,
         "distractor_box_id": TOKENIZER.token_to_id[distractor],
         "last_box": last_box,
         "first_box": first_box,
-        "query_moved": answer != initial[entities.index(query)],
+        "query_moved": any(e == query for e, _ in moves),  # moved at all, even if it came back
         "last_box_correct": last_box == answer,
         "first_box_correct": first_box == answer,
         "initial_box_correct": initial[entities.index(query)] == answer,
@@ -402,10 +404,13 @@ def generate_entity_tracking(n: int, seed: int = 0, split: str = "all") -> list[
     labels: entities, initial_boxes (aligned with entities), moves [(entity, colour), ...],
     final_boxes {entity: colour}, query, query_pos (the queried entity in the last sentence),
     binding_pos (the colour in the latest statement about the queried entity, which decides the
-    answer), n_entities, n_moves, distractor_box (the most recently mentioned colour other than
-    the answer) and its id, last_box / first_box (the last / first colour mentioned), query_moved,
-    last_box_correct, first_box_correct, initial_box_correct (would that shortcut be right),
-    answer, answer_pos.
+    answer), initial_box_pos (the colour in its first statement: its starting box), n_entities,
+    n_moves, distractor_box (the most recently mentioned colour other than the answer) and its id,
+    last_box / first_box (the last / first colour mentioned), query_moved
+    (the queried entity moved at least once, even if it ended back in its starting box),
+    last_box_correct, first_box_correct, initial_box_correct (would that shortcut be right;
+    ``not initial_box_correct`` means the answer differs from the starting box, the prompts
+    only state tracking can answer), answer, answer_pos.
     """
     _check_args(n, seed, split)
     rng = _rng("entity_tracking", seed, split)
