@@ -597,6 +597,28 @@ def test_replay_of_module_classes_rebuilds_their_parameters():
     assert not instance["passed"] and "TypeError" in instance["detail"]  # a module is refused as before
 
 
+def test_replay_keeps_whether_a_loss_carries_a_gradient():
+    # values cross without their autograd graph; an honest loss must still pass the gradient test
+    from toykit.exercises import ch02, ch03
+    from toykit.exercises.solutions import SOLUTIONS
+    from toykit.transformer import lm_cross_entropy_loss
+
+    assert verdict(record(ch03.check_lm_cross_entropy_loss, lm_cross_entropy_loss),
+                   "check_lm_cross_entropy_loss", "ch03")["passed"]
+    namespace: dict = {}
+    exec(SOLUTIONS["ch02.sae_loss"], namespace)
+    assert verdict(record(ch02.check_sae_loss, namespace["sae_loss"]), "check_sae_loss", "ch02")["passed"]
+
+    def detached(logits, tokens):
+        return lm_cross_entropy_loss(logits, tokens).detach()
+    cut = verdict(record(ch03.check_lm_cross_entropy_loss, detached), "check_lm_cross_entropy_loss", "ch03")
+    assert not cut["passed"] and "carries no gradient" in cut["detail"]
+
+    line = record(ch03.check_lm_cross_entropy_loss, lm_cross_entropy_loss)
+    line["calls"][0]["grad"] = [5]  # a flag naming no output tensor is malformed, not a pass
+    assert not verdict(line, "check_lm_cross_entropy_loss", "ch03")["passed"]
+
+
 def torch_ones(n):
     import torch
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from toykit.grading.text import clean_text
-from toykit.grading.wire import WireError, decode, decode_tensor, digest, encode, hooked_modules
+from toykit.grading.wire import MAX_DEPTH, WireError, decode, decode_tensor, digest, encode, hooked_modules
 
 MAX_RECORD_CHARS = 128 * 2**20  # one exercise's record, as JSON text
 
@@ -240,6 +240,8 @@ class Recorder:
         event["mut"] = _changes(leaves, before)
         try:
             event["out"] = result(out)
+            if op != "new":
+                event["grad"] = _grad_carriers(out)
         except WireError as err:
             event["refused"] = f"your code returned {err}, which the grader cannot take"
         except Exception as err:  # an object whose methods raise when read
@@ -311,6 +313,59 @@ def _structure(module: Any) -> dict:
 
 
 
+# -- gradients --------------------------------------------------------------------------------
+#
+# Values cross as plain data, without their autograd graph. Checks of losses ask whether the
+# learner's result carries a gradient (a loss that training can backpropagate through), so the
+# record says which output tensors had a grad_fn, and the replayed ones get one too. The values
+# of gradients are not replayed: no check reads them.
+
+
+def _output_tensors(value: Any, out: list, depth: int = 0) -> list:
+    """The tensors in a result, in the order encode() writes them (lists, tuples, dict values)."""
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif depth < MAX_DEPTH and isinstance(value, (list, tuple)):
+        for v in value:
+            _output_tensors(v, out, depth + 1)
+    elif depth < MAX_DEPTH and isinstance(value, dict):
+        for v in value.values():
+            _output_tensors(v, out, depth + 1)
+    return out
+
+
+def _grad_carriers(out: Any) -> list[int]:
+    """Indices (in _output_tensors order) of the output tensors that carry a gradient."""
+    return [i for i, t in enumerate(_output_tensors(out, [])) if torch.Tensor.grad_fn.__get__(t) is not None]
+
+
+def _carry_grad(value: Any, carriers: Any) -> Any:
+    """``value`` with the tensors named by ``carriers`` given a grad_fn, as the learner's had."""
+    if type(carriers) is not list or any(type(i) is not int for i in carriers):
+        raise WireError("the record's gradient flags are not a list of indices")
+    if not carriers:
+        return value
+    tensors = _output_tensors(value, [])
+    swap = {}
+    for i in carriers:
+        if not 0 <= i < len(tensors) or not (tensors[i].is_floating_point() or tensors[i].is_complex()):
+            raise WireError("a gradient flag names no floating-point output tensor")
+        swap[id(tensors[i])] = tensors[i].requires_grad_(True) * 1  # a result with a grad_fn
+    return _replace(value, swap)
+
+
+def _replace(value: Any, swap: dict) -> Any:
+    if isinstance(value, torch.Tensor):
+        return swap.get(id(value), value)
+    if isinstance(value, list):
+        return [_replace(v, swap) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_replace(v, swap) for v in value)
+    if isinstance(value, dict):
+        return {k: _replace(v, swap) for k, v in value.items()}
+    return value
+
+
 # -- replaying, in the grader -------------------------------------------------------------------
 
 
@@ -373,8 +428,9 @@ class Replayer:
         return event
 
     def call(self, op: str, args: tuple, kwargs: dict, extra: Any = None) -> Any:
+        event = self.next(op, args, kwargs, extra)
         try:
-            return decode(self.next(op, args, kwargs, extra)["out"])
+            return _carry_grad(decode(event["out"]), event.get("grad", []))
         except WireError as err:
             raise ReplayBroken(f"call {self.pos} holds malformed data ({err})") from None
 
