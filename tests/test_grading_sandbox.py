@@ -327,8 +327,9 @@ def test_a_printing_loop_does_not_fill_the_graders_memory(tmp_path):
             print(line)
         """)
     outcome, peak_mb = run_worker(tmp_path, nb)
+    print(f"worker peak {peak_mb} MB, outputs kept {outcome['outputs_kept_bytes']} bytes")
     assert outcome["status"] == "ok", outcome
-    # dropped by the cap, or (batched into messages over 64 MB) by ZeroMQ before the grader reads them
+    # dropped by the cap, or (batched into messages over 4 MB) by ZeroMQ before the grader reads them
     assert outcome["outputs_kept_bytes"] <= OUTPUT_BYTES_TOTAL
     assert peak_mb < 400, f"the worker peaked at {peak_mb} MB"
 
@@ -435,6 +436,27 @@ def test_a_starved_timeout_is_run_again_then_marked_for_regrading(monkeypatch, t
                     {"status": "ok", "cells": 5, "cell_errors": [], "detail": ""}])
     monkeypatch.setattr(worker, "run_once", lambda job: next(answers))
     assert worker.run({"scratch": str(tmp_path)})["status"] == "ok"
+
+
+def test_a_kernel_that_finds_its_port_taken_is_started_again(monkeypatch, tmp_path):
+    from toykit.grading import worker
+
+    taken = {"status": "grader_error", "cells": 0, "cell_errors": [], "detail": (
+        "RuntimeError: Kernel died before replying to kernel_info (the kernel said: toykit sandbox: "
+        "ZMQError: Address already in use (addr='tcp://127.0.0.1:43111'))")}
+    answers = iter([dict(taken), {"status": "ok", "cells": 5, "cell_errors": [], "detail": ""}])
+    monkeypatch.setattr(worker, "run_once", lambda job: next(answers))
+    assert worker.run({"scratch": str(tmp_path)})["status"] == "ok"
+
+    runs = []
+    monkeypatch.setattr(worker, "run_once", lambda job: runs.append(1) or dict(taken))
+    assert worker.run({"scratch": str(tmp_path)})["status"] == "grader_error"  # not forever
+    assert len(runs) == worker.PORT_TRIES
+
+    other = {"status": "grader_error", "cells": 0, "cell_errors": [], "detail": "RuntimeError: no kernel"}
+    runs.clear()
+    monkeypatch.setattr(worker, "run_once", lambda job: runs.append(1) or dict(other))
+    assert worker.run({"scratch": str(tmp_path)})["status"] == "grader_error" and len(runs) == 1
 
 
 @pytest.mark.parametrize("options, message", [

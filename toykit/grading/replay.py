@@ -336,7 +336,7 @@ def _output_tensors(value: Any, out: list, depth: int = 0) -> list:
 
 def _grad_carriers(out: Any) -> list[int]:
     """Indices (in _output_tensors order) of the output tensors that carry a gradient."""
-    return [i for i, t in enumerate(_output_tensors(out, [])) if torch.Tensor.grad_fn.__get__(t) is not None]
+    return [i for i, t in enumerate(_output_tensors(out, [])) if t.grad_fn is not None]
 
 
 def _carry_grad(value: Any, carriers: Any) -> Any:

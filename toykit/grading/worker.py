@@ -51,7 +51,12 @@ PROCESS_LIMIT = 512  # processes and threads of one submission (where a cgroup o
 # Outputs kept from the kernel: they only feed the error list, so a printing loop costs nothing.
 OUTPUT_BYTES_PER_CELL = 2 * 2**20
 OUTPUT_BYTES_TOTAL = 16 * 2**20
-MESSAGE_BYTES_LIMIT = 64 * 2**20  # a larger message from the kernel is dropped by ZeroMQ, unread
+# A larger message from the kernel is dropped by ZeroMQ, unread: twice what a cell may keep, since
+# anything bigger would be cut by the output caps anyway. With at most MESSAGE_QUEUE of them queued,
+# a kernel printing faster than we read costs the grader tens of MB, not the whole backlog.
+MESSAGE_BYTES_LIMIT = 2 * OUTPUT_BYTES_PER_CELL
+MESSAGE_QUEUE = 16
+PORT_TRIES = 3  # kernel starts, when the kernel finds a port taken
 # A learner's cell may run --cell-timeout seconds, not counting time it waited for a CPU, and
 # WALL_FACTOR times that on the clock in all, however loaded the machine is.
 WALL_FACTOR = 10
@@ -373,12 +378,12 @@ def run(job: dict) -> dict:
     STARVED_CPU_SHARE of a CPU) does not count: the notebook is run once more. If it is starved
     again, the status is ``overloaded``, and the row is graded again on the next run.
     """
-    outcome = run_once(job)
+    outcome = run_started(job)
     starved = outcome.pop("starved", None)
     if starved is None:
         return outcome
     (Path(job["scratch"]) / "ctl" / "rerun").write_text(json.dumps(starved), encoding="utf-8")  # for the batch
-    again = run_once(job)
+    again = run_started(job)
     starved_again = again.pop("starved", None)
     if starved_again is not None:
         again.update(status="overloaded", detail=(
@@ -388,6 +393,17 @@ def run(job: dict) -> dict:
     again["reruns"] = 1
     _write_json(Path(job["scratch"]) / "ctl" / "outcome.json", again)
     return again
+
+
+def run_started(job: dict) -> dict:
+    """run_once, in a fresh kernel again (up to PORT_TRIES runs) when the kernel could not bind
+    its ports. Jupyter picks free ports before the kernel starts, and another process (another
+    submission's kernel, say) can take one in between. No learner code has run by then."""
+    for _ in range(PORT_TRIES):
+        outcome = run_once(job)
+        if not (outcome["status"] == "grader_error" and "Address already in use" in outcome["detail"]):
+            break
+    return outcome
 
 
 def run_once(job: dict) -> dict:
@@ -469,7 +485,7 @@ def run_once(job: dict) -> dict:
     os.environ["JUPYTER_RUNTIME_DIR"] = str(ctl / "runtime")  # where the connection file goes
     context = zmq.asyncio.Context()
     context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES_LIMIT)  # every socket of our client: no huge message,
-    context.setsockopt(zmq.RCVHWM, 64)  # and few queued: a printing loop's surplus is dropped by the kernel's PUB
+    context.setsockopt(zmq.RCVHWM, MESSAGE_QUEUE)  # few queued: a printing loop's surplus is dropped by its PUB
     km = AsyncKernelManager(kernel_name=KERNEL_NAME, context=context,
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(ctl / "kernels")]))
     km.connection_file = str(ctl / "runtime" / "connection.json")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -63,7 +64,8 @@ def _logits(model: Callable, tokens: torch.Tensor) -> torch.Tensor:
 
 def _span_positions(batch: Batch, start_key: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, positions) predicting the 2nd..last span word of one occurrence."""
-    rows, pos = [], []
+    rows: list[int] = []
+    pos: list[int] = []
     for i, ex in enumerate(batch.examples):
         start, length = ex.labels[start_key], ex.labels["span_length"]
         rows += [i] * (length - 1)
@@ -79,7 +81,7 @@ def _evaluate_family(
     correct = 0
     hard_correct = n_hard = 0  # entity tracking: the examples the "starting box" shortcut gets wrong
     diffs: list[torch.Tensor] = []
-    losses = {"first_start": [], "second_start": []}
+    losses: dict[str, list[torch.Tensor]] = {"first_start": [], "second_start": []}
     hits_second = 0
     n_second = 0
     full = family == "repeated_span"
@@ -172,7 +174,7 @@ def evaluate(
         }
     finally:
         if was_training:
-            model.train()
+            cast(nn.Module, model).train()
 
 
 def meets_targets(results: dict[str, dict[str, float]]) -> dict[str, bool]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -111,8 +111,9 @@ def make_batch(
             raise TypeError(f"make_batch: examples[{i}] must be an Example, got {type(ex).__name__}")
         if corrupted and ex.corrupted_prompt is None:
             raise ValueError(f"make_batch: examples[{i}] ({ex.family}) has no corrupted prompt")
+    texts: list[str]
     if corrupted:
-        texts = [ex.corrupted_prompt for ex in examples]
+        texts = [cast(str, ex.corrupted_prompt) for ex in examples]  # checked above: none is None
     else:
         texts = [ex.text if full_text else ex.prompt for ex in examples]
     rows = [TOKENIZER.encode(t, prepend_bos=True) for t in texts]
