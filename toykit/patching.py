@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -184,6 +184,7 @@ def _token_ids(name: str, ids: torch.Tensor | int, batch: int, d_vocab: int, dev
     if isinstance(ids, int) and not isinstance(ids, bool):
         ids = torch.full((batch,), ids)
     check_tensor(name, ids, [batch], dtype="int")
+    ids = cast(torch.Tensor, ids)  # check_tensor raised for anything else
     if ids.numel() and (ids.min() < 0 or ids.max() >= d_vocab):
         raise ValueError(f"{name} must lie in [0, d_vocab={d_vocab}), got values from {ids.min().item()} "
                          f"to {ids.max().item()}")
@@ -235,7 +236,7 @@ def logit_diff_metric(
     def raw(logits: torch.Tensor) -> torch.Tensor:
         return logit_diff(logits, answer_ids, wrong_ids, pos=pos)
 
-    if clean_logits is None:
+    if clean_logits is None or corrupted_logits is None:  # both or neither (checked above)
         return raw
     clean_value, corrupted_value = raw(clean_logits).item(), raw(corrupted_logits).item()
     normalize_metric(0.0, baseline=corrupted_value, target=clean_value)  # fail now, not inside a sweep
@@ -292,7 +293,7 @@ def _check_model(model: object) -> None:
 
 def _check_tokens(model, name: str, tokens: object) -> torch.Tensor:
     check_tensor(name, tokens, ["batch", "pos"], dtype="int")
-    return tokens.to(model.device)
+    return cast(torch.Tensor, tokens).to(model.device)  # check_tensor raised for anything else
 
 
 def _check_names(model, names: Sequence[str]) -> None:
@@ -320,10 +321,10 @@ def _check_index(index: object) -> tuple:
 
 def _as_patches(patches: str | Patch | Sequence[str | Patch]) -> list[tuple[str, tuple]]:
     """Normalise "name" | (name, index) | a list of those to [(name, index tuple)]."""
-    if isinstance(patches, str) or (isinstance(patches, tuple) and len(patches) == 2 and isinstance(patches[0], str)):
-        patches = [patches]
+    items: Sequence[Any] = [patches] if isinstance(patches, str) or (
+        isinstance(patches, tuple) and len(patches) == 2 and isinstance(patches[0], str)) else patches
     out = []
-    for p in patches:
+    for p in items:
         if isinstance(p, str):
             out.append((p, ()))
         elif isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str):
@@ -355,11 +356,12 @@ def _source_acts(model, tokens: torch.Tensor, source: ActivationCache | Mapping 
     elif not isinstance(source, Mapping):
         raise TypeError(f"{source_name} must be an ActivationCache (or dict) of that run, or its tokens "
                         f"[batch, pos]; got {type(source).__name__}")
+    cached = cast(Mapping[str, torch.Tensor], source)  # tokens were run into a cache above
     acts = {}
     for name in names:
-        if name not in source:
+        if name not in cached:
             raise KeyError(f"{source_name} has no activation {name!r}: cache it (names_filter) or pass the tokens")
-        act = source[name]
+        act = cached[name]
         wrong = act.ndim < 2 or act.shape[0] != batch or any(
             ax >= act.ndim or act.shape[ax] != n_pos for ax in _pos_axes(name))
         if wrong:
@@ -551,7 +553,7 @@ def _hook_name(act: str, layer: int) -> str:
 
 def _block_cells(model, acts: list[str], by_pos: bool, n_pos: int) -> tuple[list, tuple, dict]:
     L = model.cfg.n_layers
-    cells = []
+    cells: list[list[tuple[str, tuple]]] = []
     for act in acts:
         for layer in range(L):
             name = _hook_name(act, layer)
@@ -570,6 +572,7 @@ def _head_cells(model, acts: list[str], by_pos: bool, n_pos: int) -> tuple[list,
             pattern = act == "pattern"  # [b, h, q, k]: the head axis comes first
             for p in range(n_pos) if by_pos else [None]:
                 for h in range(H):
+                    index: tuple
                     if p is None:
                         index = (h,) if pattern else (slice(None), h)
                     else:
@@ -704,7 +707,8 @@ def _path_chunk(model, tokens: torch.Tensor, mask: torch.Tensor, clean_acts: dic
     def capture(act: torch.Tensor, hook) -> None:
         captured[hook.name] = act.clone()
 
-    hooks = [(name, freeze_z) for name in z_names] + [(name, freeze_mlp) for name in mlp_names]
+    hooks: list[tuple[str, Callable[..., torch.Tensor | None]]] = [(name, freeze_z) for name in z_names]
+    hooks += [(name, freeze_mlp) for name in mlp_names]
     hooks += [(name, capture) for name in recv_heads]
     with model.hooks(fwd_hooks=hooks):
         out = model(tokens, stop_at_layer=stop) if stop is not None else model(tokens)
@@ -874,10 +878,11 @@ def ablation_hooks(
                 _, reference = model.run_with_cache(reference, names_filter=list(todo), **kwargs)
         elif not isinstance(reference, Mapping):
             raise TypeError(f"reference must be tokens or an ActivationCache, got {type(reference).__name__}")
+        cached = cast(Mapping[str, torch.Tensor], reference)  # tokens were run into a cache above
         for name in todo:
-            if name not in reference:
+            if name not in cached:
                 raise KeyError(f"reference has no activation {name!r}: cache it or pass the tokens")
-            ref[name] = reference[name].to(model.device)
+            ref[name] = cached[name].to(model.device)
     if method == "mean":
         if mean_over not in MEAN_OVER:
             raise ValueError(f"mean_over must be one of {MEAN_OVER}, got {mean_over!r}")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +84,7 @@ def select_positions(x: torch.Tensor, pos: int | torch.Tensor | None, dim: int =
             raise ValueError(f"pos={pos} is out of range for {n_pos} positions")
         return x.select(dim, pos)
     check_tensor("pos", pos, [x.shape[dim - 1]], dtype="int")
+    pos = cast(torch.Tensor, pos)  # check_tensor raised for anything else
     if pos.numel() and (pos.min() < 0 or pos.max() >= n_pos):
         raise ValueError(f"pos must lie in [0, {n_pos}), got values from {pos.min().item()} to {pos.max().item()}")
     moved = x.movedim((dim - 1, dim), (0, 1))  # [batch, pos, *rest]
@@ -150,7 +152,8 @@ def collect_activations(
             raise KeyError(model._unknown_hook_message(name))
     stop = stop_layer_for(model, hook_names)
     kwargs = {"return_type": None} if stop is None else {"stop_at_layer": stop}
-    rows, parts = [], {name: [] for name in hook_names}
+    rows: list[torch.Tensor] = []
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in hook_names}
     # Attention patterns keep a key axis as long as the prompts: chunks must not be cut short.
     trim = not any(_is_attention_map(name) for name in hook_names)
     for chunk_rows, chunk, chunk_pos in _chunks(tokens, pos, batch_size, trim):
