@@ -233,7 +233,7 @@ def test_phases_follow_the_test_loss_collapse():
     # memorised at 200; the test loss peaks at 20 and is first below 10 at 500, below 0.01 at 800
     assert grokking_phases(history) == {"memorisation": (0, 200), "circuit_formation": (200, 500),
                                         "cleanup": (500, 800)}
-    assert grokking_phases(history, collapse_below=0.85)["cleanup"] == (300, 800)
+    assert grokking_phases(history, collapse_below=0.95)["cleanup"] == (300, 800)
     with pytest.raises(ValueError, match="has not grokked"):
         grokking_phases({**history, "test_loss": [4.7, 9.0, 20.0] + [18.0] * 7})
     with pytest.raises(ValueError, match="collapse_below"):
