@@ -4,15 +4,17 @@ measures for grokking via mechanistic interpretability".
 The model is a ``HookedTransformer`` with one layer, d_model 128, 4 heads of 32, d_mlp 512,
 ReLU and no LayerNorm, reading the three tokens ``a, b, =`` (``toykit.tasks.
 modular_addition``). Its vocabulary is p + 1 tokens (0..p-1 and "="); the answer is read
-from the logits of the first p tokens at the last position (the logit of "=" is never used).
+from the logits at the last position.
 
-Training is full batch (one step = one epoch) with AdamW, lr 1e-3, weight decay 1.0, betas
-(0.9, 0.98), on the cross-entropy at the last position. As in the authors' TransformerLens
-version of the experiment, only the weight matrices are trained: the biases stay at zero,
-which leaves fewer places for the algorithm to spread over. The model first memorises the
-training set, then slowly forms a circuit that computes (a + b) mod p with a few Fourier
-frequencies, and finally cleans up the memorised solution, at which point the test loss
-drops: grokking.
+Training follows the paper's code (``transformers.py`` of the progress-measures-paper
+repository): weights drawn randn / sqrt(d_model), the unembedding randn / sqrt(d_vocab);
+full batch (one step = one epoch) AdamW, lr 1e-3 after a 10-step linear warm-up, weight decay
+1.0 on every trained parameter, betas (0.9, 0.98); the weight matrices and the MLP biases are
+trained (the paper's model has no other biases: toykit's stay at zero); the loss is the
+cross-entropy over all p + 1 tokens at the last position. The analyses read the logits of
+the p number tokens only. The model first memorises the training set, then slowly forms a
+circuit that computes (a + b) mod p with a few Fourier frequencies, and finally cleans up
+the memorised solution, at which point the test loss drops: grokking.
 
 ``train_grokking`` logs, at every ``log_every`` epochs: train and test loss and accuracy, the
 weight norm, and the Fourier energy of the embedding per frequency; after training it finds
