@@ -16,6 +16,7 @@ from toykit.grokking import (
     grokking_config,
     grokking_model,
     grokking_phases,
+    key_frequencies_of,
     last_position_logits,
     logit_table,
     paper_split,
@@ -331,3 +332,9 @@ def test_shipped_grokking_run():
     split = RECIPES["grokking"].split()
     logits = last_position_logits(model, split.test_tokens, 113)
     assert (logits.argmax(-1) == split.test_labels).float().mean() >= 0.99
+    # The manifest's facts are the history's: it groks, and a handful of frequencies do the work.
+    phases = grokking_phases(history)
+    assert entry["metrics"]["phases"] == {name: list(span) for name, span in phases.items()}
+    assert phases["cleanup"][1] < history["epoch"][-1]
+    assert 2 <= len(entry["metrics"]["key_frequencies"]) <= 8
+    assert entry["metrics"]["key_frequencies"] == key_frequencies_of(model)
