@@ -2,6 +2,8 @@
 shipped-run recipe (a shortened version run end to end: files, manifest, loading)."""
 
 import json
+import math
+import random
 from pathlib import Path
 
 import pytest
@@ -13,14 +15,17 @@ from toykit.grokking import (
     GrokkingRecipe,
     grokking_config,
     grokking_model,
+    grokking_phases,
+    key_frequencies_of,
     last_position_logits,
     logit_table,
+    paper_split,
     train_grokking,
     weight_norm,
 )
 from toykit.tasks.modular_addition import all_pairs, make_split
 from toykit.train_recipes import RECIPES, save
-from toykit.transformer import HookedTransformer, TransformerConfig
+from toykit.transformer import HookedTransformer, TransformerConfig, copy_model
 
 torch.set_num_threads(1)
 
@@ -67,6 +72,40 @@ def test_config_is_the_papers():
     cfg = grokking_config(113, device="cpu")
     assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp) == (1, 128, 4, 32, 512)
     assert (cfg.d_vocab, cfg.n_ctx, cfg.act_fn, cfg.normalization_type) == (114, 3, "relu", None)
+    assert cfg.init_range == pytest.approx(1 / math.sqrt(128))
+
+
+def test_initialisation_is_the_papers():
+    # transformers.py of the paper's code: randn / sqrt(d_model), except W_U: randn / sqrt(d_vocab); biases 0.
+    model = grokking_model(113, seed=3, device="cpu")
+    for name, p in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "W_U":
+            assert p.std().item() == pytest.approx(1 / math.sqrt(114), rel=0.03)
+        elif leaf.startswith("W_"):
+            assert p.std().item() == pytest.approx(1 / math.sqrt(128), rel=0.03), name
+        else:
+            assert torch.all(p == 0), name
+    again = grokking_model(113, seed=3, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+
+
+def test_paper_split_is_the_papers_gen_train_test():
+    # The paper's gen_train_test, written out: shuffle the (i, j, p) triples with Python's random.
+    pairs = [(i, j, 13) for i in range(13) for j in range(13)]
+    random.seed(5)
+    random.shuffle(pairs)
+    div = int(0.3 * len(pairs))
+    split = paper_split(13, 0.3, seed=5)
+    assert sorted(map(tuple, split.train_tokens.tolist())) == sorted(pairs[:div])
+    assert sorted(map(tuple, split.test_tokens.tolist())) == sorted(pairs[div:])
+    assert torch.equal(split.train_labels, (split.train_tokens[:, 0] + split.train_tokens[:, 1]) % 13)
+    assert (len(paper_split().train_index), len(paper_split().test_index)) == (3830, 8939)
+    assert not torch.equal(paper_split(13, 0.3, seed=6).train_index, split.train_index)
+    with pytest.raises(ValueError, match="seed"):
+        paper_split(13, 0.3, seed=-1)
+    with pytest.raises(ValueError, match="frac_train"):
+        paper_split(13, 1.5)
 
 
 def _with_random_biases(model: HookedTransformer) -> HookedTransformer:
@@ -141,9 +180,12 @@ def test_training_logs_measures_and_snapshots():
     final = run.model.state_dict()
     assert all(torch.equal(run.snapshots[60][k], final[k]) for k in final)
     assert not torch.equal(run.snapshots[0]["embed.W_E"], final["embed.W_E"])
-    # Biases are not trained, and stay trainable afterwards.
+    # The MLP biases are trained (the paper's code); the others stay at 0, and trainable afterwards.
     for name, p in run.model.named_parameters():
-        if not name.rsplit(".", 1)[-1].startswith("W_"):
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("b_in", "b_out"):
+            assert torch.any(p != 0), name
+        elif not leaf.startswith("W_"):
             assert torch.all(p == 0) and p.requires_grad, name
     assert run.key_frequencies and all(1 <= w <= 11 for w in run.key_frequencies)
     json.dumps(h)  # JSON-ready
@@ -153,6 +195,50 @@ def test_training_is_deterministic():
     a, b = _short_run(snapshot_epochs=()), _short_run(snapshot_epochs=())
     assert a.history == b.history
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_training_options_of_transformer_lens_demo():
+    run = _short_run(train_mlp_biases=False, measures=False)
+    for name, p in run.model.named_parameters():
+        if not name.rsplit(".", 1)[-1].startswith("W_"):
+            assert torch.all(p == 0), name
+    assert not torch.equal(run.model.W_E, _short_run(measures=False).model.W_E)
+
+
+def test_warmup_follows_the_papers_schedule():
+    # LambdaLR(lambda step: min(step / 10, 1)): the first step has lr 0 and leaves the weights alone.
+    run = _short_run(snapshot_epochs=(0, 1, 2), measures=False)
+    assert all(torch.equal(run.snapshots[0][k], run.snapshots[1][k]) for k in run.snapshots[0])
+    assert not torch.equal(run.snapshots[1]["embed.W_E"], run.snapshots[2]["embed.W_E"])
+    cold = _short_run(snapshot_epochs=(0, 1), measures=False, warmup=0)
+    assert not torch.equal(cold.snapshots[0]["embed.W_E"], cold.snapshots[1]["embed.W_E"])
+
+
+def test_loss_is_over_n_classes():
+    model = grokking_model(23, **SMALL, seed=0, device="cpu")
+    split = make_split(23, 0.5, seed=0)
+    logits = model(split.tokens)[:, -1].double()  # [p * p, d_vocab = 24]
+    for n_classes in (None, 23):
+        run = train_grokking(copy_model(model), split, 0, n_classes=n_classes, measures=False, progress=False)
+        n = 24 if n_classes is None else 23
+        expected = F.cross_entropy(logits[split.train_index, :n], split.train_labels)
+        assert run.history["train_loss"][0] == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="n_classes"):
+        train_grokking(copy_model(model), split, 1, n_classes=22, progress=False)
+
+
+def test_phases_follow_the_test_loss_collapse():
+    history = {"epoch": list(range(0, 1000, 100)),
+               "train_loss": [4.7, 0.5, 0.005, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4],
+               "test_loss": [4.7, 9.0, 20.0, 18.0, 16.0, 9.0, 2.0, 0.05, 0.005, 0.001]}
+    # memorised at 200; the test loss peaks at 20 and is first below 10 at 500, below 0.01 at 800
+    assert grokking_phases(history) == {"memorisation": (0, 200), "circuit_formation": (200, 500),
+                                        "cleanup": (500, 800)}
+    assert grokking_phases(history, collapse_below=0.95)["cleanup"] == (300, 800)
+    with pytest.raises(ValueError, match="has not grokked"):
+        grokking_phases({**history, "test_loss": [4.7, 9.0, 20.0] + [18.0] * 7})
+    with pytest.raises(ValueError, match="collapse_below"):
+        grokking_phases(history, collapse_below=1.5)
 
 
 def test_training_without_measures():
@@ -166,6 +252,8 @@ def test_training_without_measures():
     (dict(snapshot_epochs=(61,)), ValueError, "snapshot_epochs"),
     (dict(split="data"), TypeError, "ModularAdditionSplit"),
     (dict(split=make_split(19, 0.5)), ValueError, "d_vocab"),
+    (dict(warmup=-1), ValueError, "warmup"),
+    (dict(n_classes=25), ValueError, "n_classes"),
 ])
 def test_training_rejects_bad_arguments(kwargs, error, match):
     args = dict(model=grokking_model(23, **SMALL, device="cpu"), split=make_split(23, 0.5), epochs=60,
@@ -183,6 +271,9 @@ def test_recipe_is_registered_with_the_papers_settings():
     assert (recipe.p, recipe.frac_train, recipe.lr, recipe.weight_decay, recipe.betas) == (113, 0.3, 1e-3, 1.0,
                                                                                           (0.9, 0.98))
     assert (recipe.d_model, recipe.n_heads, recipe.d_mlp) == (128, 4, 512)
+    # The paper's code: 10-step warm-up, trained MLP biases, a softmax over all p + 1 tokens, its split.
+    assert (recipe.warmup, recipe.train_mlp_biases, recipe.n_classes) == (10, True, None)
+    assert torch.equal(recipe.split().train_index, paper_split(113, 0.3, recipe.data_seed).train_index)
     assert 8 <= len(recipe.snapshot_epochs) <= 12 and recipe.snapshot_epochs[-1] == recipe.epochs
     json.dumps(recipe.describe())
 
@@ -241,3 +332,9 @@ def test_shipped_grokking_run():
     split = RECIPES["grokking"].split()
     logits = last_position_logits(model, split.test_tokens, 113)
     assert (logits.argmax(-1) == split.test_labels).float().mean() >= 0.99
+    # The manifest's facts are the history's: it groks, and a handful of frequencies do the work.
+    phases = grokking_phases(history)
+    assert entry["metrics"]["phases"] == {name: list(span) for name, span in phases.items()}
+    assert phases["cleanup"][1] < history["epoch"][-1]
+    assert 2 <= len(entry["metrics"]["key_frequencies"]) <= 8
+    assert entry["metrics"]["key_frequencies"] == key_frequencies_of(model)

@@ -4,15 +4,17 @@ measures for grokking via mechanistic interpretability".
 The model is a ``HookedTransformer`` with one layer, d_model 128, 4 heads of 32, d_mlp 512,
 ReLU and no LayerNorm, reading the three tokens ``a, b, =`` (``toykit.tasks.
 modular_addition``). Its vocabulary is p + 1 tokens (0..p-1 and "="); the answer is read
-from the logits of the first p tokens at the last position (the logit of "=" is never used).
+from the logits at the last position.
 
-Training is full batch (one step = one epoch) with AdamW, lr 1e-3, weight decay 1.0, betas
-(0.9, 0.98), on the cross-entropy at the last position. As in the authors' TransformerLens
-version of the experiment, only the weight matrices are trained: the biases stay at zero,
-which leaves fewer places for the algorithm to spread over. The model first memorises the
-training set, then slowly forms a circuit that computes (a + b) mod p with a few Fourier
-frequencies, and finally cleans up the memorised solution, at which point the test loss
-drops: grokking.
+Training follows the paper's code (``transformers.py`` of the progress-measures-paper
+repository): weights drawn randn / sqrt(d_model), the unembedding randn / sqrt(d_vocab);
+full batch (one step = one epoch) AdamW, lr 1e-3 after a 10-step linear warm-up, weight decay
+1.0 on every trained parameter, betas (0.9, 0.98); the weight matrices and the MLP biases are
+trained (the paper's model has no other biases: toykit's stay at zero); the loss is the
+cross-entropy over all p + 1 tokens at the last position. The analyses read the logits of
+the p number tokens only. The model first memorises the training set, then slowly forms a
+circuit that computes (a + b) mod p with a few Fourier frequencies, and finally cleans up
+the memorised solution, at which point the test loss drops: grokking.
 
 ``train_grokking`` logs, at every ``log_every`` epochs: train and test loss and accuracy, the
 weight norm, and the Fourier energy of the embedding per frequency; after training it finds
@@ -25,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import random
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,6 +59,7 @@ __all__ = [
     "key_frequencies_of",
     "last_position_logits",
     "logit_table",
+    "paper_split",
     "progress_measures",
     "snapshot_bytes",
     "train_grokking",
@@ -65,17 +69,46 @@ __all__ = [
 
 def grokking_config(p: int = 113, *, d_model: int = 128, n_heads: int = 4, d_mlp: int = 512, seed: int = 0,
                     device: str | torch.device | None = None) -> TransformerConfig:
-    """The paper's architecture for modulus p: 1 layer, ReLU, no LayerNorm, n_ctx 3, d_vocab p + 1."""
+    """The paper's architecture for modulus p: 1 layer, ReLU, no LayerNorm, n_ctx 3, d_vocab p + 1,
+    weights drawn with std 1/sqrt(d_model) (init_range; ``grokking_model`` rescales W_U)."""
     check_positive_int("p", p)
+    check_positive_int("d_model", d_model)
     return TransformerConfig(n_layers=1, d_model=d_model, n_heads=n_heads, d_mlp=d_mlp, d_vocab=p + 1, n_ctx=3,
-                             act_fn="relu", normalization_type=None, seed=seed, device=resolve_device(device))
+                             act_fn="relu", normalization_type=None, seed=seed, init_range=1 / math.sqrt(d_model),
+                             device=resolve_device(device))
 
 
 def grokking_model(p: int = 113, *, d_model: int = 128, n_heads: int = 4, d_mlp: int = 512, seed: int = 0,
                    device: str | torch.device | None = None) -> HookedTransformer:
-    """A freshly initialised model of ``grokking_config`` (weights drawn from ``seed``)."""
-    return HookedTransformer(grokking_config(p, d_model=d_model, n_heads=n_heads, d_mlp=d_mlp, seed=seed,
-                                             device=device))
+    """A freshly initialised model of ``grokking_config``, drawn from ``seed``.
+
+    The initialisation of the paper's code (``transformers.py`` of Nanda et al.'s
+    progress-measures-paper repository): every weight matrix is randn / sqrt(d_model) except
+    the unembedding, randn / sqrt(d_vocab); biases start at zero."""
+    model = HookedTransformer(grokking_config(p, d_model=d_model, n_heads=n_heads, d_mlp=d_mlp, seed=seed,
+                                              device=device))
+    with torch.no_grad():  # N(0, 1/d_model) -> N(0, 1/d_vocab): same draws, another scale
+        model.unembed.W_U.mul_(math.sqrt(d_model / model.cfg.d_vocab))
+    return model
+
+
+def paper_split(p: int = 113, frac_train: float = 0.3, seed: int = 0) -> ModularAdditionSplit:
+    """The train/test split of the paper's code (``gen_train_test``): the p² pairs, in row-major
+    order of (a, b), shuffled by Python's ``random`` seeded with ``seed``; the first
+    int(frac_train * p²) are the train set. On the CPU; indices sorted within each set.
+
+    ``toykit.tasks.modular_addition.make_split`` draws another permutation (torch's) and rounds
+    instead of truncating, so its sets differ."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    base = make_split(p, frac_train, 0)  # validates p and frac_train, and holds every input
+    order = list(range(p * p))
+    random.Random(seed).shuffle(order)  # random.seed(seed); random.shuffle(pairs) in the paper's code
+    n_train = int(frac_train * p * p)
+    if not 0 < n_train < p * p:
+        raise ValueError(f"frac_train={frac_train} leaves an empty train or test set for p={p}")
+    train, test = torch.tensor(order[:n_train]).sort().values, torch.tensor(order[n_train:]).sort().values
+    return dataclasses.replace(base, seed=seed, train_index=train, test_index=test)
 
 
 # -- the forward pass, computing only the last position -----------------------------------------
@@ -184,9 +217,9 @@ def _state(model: HookedTransformer) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _evaluate(model: HookedTransformer, split: ModularAdditionSplit) -> dict[str, object]:
+def _evaluate(model: HookedTransformer, split: ModularAdditionSplit, n_classes: int) -> dict[str, object]:
     p = split.p
-    logits = last_position_logits(model, split.tokens, p)  # [p*p, p]
+    logits = last_position_logits(model, split.tokens, n_classes)  # [p*p, n_classes]
     nll = F.cross_entropy(logits.double(), split.labels, reduction="none")
     correct = (logits.argmax(-1) == split.labels).double()
     W_E = model.embed.W_E[:p].double()
@@ -223,6 +256,9 @@ def train_grokking(
     lr: float = 1e-3,
     weight_decay: float = 1.0,
     betas: tuple[float, float] = (0.9, 0.98),
+    warmup: int = 10,
+    train_mlp_biases: bool = True,
+    n_classes: int | None = None,
     log_every: int = 100,
     snapshot_epochs: Iterable[int] = (),
     measures: bool = True,
@@ -235,7 +271,17 @@ def train_grokking(
 
     model: a HookedTransformer with d_vocab = split.p + 1 and n_ctx >= 3 (``grokking_model``).
     epochs: full-batch AdamW steps. lr, weight_decay, betas: AdamW's settings (the paper's by
-        default). Only the weight matrices W_* are trained; biases keep their values.
+        default). Weight decay applies to every trained parameter, embeddings included.
+    warmup: the learning rate is lr * min(step / warmup, 1) at optimiser step 0, 1, 2, ...
+        (the paper's code: torch's LambdaLR, so the first step has lr 0); 0 means no warm-up.
+    train_mlp_biases: train b_in and b_out as well as the weight matrices W_* (the paper's
+        code). The other biases (attention, unembedding) stay at their values: the paper's
+        model has none, so at zero they are the same as absent. False trains the W_* only,
+        as TransformerLens's grokking demo does.
+    n_classes: the loss is a softmax over the first n_classes logits: None means all d_vocab
+        = p + 1 (the paper's code, where "=" is a wrong answer the model must learn to
+        avoid); p leaves "=" out (TransformerLens's demo, d_vocab_out = p). Train and test
+        loss and accuracy in the history use the same softmax.
     log_every: log the history at epochs 0, log_every, 2 * log_every, ... and at ``epochs``.
     snapshot_epochs: epochs in [0, epochs] whose weights to keep in ``run.snapshots``.
     measures: after training, find the final key frequencies (share >= min_share, see
@@ -268,13 +314,19 @@ def train_grokking(
         raise ValueError(f"snapshot_epochs must be ints in [0, epochs={epochs}], got {snapshot_epochs}")
     if cpu_threads is not None:
         check_positive_int("cpu_threads", cpu_threads)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    n_classes = model.cfg.d_vocab if n_classes is None else check_positive_int("n_classes", n_classes)
+    if not split.p <= n_classes <= model.cfg.d_vocab:
+        raise ValueError(f"n_classes must be in [p={split.p}, d_vocab={model.cfg.d_vocab}], got {n_classes}")
 
     device = resolve_device(device)
     model.to(device)
     split = split.to(device)
     with cpu_thread_count(cpu_threads, device):
-        history, snapshots, states = _train(model, split, epochs, lr, weight_decay, betas, log_every,
-                                            set(snapshot_epochs), measures, progress)
+        history, snapshots, states = _train(model, split, epochs, lr, weight_decay, betas, warmup,
+                                            bool(train_mlp_biases), n_classes, log_every, set(snapshot_epochs),
+                                            measures, progress)
         freqs: list[int] = []
         if measures:
             freqs = key_frequencies_of(model, split.p, min_share)
@@ -282,14 +334,23 @@ def train_grokking(
     return GrokkingRun(model.eval(), split, history, snapshots, freqs)
 
 
+def _trained(name: str, train_mlp_biases: bool) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf.startswith("W_") or (train_mlp_biases and leaf in ("b_in", "b_out"))
+
+
 def _train(model: HookedTransformer, split: ModularAdditionSplit, epochs: int, lr: float, weight_decay: float,
-           betas: tuple[float, float], log_every: int, snapshot_epochs: set[int], keep_states: bool,
+           betas: tuple[float, float], warmup: int, train_mlp_biases: bool, n_classes: int, log_every: int,
+           snapshot_epochs: set[int], keep_states: bool,
            progress: bool) -> tuple[dict[str, list], dict[int, dict], list[dict]]:
-    weights = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1].startswith("W_")]
-    others = [p for n, p in model.named_parameters() if not n.rsplit(".", 1)[-1].startswith("W_")]
+    weights = [p for n, p in model.named_parameters() if _trained(n, train_mlp_biases)]
+    others = [p for n, p in model.named_parameters() if not _trained(n, train_mlp_biases)]
     was_trainable = [p.requires_grad for p in others]
     # foreach=False: the same per-parameter kernels on every device (see toykit.training).
     optimiser = torch.optim.AdamW(weights, lr=lr, weight_decay=weight_decay, betas=betas, foreach=False)
+    # The paper's warm-up: LambdaLR sets lr * min(0 / warmup, 1) = 0 now, then steps once per epoch.
+    schedule = (torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(step / warmup, 1.0))
+                if warmup else None)
     tokens, labels = split.train_tokens, split.train_labels
     check_tensor("split.train_tokens", tokens, [None, 3], dtype="int")
     history: dict[str, list] = {"epoch": []}
@@ -297,13 +358,13 @@ def _train(model: HookedTransformer, split: ModularAdditionSplit, epochs: int, l
     states: list[dict] = []
     bar = tqdm(total=epochs, disable=not progress, desc="grokking", dynamic_ncols=True)
     try:
-        for p in others:  # no gradients for the biases: they are not trained, so skip their work
+        for p in others:  # no gradients for the untrained biases: skip their work
             p.requires_grad_(False)
         for epoch in range(epochs + 1):
             if epoch % log_every == 0 or epoch == epochs:
                 model.eval()
                 history["epoch"].append(epoch)
-                for key, value in _evaluate(model, split).items():
+                for key, value in _evaluate(model, split, n_classes).items():
                     history.setdefault(key, []).append(value)
                 if keep_states:
                     states.append(_state(model))
@@ -314,10 +375,12 @@ def _train(model: HookedTransformer, split: ModularAdditionSplit, epochs: int, l
             if epoch == epochs:
                 break
             model.train()
-            loss = F.cross_entropy(last_position_logits(model, tokens, split.p).double(), labels)
+            loss = F.cross_entropy(last_position_logits(model, tokens, n_classes).double(), labels)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
             bar.update()
     finally:
         for p, flag in zip(others, was_trainable):
@@ -327,28 +390,35 @@ def _train(model: HookedTransformer, split: ModularAdditionSplit, epochs: int, l
     return history, snapshots, states
 
 
-def grokking_phases(history: dict[str, list], memorised_below: float = 0.01, generalised_below: float = 1.0,
+def grokking_phases(history: dict[str, list], memorised_below: float = 0.01, collapse_below: float = 0.5,
                     clean_below: float = 0.01) -> dict[str, tuple[int, int]]:
     """The three phases of Nanda et al., read off a ``train_grokking`` history with thresholds:
 
     memorisation: from epoch 0 until the train loss is first below ``memorised_below``;
-    circuit formation: from there until the test loss is first below ``generalised_below``
-        (the Fourier circuit grows while the test loss stays high);
+    circuit formation: from there until the test loss collapses, i.e. is first below
+        ``collapse_below`` times its highest value since memorisation (the Fourier circuit
+        grows while the test loss stays high);
     clean-up: from there until the test loss is first below ``clean_below`` (weight decay
         removes the memorised solution and the test loss collapses).
     Returns {"memorisation": (start, end), "circuit_formation": (...), "cleanup": (...)} in
     epochs. Raises ValueError if the run never reaches a threshold (it has not grokked).
     """
-    ends = []
-    for key, below in (("train_loss", memorised_below), ("test_loss", generalised_below),
-                       ("test_loss", clean_below)):
-        start = ends[-1] if ends else 0
-        epoch = next((int(e) for e, v in zip(history["epoch"], history[key]) if e >= start and v < below), None)
+    if not 0 < collapse_below < 1:
+        raise ValueError(f"collapse_below must be in (0, 1), got {collapse_below!r}")
+    epochs, train, test = history["epoch"], history["train_loss"], history["test_loss"]
+
+    def first(values: list[float], below: float, start: int) -> int:
+        epoch = next((int(e) for e, v in zip(epochs, values) if e >= start and v < below), None)
         if epoch is None:
-            raise ValueError(f"the run never reaches {key} < {below} after epoch {start}: it has not grokked "
-                             "(train longer)")
-        ends.append(epoch)
-    return {"memorisation": (0, ends[0]), "circuit_formation": (ends[0], ends[1]), "cleanup": (ends[1], ends[2])}
+            raise ValueError(f"the run never reaches a {'train' if values is train else 'test'} loss < {below:.3g} "
+                             f"after epoch {start}: it has not grokked (train longer)")
+        return epoch
+
+    memorised = first(train, memorised_below, 0)
+    peak = max(v for e, v in zip(epochs, test) if e >= memorised)
+    collapse = first(test, collapse_below * peak, memorised)
+    clean = first(test, clean_below, collapse)
+    return {"memorisation": (0, memorised), "circuit_formation": (memorised, collapse), "cleanup": (collapse, clean)}
 
 
 # -- the shipped run ------------------------------------------------------------------------------
@@ -357,6 +427,13 @@ def grokking_phases(history: dict[str, list], memorised_below: float = 0.01, gen
 def _first_epoch(history: dict[str, list], key: str, below: float) -> int | None:
     """The first logged epoch at which history[key] < below (None if never)."""
     return next((int(e) for e, v in zip(history["epoch"], history.get(key, [])) if v < below), None)
+
+
+def _phases_or_none(history: dict[str, list]) -> dict[str, list[int]] | None:
+    try:
+        return {name: list(span) for name, span in grokking_phases(history).items()}
+    except ValueError:  # not grokked
+        return None
 
 
 def snapshot_bytes(snapshots: dict[int, dict[str, torch.Tensor]]) -> bytes:
@@ -386,24 +463,34 @@ class GrokkingRecipe:
     ``toykit.train_recipes``: name, train, final_metrics, describe, plus extra_files (the
     snapshots, written next to the weights).
 
-    Data: make_split(p, frac_train, data_seed). Model: grokking_config(p, d_model, n_heads,
+    Data: paper_split(p, frac_train, data_seed). Model: grokking_model(p, d_model, n_heads,
     d_mlp, seed). Training: train_grokking for ``epochs`` full-batch steps with lr,
-    weight_decay, betas, logging every log_every epochs, keeping the weights at
-    snapshot_epochs, key frequencies with share >= min_share, on cpu_threads threads.
+    weight_decay, betas, warmup, train_mlp_biases and n_classes, logging every log_every
+    epochs, keeping the weights at snapshot_epochs, key frequencies with share >= min_share,
+    on cpu_threads threads.
+
+    The defaults are the settings of the paper's code (Nanda et al.'s progress-measures-paper
+    repository: ``transformers.py``, ``Config``, ``gen_train_test`` and ``Trainer``), except
+    10,000 epochs instead of 50,000 (the test loss of the shipped run is below 0.01 from epoch
+    7,100, so the rest is a long tail) and a float64 softmax in the loss (the paper's
+    helper casts to float32, though its comment says float64).
     """
 
     name: str = "grokking"
     p: int = 113
     frac_train: float = 0.3
-    epochs: int = 25_000
+    epochs: int = 10_000
     d_model: int = 128
     n_heads: int = 4
     d_mlp: int = 512
     lr: float = 1e-3
     weight_decay: float = 1.0
     betas: tuple[float, float] = (0.9, 0.98)
+    warmup: int = 10
+    train_mlp_biases: bool = True
+    n_classes: int | None = None
     log_every: int = 100
-    snapshot_epochs: tuple[int, ...] = (0, 1000, 2000, 4000, 6000, 8000, 10_000, 12_000, 14_000, 18_000, 25_000)
+    snapshot_epochs: tuple[int, ...] = (0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000)
     seed: int = 0
     data_seed: int = 0
     min_share: float = 0.01
@@ -414,7 +501,7 @@ class GrokkingRecipe:
         return {"kind": type(self).__name__, **dataclasses.asdict(self), "steps": self.epochs}
 
     def split(self, device: str | torch.device | None = "cpu") -> ModularAdditionSplit:
-        return make_split(self.p, self.frac_train, self.data_seed, device=device)
+        return paper_split(self.p, self.frac_train, self.data_seed).to(device)
 
     def run(self, device: str | torch.device | None = None, seed: int | None = None,
             progress: bool = True) -> GrokkingRun:
@@ -423,7 +510,8 @@ class GrokkingRecipe:
         model = grokking_model(self.p, d_model=self.d_model, n_heads=self.n_heads, d_mlp=self.d_mlp,
                                seed=self.seed if seed is None else seed, device=device)
         return train_grokking(model, self.split(), self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                              betas=self.betas, log_every=self.log_every, snapshot_epochs=self.snapshot_epochs,
+                              betas=self.betas, warmup=self.warmup, train_mlp_biases=self.train_mlp_biases,
+                              n_classes=self.n_classes, log_every=self.log_every, snapshot_epochs=self.snapshot_epochs,
                               min_share=self.min_share, device=model.device, progress=progress,
                               cpu_threads=self.cpu_threads)
 
@@ -443,8 +531,9 @@ class GrokkingRecipe:
         return {f"{self.name}.snapshots.pt": snapshot_bytes(_RUN_SNAPSHOTS[model])}
 
     def final_metrics(self, model: HookedTransformer, history: dict[str, list]) -> dict[str, Any]:
-        """What the manifest records: final losses and accuracy, key frequencies, and the epochs
-        at which train loss < 0.01, test loss < 1 and restricted loss < 1 are first logged."""
+        """What the manifest records: final losses and accuracy, key frequencies, the epochs at
+        which train loss < 0.01, test loss < 1, restricted loss < 1 and test loss < 0.01 are
+        first logged, and ``grokking_phases`` (None if the run has not grokked)."""
         return {
             "train_loss": float(f"{history['train_loss'][-1]:.4g}"),
             "test_loss": float(f"{history['test_loss'][-1]:.4g}"),
@@ -454,4 +543,6 @@ class GrokkingRecipe:
             "train_loss_below_0.01_epoch": _first_epoch(history, "train_loss", 0.01),
             "test_loss_below_1_epoch": _first_epoch(history, "test_loss", 1.0),
             "restricted_loss_below_1_epoch": _first_epoch(history, "restricted_loss", 1.0),
+            "test_loss_below_0.01_epoch": _first_epoch(history, "test_loss", 0.01),
+            "phases": _phases_or_none(history),
         }
