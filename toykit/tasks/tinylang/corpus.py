@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from typing import Literal, overload
 
 import torch
 
@@ -119,6 +120,12 @@ def _check_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
     return {part: float(mix.get(part, 0.0)) for part in CORPUS_PARTS}
 
 
+@overload
+def generate_corpus(n_sequences: int, n_ctx: int = ..., seed: int = ..., mix: Mapping[str, float] | None = ...,
+                    split: str = ..., return_parts: Literal[False] = ...) -> torch.Tensor: ...
+@overload
+def generate_corpus(n_sequences: int, n_ctx: int = ..., seed: int = ..., mix: Mapping[str, float] | None = ...,
+                    split: str = ..., *, return_parts: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
 def generate_corpus(
     n_sequences: int,
     n_ctx: int = 64,
