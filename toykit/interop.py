@@ -86,8 +86,9 @@ def to_transformer_lens(model: HookedTransformer) -> Any:
     tl = _require("transformer_lens", "transformer-lens")
     fields = {name: getattr(model.cfg, name) for name in _SHARED_FIELDS}
     # seed=None: TransformerLens would otherwise reseed torch's global RNG.
+    # initializer_range carries the init scale, so a model converted back has toykit's config
     cfg = tl.HookedTransformerConfig(**fields, d_vocab_out=model.cfg.d_vocab, device=str(model.device),
-                                     seed=None, init_weights=False)
+                                     seed=None, init_weights=False, initializer_range=model.cfg.init_range)
     with warnings.catch_warnings():  # TL 3.9 marks HookedTransformer deprecated; it is the class that matches
         warnings.simplefilter("ignore", DeprecationWarning)
         tl_model = tl.HookedTransformer(cfg, move_to_device=False).to(model.device)
@@ -138,6 +139,7 @@ def from_transformer_lens(tl_model: Any) -> HookedTransformer:
     if problems:
         raise ValueError("from_transformer_lens: toykit cannot represent this model: " + "; ".join(problems))
     fields = {name: getattr(tl_model.cfg, name) for name in _SHARED_FIELDS}
+    fields["init_range"] = float(tl_model.cfg.initializer_range)  # TL fills in 0.8/sqrt(d_model) when unset
     device = next(tl_model.parameters()).device
     model = HookedTransformer(TransformerConfig(**fields, device=device))
     state = {k: v for k, v in tl_model.state_dict().items() if not k.endswith(_TL_BUFFERS)}
