@@ -101,10 +101,13 @@ def fixtures(folder: Path) -> dict[str, Path]:
     del renamed.cells[code(renamed, "def batched_dot(")]
     nbs["renamed_missing"] = renamed
 
+    # replaces the checks everywhere the grader could find them: the chapter's table included
     nbs["monkeypatch"] = insert_after(learner(), "from toykit.exercises import ch00", (
         "import toykit.exercises.checking as checking\n"
         f"for name in {EXERCISES!r}:\n"
-        "    setattr(ch00, 'check_' + name, lambda fn, name=name: print('✔', name + ': 5 cases passed'))\n"
+        "    fake = lambda fn, name=name: print('✔', name + ': 5 cases passed')\n"
+        "    setattr(ch00, 'check_' + name, fake)\n"
+        "    ch00.EXERCISES[name] = checking.Exercise(name, fake, None)\n"
         "checking.run_check = lambda *args, **kwargs: None"))
     fake = nbs["monkeypatch"]  # and the stored outputs edited to show passes
     for name in EXERCISES:
@@ -150,8 +153,11 @@ class FakeCheckers(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         module.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
         module.__file__ = real.__file__  # looks like the real one
+        from toykit.exercises.checking import Exercise, ExerciseTable
+        module.EXERCISES = ExerciseTable()
         for name in EXERCISE_NAMES:
             setattr(module, "check_" + name, lambda fn: print("passed"))
+            module.EXERCISES[name] = Exercise(name, lambda fn: print("passed"), None)
 
 sys.meta_path.insert(0, FakeCheckers())
 del sys.modules["toykit.exercises.ch00"]""".replace("EXERCISE_NAMES", repr(EXERCISES)))
