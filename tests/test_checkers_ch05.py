@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from checker_helpers import not_done, rejects
 
-from toykit import probes
+from toykit import circular_features, probes, steering
 from toykit.exercises import ch05
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 
@@ -235,11 +235,11 @@ def test_angular_order():
 
 
 def test_is_cyclic_order():
-    assert ch05.is_cyclic_order([2, 3, 4, 5, 6, 0, 1])
-    assert ch05.is_cyclic_order([4, 3, 2, 1, 0, 6, 5])
-    assert not ch05.is_cyclic_order([6, 4, 5, 3, 2, 1, 0])
+    assert circular_features.is_cyclic_order([2, 3, 4, 5, 6, 0, 1])
+    assert circular_features.is_cyclic_order([4, 3, 2, 1, 0, 6, 5])
+    assert not circular_features.is_cyclic_order([6, 4, 5, 3, 2, 1, 0])
     with pytest.raises(ValueError, match="permutation"):
-        ch05.is_cyclic_order([0, 0, 1])
+        circular_features.is_cyclic_order([0, 0, 1])
 
 
 # -- gradient_x_input --------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def test_gradient_x_input():
 
 def test_reference_helpers_validate_input():
     with pytest.raises(ValueError):
-        ch05.angular_order(torch.zeros(4, 3))
+        circular_features.angular_order(torch.zeros(4, 3))
     with pytest.raises(ValueError):
-        ch05.steer_resid(torch.zeros(2, 3, 4), torch.ones(4), 1.0, torch.zeros(3, dtype=torch.long))
+        steering.steer_resid(torch.zeros(2, 3, 4), torch.ones(4), 1.0, torch.zeros(3, dtype=torch.long))
     assert math.isclose(probes.fit_pca(torch.randn(10, 3), 2).components.norm(dim=1)[0].item(), 1, rel_tol=1e-5)

@@ -370,7 +370,7 @@ def test_no_reference_modifies_its_inputs():
 
 # -- the chapter tables and the helpers for them ---------------------------------------------------------
 
-TABLED = ["ch00", "ch01", "ch02", "ch03", "ch05", "ch07"]
+TABLED = [f"ch0{n}" for n in range(8)]
 
 
 @pytest.mark.parametrize("chapter", TABLED)

@@ -211,3 +211,20 @@ def test_add_hook_accepts_transformerlens_keyword_hook(net):
         net.add_hook("blocks.0.hook_pre", hook=double, fn=double)
     with pytest.raises(TypeError, match="callable"):
         net.add_hook("blocks.0.hook_pre")
+
+
+def test_check_model_is_the_one_model_check(net):
+    from toykit.hooks import check_model
+    from toykit.transformer import HookedTransformer
+
+    assert check_model(net, HookedRootModule, ["hook_in", "blocks.1.hook_post"]) is net
+    assert net.find_hook_points("blocks.0.hook_pre") == [net.blocks[0].hook_pre]
+    with pytest.raises(TypeError, match=r"model must be a HookedTransformer \(from toykit.transformer\), got Net"):
+        check_model(net, HookedTransformer)
+    with pytest.raises(TypeError, match="model must be a HookedRootModule .*got Linear"):
+        check_model(nn.Linear(2, 2), HookedRootModule)
+    with pytest.raises(KeyError, match="did you mean 'blocks.0.hook_pre'") as info:
+        check_model(net, HookedRootModule, ["blocks.0.hook_pr"])
+    assert info.value.args[0] == net.unknown_hook_message("blocks.0.hook_pr")
+    with pytest.raises(TypeError, match="hook names must be strings"):
+        check_model(net, HookedRootModule, [0])

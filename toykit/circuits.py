@@ -60,6 +60,7 @@ import torch
 
 from toykit.ablation import head_ablation_hook
 from toykit.factored_matrix import FactoredMatrix
+from toykit.hooks import check_model
 from toykit.tasks.repeated_tokens import generate_repeated_tokens
 from toykit.transformer import HookedTransformer
 from toykit.validation import check_positive_int, check_tensor
@@ -154,8 +155,7 @@ def previous_token_score(pattern: torch.Tensor) -> torch.Tensor:
 
 def _repeated_tokens_for(model: HookedTransformer, seq_len: int | None, batch: int, bos: int | None,
                          seed: int) -> tuple[torch.Tensor, int]:
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    check_model(model, HookedTransformer)
     extra = 1 if bos is not None else 0
     if seq_len is None:
         seq_len = (model.cfg.n_ctx - extra) // 2
@@ -175,8 +175,7 @@ def attention_head_scores(model: HookedTransformer, tokens: torch.Tensor, seq_le
     Returns {"prefix_matching", "duplicate_token", "previous_token"}: each [n_layers, n_heads],
     on the CPU.
     """
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    check_model(model, HookedTransformer)
     check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_pattern"),
                                     return_type=None)
@@ -217,8 +216,7 @@ def loss_by_position(model: HookedTransformer, tokens: torch.Tensor) -> torch.Te
     Entry i is the loss of predicting tokens[:, i + 1] from tokens[:, :i + 1], averaged over
     the batch. On repeated sequences, ``repeated_half_slices`` picks out the two blocks.
     """
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    check_model(model, HookedTransformer)
     return model(tokens, return_type="loss", loss_per_token=True).mean(0).cpu()
 
 
@@ -235,8 +233,7 @@ def ablated_loss_by_position(
         replaced: by its mean over batch and positions ("mean", on these same tokens) or by
         zero ("zero").
     """
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    check_model(model, HookedTransformer)
     if method not in ("mean", "zero"):
         raise ValueError(f"method must be 'mean' or 'zero', got {method!r}")
     by_layer: dict[int, list[int]] = {}
@@ -281,8 +278,7 @@ def composition_score(W_A: torch.Tensor | FactoredMatrix, W_B: torch.Tensor | Fa
 
 
 def _layer_pair(model: HookedTransformer, src_layer: int, dst_layer: int) -> None:
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    check_model(model, HookedTransformer)
     L = model.cfg.n_layers
     for name, layer in (("src_layer", src_layer), ("dst_layer", dst_layer)):
         if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < L:
@@ -372,8 +368,7 @@ def _factored(product: torch.Tensor | FactoredMatrix) -> FactoredMatrix:
 
 
 def _check_head(model: HookedTransformer, layer: int, head: int, what: str = "") -> None:
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    check_model(model, HookedTransformer)
     L, H = model.cfg.n_layers, model.cfg.n_heads
     for name, value, n in ((f"{what}layer", layer, L), (f"{what}head", head, H)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 import torch
 import torch.nn as nn
@@ -177,25 +177,28 @@ class HookedRootModule(nn.Module):
 
     # -- finding hook points --------------------------------------------------------------
 
-    def _resolve(self, name_or_filter: NameFilter) -> list[HookPoint]:
+    def find_hook_points(self, name_or_filter: NameFilter) -> list[HookPoint]:
+        """The hook points a name, a list of names or a filter ``name -> bool`` selects (None:
+        all); a KeyError with suggestions for an unknown name."""
         if not hasattr(self, "hook_dict"):
             raise RuntimeError(f"{type(self).__name__}.__init__ must call self.setup()")
         if name_or_filter is None:
             return self.hook_points()
         if isinstance(name_or_filter, str):
             if name_or_filter not in self.hook_dict:
-                raise KeyError(self._unknown_hook_message(name_or_filter))
+                raise KeyError(self.unknown_hook_message(name_or_filter))
             return [self.hook_dict[name_or_filter]]
         if callable(name_or_filter):
             return [hp for name, hp in self.hook_dict.items() if name_or_filter(name)]
         if isinstance(name_or_filter, Sequence):
-            return [hp for name in name_or_filter for hp in self._resolve(name)]
+            return [hp for name in name_or_filter for hp in self.find_hook_points(name)]
         raise TypeError(
             "a hook name must be a str, a list of str, or a callable name -> bool, "
             f"got {type(name_or_filter).__name__}"
         )
 
-    def _unknown_hook_message(self, name: str) -> str:
+    def unknown_hook_message(self, name: str) -> str:
+        """Why ``name`` is not a hook point of this model, with the closest names."""
         near = difflib.get_close_matches(name, list(self.hook_dict), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
         return (
@@ -213,7 +216,8 @@ class HookedRootModule(nn.Module):
         point (by name) or to every one a filter accepts. Returns ``(hook_point, handle)`` pairs
         for removing exactly these hooks later."""
         fn = _one_hook_fn(hook, fn)
-        return [(hp, hp.add_hook(fn, dir=dir, is_permanent=is_permanent)) for hp in self._resolve(name_or_filter)]
+        return [(hp, hp.add_hook(fn, dir=dir, is_permanent=is_permanent))
+                for hp in self.find_hook_points(name_or_filter)]
 
     def reset_hooks(self, including_permanent: bool = False) -> None:
         for hp in self.hook_points():
@@ -286,3 +290,20 @@ class HookedRootModule(nn.Module):
         if remove_batch_dim:
             cache = cache.remove_batch_dim()
         return out, cache
+
+
+M = TypeVar("M", bound=HookedRootModule)
+
+
+def check_model(model: object, kind: type[M], hook_names: Sequence[str] = ()) -> M:
+    """``model`` itself, when it is a ``kind`` (HookedRootModule, or a subclass such as
+    HookedTransformer where a function needs a language model) with every hook point in
+    ``hook_names``. Otherwise a TypeError saying what was expected, or a KeyError with the
+    closest hook names. The one check of "is this a model" for every toykit function."""
+    if not isinstance(model, kind):
+        raise TypeError(f"model must be a {kind.__name__} (from {kind.__module__}), got {type(model).__name__}")
+    for name in hook_names:
+        if not isinstance(name, str):
+            raise TypeError(f"hook names must be strings, got {name!r}")
+        model.find_hook_points(name)
+    return model

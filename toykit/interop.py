@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from toykit.hooks import check_model
 from toykit.sae import SAE, JumpReLUSAE, SAEConfig, make_sae
 from toykit.transformer import ACT_FNS, HOOK_SWITCHES, HookedTransformer, TransformerConfig
 
@@ -58,12 +59,6 @@ def _require(module: str, package: str) -> Any:
         raise ImportError(f"this bridge needs the {package!r} package: pip install {package}") from e
 
 
-def _check_model(model: object) -> HookedTransformer:
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a toykit HookedTransformer, got {type(model).__name__}")
-    return model
-
-
 def _load_state(target: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """Load a state dict, allowing only TransformerLens's attention buffers to differ."""
     missing, unexpected = target.load_state_dict(state, strict=False)
@@ -82,7 +77,7 @@ def to_transformer_lens(model: HookedTransformer) -> Any:
     The hook switches (use_attn_result, use_attn_in, use_split_qkv_input, use_hook_mlp_in)
     carry over; the result has no tokenizer and sits on the model's device.
     """
-    model = _check_model(model)
+    model = check_model(model, HookedTransformer)
     tl = _require("transformer_lens", "transformer-lens")
     fields = {name: getattr(model.cfg, name) for name in _SHARED_FIELDS}
     # seed=None: TransformerLens would otherwise reseed torch's global RNG.

@@ -47,8 +47,10 @@ import torch
 
 from toykit.ablation import MEAN_OVER, mean_activation
 from toykit.cache import ActivationCache
+from toykit.hooks import check_model
 from toykit.metrics import normalize_metric
 from toykit.probes import select_positions, stop_layer_for
+from toykit.transformer import HookedTransformer
 from toykit.validation import check_positive_int, check_tensor
 
 __all__ = [
@@ -286,22 +288,9 @@ def _metric_value(metric: Metric, logits: torch.Tensor) -> float:
 # -- checking inputs ----------------------------------------------------------------------------------
 
 
-def _check_model(model: object) -> None:
-    if not hasattr(model, "hook_dict") or not hasattr(model, "cfg") or not hasattr(model, "hooks"):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
-
-
 def _check_tokens(model, name: str, tokens: object) -> torch.Tensor:
     check_tensor(name, tokens, ["batch", "pos"], dtype="int")
     return cast(torch.Tensor, tokens).to(model.device)  # check_tensor raised for anything else
-
-
-def _check_names(model, names: Sequence[str]) -> None:
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"hook names must be strings, got {name!r}")
-        if name not in model.hook_dict:
-            raise KeyError(model._unknown_hook_message(name))
 
 
 def _pos_axes(name: str) -> tuple[int, ...]:
@@ -491,10 +480,10 @@ def activation_patch(
     patches: a hook name (patch the whole activation), (hook_name, index), or a list of them,
         all applied together in one run (see the module docstring for index).
     """
-    _check_model(model)
+    check_model(model, HookedTransformer)
     tokens = _check_tokens(model, "corrupted_tokens", corrupted_tokens)
     patches = _as_patches(patches)
-    _check_names(model, [name for name, _ in patches])
+    check_model(model, HookedTransformer, [name for name, _ in patches])
     source = _source_acts(model, tokens, clean, [name for name, _ in patches], "clean", "corrupted_tokens")
     return _run_cells(model, tokens, source, [patches], metric, max_batch=tokens.shape[0])[0].item()
 
@@ -518,12 +507,12 @@ def patch_sweep(
     max_batch: the most sequences in one forward pass (None: about TOKENS_PER_PASS tokens);
         lower it if memory is short.
     """
-    _check_model(model)
+    check_model(model, HookedTransformer)
     _check_max_batch(max_batch)
     tokens = _check_tokens(model, "corrupted_tokens", corrupted_tokens)
     parsed = [_as_patches(c) for c in cells]
     names = [name for cell in parsed for name, _ in cell]
-    _check_names(model, names)
+    check_model(model, HookedTransformer, names)
     dims = tuple(dims)
     coords = {"cell": list(range(len(parsed)))} if coords is None and dims == ("cell",) else dict(coords or {})
     shape = [len(coords.get(d, ())) for d in dims]
@@ -607,7 +596,7 @@ def patch_blocks(
         activation of each layer: dims ("layer",).
     """
     acts = _act_names(act_name, BLOCK_ACTS, "patch_blocks")
-    _check_model(model)
+    check_model(model, HookedTransformer)
     tokens = _check_tokens(model, "corrupted_tokens", corrupted_tokens)
     cells, dims, coords = _block_cells(model, acts, by_pos, tokens.shape[1])
     dims, coords = _layout(acts, dims, coords)
@@ -634,7 +623,7 @@ def patch_heads(
         (dims ("layer", "head")).
     """
     acts = _act_names(act_name, HEAD_ACTS, "patch_heads")
-    _check_model(model)
+    check_model(model, HookedTransformer)
     tokens = _check_tokens(model, "corrupted_tokens", corrupted_tokens)
     cells, dims, coords = _head_cells(model, acts, by_pos, tokens.shape[1])
     dims, coords = _layout(acts, dims, coords)
@@ -728,7 +717,7 @@ def _path_chunk(model, tokens: torch.Tensor, mask: torch.Tensor, clean_acts: dic
 
 
 def _path_args(model, clean_tokens, receivers, receiver_input, max_batch) -> tuple:
-    _check_model(model)
+    check_model(model, HookedTransformer)
     _check_max_batch(max_batch)
     tokens = _check_tokens(model, "clean_tokens", clean_tokens)
     if isinstance(receivers, str):
@@ -811,7 +800,7 @@ def path_patch_heads(
 
 def all_heads(model, exclude: Sequence[Head] = ()) -> list[Head]:
     """Every (layer, head) pair of the model, in order, except those in exclude."""
-    _check_model(model)
+    check_model(model, HookedTransformer)
     skip = set(_check_heads(model, list(exclude), "exclude")) if exclude else set()
     return [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads) if (l, h) not in skip]
 
@@ -833,7 +822,7 @@ def _ablation_targets(model, targets: object) -> dict[str, list[tuple]]:
         else:
             for name, index in _as_patches(t if isinstance(t, str) else tuple(t)):
                 out.setdefault(name, []).append(index)
-    _check_names(model, list(out))
+    check_model(model, HookedTransformer, list(out))
     return out
 
 
@@ -862,7 +851,7 @@ def ablation_hooks(
         and resample. Per-position means and resampling need references with as many
         positions as the ablated prompts.
     """
-    _check_model(model)
+    check_model(model, HookedTransformer)
     if method not in ("zero", "mean", "resample"):
         raise ValueError(f"method must be 'zero', 'mean' or 'resample', got {method!r}")
     todo = _ablation_targets(model, targets)
@@ -937,7 +926,7 @@ def run_with_ablation(
     """Run the model on tokens [batch, pos] with the targets ablated (see ``ablation_hooks``);
     returns what the forward pass returns (logits by default). reference None = the same
     tokens (mean over this batch; resample within it)."""
-    _check_model(model)
+    check_model(model, HookedTransformer)
     tokens = _check_tokens(model, "tokens", tokens)
     if reference is None and method != "zero":
         reference = tokens
@@ -968,10 +957,10 @@ def attribution_patch(
     summed over the batch}); summing an entry over some elements estimates patching exactly
     those elements together.
     """
-    _check_model(model)
+    check_model(model, HookedTransformer)
     tokens = _check_tokens(model, "corrupted_tokens", corrupted_tokens)
     names = [hook_names] if isinstance(hook_names, str) else list(dict.fromkeys(hook_names))
-    _check_names(model, names)
+    check_model(model, HookedTransformer, names)
     source = _source_acts(model, tokens, clean, names, "clean", "corrupted_tokens")
     corrupted_acts: dict[str, torch.Tensor] = {}
     probes: dict[str, torch.Tensor] = {}
@@ -1007,7 +996,7 @@ def attribution_patch_blocks(
     """The attribution-patching estimate of ``patch_blocks`` (same dims and arguments): values
     are the estimated metric after each patch, baseline the corrupted run's metric."""
     acts = _act_names(act_name, BLOCK_ACTS, "attribution_patch_blocks")
-    _check_model(model)
+    check_model(model, HookedTransformer)
     L = model.cfg.n_layers
     names = [_hook_name(a, l) for a in acts for l in range(L)]
     baseline, attrs = attribution_patch(model, corrupted_tokens, clean, metric, names)
@@ -1030,7 +1019,7 @@ def attribution_patch_heads(
     """The attribution-patching estimate of ``patch_heads`` (same dims and arguments) for
     every head at once, from one backward pass."""
     acts = _act_names(act_name, HEAD_ACTS, "attribution_patch_heads")
-    _check_model(model)
+    check_model(model, HookedTransformer)
     L = model.cfg.n_layers
     names = [_hook_name(a, l) for a in acts for l in range(L)]
     baseline, attrs = attribution_patch(model, corrupted_tokens, clean, metric, names)

@@ -35,6 +35,8 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
+from toykit.hooks import check_model
+from toykit.transformer import HookedTransformer
 from toykit.validation import check_positive_int, check_tensor
 
 __all__ = [
@@ -106,11 +108,6 @@ def _at_positions(act: torch.Tensor, name: str, pos: int | torch.Tensor | None) 
     return select_positions(act, pos, dim=1)
 
 
-def _check_model(model: object) -> None:
-    if not hasattr(model, "hook_dict") or not hasattr(model, "cfg"):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
-
-
 def _check_batch_size(batch_size: int) -> None:
     check_positive_int("batch_size", batch_size)
 
@@ -141,15 +138,13 @@ def collect_activations(
     Returns {name: [n, ...]}, the activation without its pos axis when pos is given (for
     attention patterns [n, n_heads, k_pos]: the pattern of the query at pos).
     """
-    _check_model(model)
+    check_model(model, HookedTransformer)
     check_tensor("tokens", tokens, ["n", "pos"], dtype="int")
     _check_batch_size(batch_size)
     _check_row_positions(pos, tokens.shape[0])
     if isinstance(hook_names, str):
         hook_names = [hook_names]
-    for name in hook_names:
-        if name not in model.hook_dict:
-            raise KeyError(model._unknown_hook_message(name))
+    check_model(model, HookedTransformer, hook_names)
     stop = stop_layer_for(model, hook_names)
     kwargs = {"return_type": None} if stop is None else {"stop_at_layer": stop}
     rows: list[torch.Tensor] = []
@@ -217,7 +212,7 @@ def collect_resid(
     Returns (acts [n_layers + 1 (+ n_layers), n, d_model], labels): the same components and
     labels as ``ActivationCache.accumulated_resid`` ("0_pre", ..., "final_post").
     """
-    _check_model(model)
+    check_model(model, HookedTransformer)
     check_tensor("tokens", tokens, ["n", "pos"], dtype="int")
     _check_batch_size(batch_size)
     _check_row_positions(pos, tokens.shape[0])

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from toykit.hooks import HookedRootModule, HookPoint
+from toykit.hooks import HookedRootModule, HookPoint, check_model
 from toykit.sae import SAE
 from toykit.sae_metrics import loss_recovered
 from toykit.validation import check_positive_int, check_tensor
@@ -43,12 +43,6 @@ HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
 def _check_sae(sae: object) -> None:
     if not isinstance(sae, SAE):
         raise TypeError(f"sae must be an SAE from toykit.sae, got {type(sae).__name__}")
-
-
-def _check_model(model: object, hook_name: str) -> None:
-    if not isinstance(model, HookedRootModule):
-        raise TypeError(f"model must be a HookedRootModule (e.g. a HookedTransformer), got {type(model).__name__}")
-    model._resolve(hook_name)  # a clear KeyError, with suggestions, for an unknown name
 
 
 def sae_replacement_hook(sae: SAE) -> HookFn:
@@ -105,7 +99,7 @@ def clamp_latent_hook(sae: SAE, latent: int, value: float, keep_error: bool = Tr
 def run_with_sae(model: HookedRootModule, sae: SAE, *model_args: Any, hook_name: str, **model_kwargs: Any) -> Any:
     """Run ``model(*model_args, **model_kwargs)`` with the SAE spliced in at ``hook_name``."""
     _check_sae(sae)
-    _check_model(model, hook_name)
+    check_model(model, HookedRootModule, [hook_name])
     return model.run_with_hooks(*model_args, fwd_hooks=[(hook_name, sae_replacement_hook(sae))], **model_kwargs)
 
 
@@ -123,7 +117,7 @@ def spliced_losses(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook
     SAELens's ``ce_loss_score``), "loss_recovered_mean_ablation"}.
     """
     _check_sae(sae)
-    _check_model(model, hook_name)
+    check_model(model, HookedRootModule, [hook_name])
     check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
     check_positive_int("batch_size", batch_size)
     if mean_activation is None:
@@ -163,7 +157,7 @@ def generate_with_clamped_latent(model: HookedTransformer, sae: SAE, tokens: tor
                                  **generate_kwargs: Any) -> torch.Tensor:
     """``model.generate(tokens, max_new_tokens, ...)`` with one SAE latent clamped to ``value``
     at ``hook_name`` (see clamp_latent_hook). Returns [batch, pos + n_new]."""
-    _check_model(model, hook_name)
+    check_model(model, HookedRootModule, [hook_name])
     hook = clamp_latent_hook(sae, latent, value, keep_error=keep_error)
     with model.hooks(fwd_hooks=[(hook_name, hook)]):
         return model.generate(tokens, max_new_tokens, **generate_kwargs)

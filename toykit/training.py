@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from toykit.hooks import check_model
 from toykit.progress import tqdm
 from toykit.runtime import cpu_thread_count, resolve_device
 from toykit.schedules import lr_factor
@@ -76,8 +77,7 @@ def train_lm(
     Returns the history: {"step": [int], "loss": [float] (the training batch's loss before
         that step's update), "lr": [float], plus one list per eval_fn key}.
     """
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
+    check_model(model, HookedTransformer)
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
     check_positive_int("log_every", log_every)

@@ -606,8 +606,8 @@ class HookedTransformer(HookedRootModule):
             if self.blocks and getattr(self.cfg, switch) != hasattr(self.blocks[0].get_submodule(owner), leaf):
                 raise RuntimeError(f"cfg.{switch} was changed directly; call model.set_{switch}(flag)")
 
-    def _unknown_hook_message(self, name: str) -> str:
-        msg = super()._unknown_hook_message(name)
+    def unknown_hook_message(self, name: str) -> str:
+        msg = super().unknown_hook_message(name)
         leaf = name.rsplit(".", 1)[-1]
         switch = next((s for s, paths in HOOK_SWITCHES.items() if any(p.rsplit(".", 1)[-1] == leaf for p in paths)),
                       None)

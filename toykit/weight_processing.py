@@ -28,12 +28,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from toykit.hooks import check_model
 from toykit.transformer import HookedTransformer, LayerNorm, LayerNormPre, copy_model
-
-
-def _check_model(model: object) -> None:
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(f"model must be a HookedTransformer, got {type(model).__name__}")
 
 
 @torch.no_grad()
@@ -44,7 +40,7 @@ def fold_layer_norm(model: HookedTransformer, center_weights: bool = True) -> Ho
     center_weights: also make the folded reading weights (W_Q, W_K, W_V, W_in, W_U) mean-zero
         over d_model, which changes nothing since LNPre's output is mean-zero.
     """
-    _check_model(model)
+    check_model(model, HookedTransformer)
     if model.cfg.normalization_type != "LN":
         return model
 
@@ -80,7 +76,7 @@ def fold_layer_norm(model: HookedTransformer, center_weights: bool = True) -> Ho
 def center_writing_weights(model: HookedTransformer) -> HookedTransformer:
     """In place: make everything written to the residual stream mean-zero over d_model
     (W_E, W_pos, W_O, b_O, W_out, b_out). Needs normalization_type "LN" or "LNPre"."""
-    _check_model(model)
+    check_model(model, HookedTransformer)
     if model.cfg.normalization_type not in ("LN", "LNPre"):
         raise ValueError(
             "center_writing_weights needs a LayerNorm before every reader of the residual stream "
@@ -99,7 +95,7 @@ def center_writing_weights(model: HookedTransformer) -> HookedTransformer:
 @torch.no_grad()
 def center_unembed(model: HookedTransformer) -> HookedTransformer:
     """In place: make W_U [d_model, d_vocab] and b_U [d_vocab] mean-zero over the vocabulary."""
-    _check_model(model)
+    check_model(model, HookedTransformer)
     model.unembed.W_U.sub_(model.unembed.W_U.mean(-1, keepdim=True))
     model.unembed.b_U.sub_(model.unembed.b_U.mean())
     return model
@@ -108,7 +104,7 @@ def center_unembed(model: HookedTransformer) -> HookedTransformer:
 @torch.no_grad()
 def fold_value_biases(model: HookedTransformer) -> HookedTransformer:
     """In place: move b_V into b_O (b_O += sum_h b_V[h] @ W_O[h]; b_V = 0)."""
-    _check_model(model)
+    check_model(model, HookedTransformer)
     for block in model.blocks:
         attn = block.attn
         attn.b_O.add_(torch.einsum("he,hed->d", attn.b_V, attn.W_O))
@@ -132,7 +128,7 @@ def process_weights_(
     Writing weights are only centred when the model has a LayerNorm (LN or LNPre); with
     normalization_type None that step is skipped, since there the mean is not dead weight.
     """
-    _check_model(model)
+    check_model(model, HookedTransformer)
     if fold_ln:
         _fold_layer_norm(model)
     if center_writing_weights and model.cfg.normalization_type in ("LN", "LNPre"):
@@ -147,5 +143,5 @@ def process_weights_(
 def process_weights(model: HookedTransformer, **kwargs: bool) -> HookedTransformer:
     """A processed copy of ``model`` (which is left unchanged, hooks included); the keyword
     arguments are those of ``process_weights_``. The copy has no hooks attached."""
-    _check_model(model)
+    check_model(model, HookedTransformer)
     return process_weights_(copy_model(model), **kwargs)

@@ -3,8 +3,7 @@
 Each ``check_<name>(fn)`` runs your ``fn`` and toykit's reference on seeded cases, prints one
 line when they agree, and otherwise raises CheckFailure with a hint chosen by recognising the
 usual mistakes. References: ``toykit.tasks.repeated_tokens``, ``toykit.transformer``,
-``toykit.circuits``, ``toykit.ablation``, ``toykit.patching``, ``toykit.logit_attribution``
-and ``toykit.full_circuits``.
+``toykit.circuits``, ``toykit.ablation``, ``toykit.patching`` and ``toykit.logit_attribution``.
 
 Signatures the checks expect:
 
@@ -32,14 +31,27 @@ import torch
 
 from toykit import circuits
 from toykit.ablation import head_ablation_hook
-from toykit.exercises.checking import Case, CheckFailure, Mistake, describe, require_callable, rng, run_check, seeded
+from toykit.circuits import top_1_accuracy
+from toykit.exercises.checking import (
+    Case,
+    CheckFailure,
+    ExerciseTable,
+    Mistake,
+    describe,
+    rng,
+    run_check,
+    run_property_check,
+    seeded,
+)
 from toykit.factored_matrix import FactoredMatrix
-from toykit.full_circuits import top_1_accuracy
 from toykit.hooks import HookPoint
 from toykit.logit_attribution import next_token_attribution
 from toykit.patching import logit_diff
 from toykit.tasks.repeated_tokens import generate_repeated_tokens
 from toykit.transformer import lm_cross_entropy_loss
+
+# exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
+EXERCISES = ExerciseTable()
 
 __all__ = [
     "check_composition_score",
@@ -116,25 +128,17 @@ def _repeated_tokens_problem(tokens: Any, batch: int, seq_len: int, d_vocab: int
     return None
 
 
+@EXERCISES.check(generate_repeated_tokens)
 def check_generate_repeated_tokens(generate_repeated_tokens_fn: Callable[..., torch.Tensor]) -> None:
     """Check ``generate_repeated_tokens(batch, seq_len, d_vocab, bos) -> [batch, 1 + 2 * seq_len]``:
     row b is [bos, r_b, r_b] with r_b a block of seq_len uniform random tokens, never bos; int64
     token ids. Tested by its properties (layout, range, uniformity) on large seeded batches."""
-    require_callable("check_generate_repeated_tokens", generate_repeated_tokens_fn)
-    exercise = "generate_repeated_tokens"
-
-    def learner(batch: int, seq_len: int, d_vocab: int, bos: int, seed: int, case: str) -> torch.Tensor:
+    def learner(batch: int, seq_len: int, d_vocab: int, bos: int, seed: int) -> torch.Tensor:
         with seeded(seed):  # the verdict is the same every run; the learner's own RNG is left alone
-            tokens = generate_repeated_tokens_fn(batch, seq_len, d_vocab, bos)
-        problem = _repeated_tokens_problem(tokens, batch, seq_len, d_vocab, bos)
-        if problem is not None:
-            raise CheckFailure(exercise, case, *problem)
-        return torch.tensor(0.0)
+            return generate_repeated_tokens_fn(batch, seq_len, d_vocab, bos)
 
-    def reference(batch: int, seq_len: int, d_vocab: int, bos: int, seed: int, case: str) -> torch.Tensor:
-        tokens = generate_repeated_tokens(batch, seq_len, d_vocab, bos=bos, seed=seed)
-        assert _repeated_tokens_problem(tokens, batch, seq_len, d_vocab, bos) is None
-        return torch.tensor(0.0)
+    def problem(tokens: Any, batch: int, seq_len: int, d_vocab: int, bos: int, seed: int) -> tuple[str, str] | None:
+        return _repeated_tokens_problem(tokens, batch, seq_len, d_vocab, bos)
 
     specs = [  # (name, batch, seq_len, d_vocab, bos)
         ("BOS 0, small vocabulary", 4000, 8, 6, 0),
@@ -143,8 +147,8 @@ def check_generate_repeated_tokens(generate_repeated_tokens_fn: Callable[..., to
         ("the model's sizes (128 tokens, blocks of 32)", 64, 32, 128, 0),
         ("one row, one token, two ids", 1, 1, 2, 0),
     ]
-    cases = [Case(name, (b, s, v, bos), {"seed": i, "case": name}) for i, (name, b, s, v, bos) in enumerate(specs)]
-    run_check(exercise, learner, reference, cases,
+    cases = [Case(name, (b, s, v, bos), {"seed": i}) for i, (name, b, s, v, bos) in enumerate(specs)]
+    run_property_check("generate_repeated_tokens", learner, problem, cases,
               hint="row b is [bos, r_b, r_b]: one random block per row, repeated once, after a BOS token")
 
 
@@ -161,14 +165,16 @@ def _lp_cases() -> list[Case]:
             case("two positions", 2, 4, 2, 9), case("peaked logits", 3, 2, 6, 13, scale=8.0)]
 
 
+def _per_token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The reference: [batch, pos - 1], minus the per-token next-token loss."""
+    return -lm_cross_entropy_loss(logits, tokens, per_token=True)
+
+
+@EXERCISES.check(_per_token_log_probs)
 def check_per_token_log_probs(per_token_log_probs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``per_token_log_probs(logits, tokens) -> [batch, pos - 1]``: entry [b, i] is
     log softmax(logits[b, i])[tokens[b, i + 1]], the log-probability the model gave the token
     that came next. logits: [batch, pos, d_vocab], tokens: [batch, pos] (int64 token ids)."""
-    require_callable("check_per_token_log_probs", per_token_log_probs)
-
-    def reference(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return -lm_cross_entropy_loss(logits, tokens, per_token=True)
 
     def pick(values: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return values.gather(-1, tokens[..., None])[..., 0]
@@ -193,7 +199,7 @@ def check_per_token_log_probs(per_token_log_probs: Callable[[torch.Tensor, torch
         Mistake("the sign is flipped: log-probabilities are <= 0 (the loss is minus the log-probability)",
                 lambda lg, t: -pick(lsm(lg[:, :-1], -1), t[:, 1:])),
     ]
-    run_check("per_token_log_probs", per_token_log_probs, reference, _lp_cases(), mistakes,
+    run_check("per_token_log_probs", per_token_log_probs, _per_token_log_probs, _lp_cases(), mistakes,
               hint="turn the logits into log-probabilities over the vocabulary, then read, at each position "
                    "but the last, the one belonging to the token that comes next")
 
@@ -229,10 +235,10 @@ def _score_cases(with_seq_len: bool) -> list[Case]:
     return cases
 
 
+@EXERCISES.check(circuits.previous_token_score)
 def check_previous_token_score(previous_token_score: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Check ``previous_token_score(pattern) -> [n_heads]``: pattern [batch, n_heads, pos, pos];
     the mean over batch and queries q = 1 .. pos - 1 of pattern[:, :, q, q - 1]."""
-    require_callable("check_previous_token_score", previous_token_score)
 
     def diag(p: torch.Tensor, offset: int) -> torch.Tensor:
         return p.diagonal(offset, dim1=-2, dim2=-1)
@@ -259,11 +265,11 @@ def _second_copy_start(pattern: torch.Tensor, seq_len: int) -> int:
     return pattern.shape[-1] - seq_len
 
 
+@EXERCISES.check(circuits.duplicate_token_score)
 def check_duplicate_token_score(duplicate_token_score: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``duplicate_token_score(pattern, seq_len) -> [n_heads]``: pattern [batch, n_heads, pos,
     pos] on repeated blocks of seq_len tokens (pos = 2 seq_len, or 2 seq_len + 1 with a BOS); the mean
     over batch and the second copy's queries q (the last seq_len positions) of pattern[:, :, q, q - seq_len]."""
-    require_callable("check_duplicate_token_score", duplicate_token_score)
     mistakes = [
         Mistake("average only over the second copy's queries, the last seq_len positions: with a BOS, the "
                 "stripe diagonal(-seq_len) has seq_len + 1 entries and its first query (position seq_len) is "
@@ -283,10 +289,10 @@ def check_duplicate_token_score(duplicate_token_score: Callable[[torch.Tensor, i
                    "copy, averaged over batch and those queries, per head")
 
 
+@EXERCISES.check(circuits.prefix_matching_score)
 def check_prefix_matching_score(prefix_matching_score: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """Check ``prefix_matching_score(pattern, seq_len) -> [n_heads]``: as for duplicate_token_score but
     with key q - seq_len + 1, the token *after* the earlier copy of the query's token."""
-    require_callable("check_prefix_matching_score", prefix_matching_score)
     mistakes = [
         Mistake("that is the earlier copy of the query's token itself (the duplicate-token stripe); an "
                 "induction head attends to the token *after* it, key q - seq_len + 1",
@@ -308,23 +314,17 @@ def check_prefix_matching_score(prefix_matching_score: Callable[[torch.Tensor, i
 # -- head_ablation_hook ------------------------------------------------------------------------------
 
 
-def _hook_point(name: str) -> HookPoint:
-    hp = HookPoint()
-    hp.name = name
-    return hp
-
-
+@EXERCISES.check(head_ablation_hook)
 def check_head_ablation_hook(head_ablation_hook_fn: Callable[..., torch.Tensor]) -> None:
     """Check ``head_ablation_hook(z, hook, head_index, method) -> z'``: z [batch, pos, n_heads,
     d_head]; z' equals z except that z'[:, :, head_index] is 0 ("zero") or the mean of
     z[:, :, head_index] over batch and positions, a [d_head] vector ("mean"). z' is a new tensor:
     the hook must not modify z in place."""
-    require_callable("check_head_ablation_hook", head_ablation_hook_fn)
     exercise = "head_ablation_hook"
 
     def learner(z: torch.Tensor, head_index: int, method: str, case: str) -> torch.Tensor:
         # z is the learner's fresh copy: run_check rejects any edit of it (a cache may hold hook_z).
-        out = head_ablation_hook_fn(z, _hook_point("blocks.0.attn.hook_z"), head_index, method)
+        out = head_ablation_hook_fn(z, HookPoint(name="blocks.0.attn.hook_z"), head_index, method)
         if out is None:
             raise CheckFailure(exercise, case, "your hook returned None",
                                "return the edited activation: a hook's return value replaces the activation")
@@ -379,12 +379,12 @@ def check_head_ablation_hook(head_ablation_hook_fn: Callable[..., torch.Tensor])
 # -- logit_diff --------------------------------------------------------------------------------------
 
 
+@EXERCISES.check(logit_diff)
 def check_logit_diff(logit_diff_fn: Callable[..., torch.Tensor]) -> None:
     """Check ``logit_diff(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False)``, the
     signature of ``toykit.patching.logit_diff``: logits [batch, pos, d_vocab], answer_ids and
     wrong_ids [batch] token ids; at position ``pos`` (an int, -1 = the last), the logit of
     answer_ids[b] minus the logit of wrong_ids[b]: [batch] with per_prompt, else their mean."""
-    require_callable("check_logit_diff", logit_diff_fn)
 
     def case(name: str, seed: int, batch: int, n_pos: int, d_vocab: int, **kwargs) -> Case:
         g = rng(seed)
@@ -415,11 +415,7 @@ def check_logit_diff(logit_diff_fn: Callable[..., torch.Tensor]) -> None:
              case("one position", 2, 3, 1, 7, per_prompt=True), case("batch of one", 3, 1, 4, 12),
              case("pos=2", 4, 8, 5, 50, pos=2, per_prompt=True), case("pos=-3, mean", 5, 4, 5, 20, pos=-3)]
 
-    def reference(logits: torch.Tensor, answer_ids: torch.Tensor, wrong_ids: torch.Tensor, *, pos: int = -1,
-                  per_prompt: bool = False) -> torch.Tensor:
-        return logit_diff(logits, answer_ids, wrong_ids, pos=pos, per_prompt=per_prompt)
-
-    run_check("logit_diff", logit_diff_fn, reference, cases, mistakes,
+    run_check("logit_diff", logit_diff_fn, logit_diff, cases, mistakes,
               hint="at position pos of each prompt, that prompt's answer token's logit minus its wrong token's "
                    "logit: one value per prompt with per_prompt=True, their mean otherwise")
 
@@ -427,12 +423,12 @@ def check_logit_diff(logit_diff_fn: Callable[..., torch.Tensor]) -> None:
 # -- head_logit_attribution -------------------------------------------------------------------------
 
 
+@EXERCISES.check(next_token_attribution)
 def check_head_logit_attribution(head_logit_attribution: Callable[..., torch.Tensor]) -> None:
     """Check ``head_logit_attribution(components, W_U, tokens) -> [n_components, batch, pos - 1]``:
     components [n_components, batch, pos, d_model] (already scaled by the final LayerNorm),
     W_U [d_model, d_vocab], tokens [batch, pos]; entry [c, b, i] = components[c, b, i] ·
     W_U[:, tokens[b, i + 1]]."""
-    require_callable("check_head_logit_attribution", head_logit_attribution)
 
     def case(name: str, seed: int, n: int, batch: int, pos: int, d_model: int, d_vocab: int) -> Case:
         g = rng(seed)
@@ -462,10 +458,10 @@ def check_head_logit_attribution(head_logit_attribution: Callable[..., torch.Ten
 # -- top_1_accuracy ----------------------------------------------------------------------------------
 
 
+@EXERCISES.check(top_1_accuracy)
 def check_top_1_accuracy(top_1_accuracy_fn: Callable[[torch.Tensor | FactoredMatrix], float]) -> None:
     """Check ``top_1_accuracy(circuit) -> float``: circuit [n, n], a tensor or a FactoredMatrix;
     the fraction of rows i whose largest entry is in column i."""
-    require_callable("check_top_1_accuracy", top_1_accuracy_fn)
 
     def dense(M: torch.Tensor | FactoredMatrix) -> torch.Tensor:
         return M.AB if isinstance(M, FactoredMatrix) else M
@@ -513,10 +509,10 @@ def _low_rank(seed: int, d: int, r: int, lead: tuple[int, ...] = ()) -> torch.Te
     return torch.randn(*lead, d, r, generator=g) @ torch.randn(*lead, r, d, generator=g)
 
 
+@EXERCISES.check(circuits.composition_score)
 def check_composition_score(composition_score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``composition_score(W_A, W_B) -> scalar``: W_A, W_B [d, d] (W_A applied first,
     x @ W_A @ W_B); ‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F)."""
-    require_callable("check_composition_score", composition_score)
     e = torch.eye(6)
     cases = [
         Case("random 8 x 8", (torch.randn(8, 8, generator=rng(0)), torch.randn(8, 8, generator=rng(1)))),
@@ -543,18 +539,20 @@ def check_composition_score(composition_score: Callable[[torch.Tensor, torch.Ten
                    "norms, so that the score does not depend on the weights' scale")
 
 
+def _k_composition_scores(W_OV: torch.Tensor, W_QK: torch.Tensor) -> torch.Tensor:
+    """The reference: [n_src, n_dst], every source OV circuit against every destination QK circuit's keys."""
+    return circuits.composition_score(W_OV[:, None], W_QK[None].mT)
+
+
+@EXERCISES.check(_k_composition_scores)
 def check_k_composition_scores(k_composition_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Check ``k_composition_scores(W_OV, W_QK) -> [n_src, n_dst]``: W_OV [n_src, d, d] (the
     earlier heads' OV circuits), W_QK [n_dst, d, d] (the later heads' QK circuits); entry
     [i, j] = composition score of W_OV[i] with W_QK[j]ᵀ, ‖W_OV[i] W_QK[j]ᵀ‖_F / (‖W_OV[i]‖_F
     ‖W_QK[j]‖_F): how much head j's *keys* read what head i writes."""
-    require_callable("check_k_composition_scores", k_composition_scores)
 
     def score(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         return _fro(A[:, None] @ B[None]) / (_fro(A)[:, None] * _fro(B)[None])
-
-    def reference(OV: torch.Tensor, QK: torch.Tensor) -> torch.Tensor:
-        return circuits.composition_score(OV[:, None], QK[None].mT)
 
     cases = [
         Case("4 heads each, rank 3", (_low_rank(0, 10, 3, (4,)), _low_rank(1, 10, 3, (4,)))),
@@ -573,6 +571,6 @@ def check_k_composition_scores(k_composition_scores: Callable[[torch.Tensor, tor
                 "other (the paper's W_QKᵀ W_OV is written for column vectors)",
                 lambda OV, QK: _fro(QK.mT[None] @ OV[:, None]) / (_fro(OV)[:, None] * _fro(QK)[None])),
     ]
-    run_check("k_composition_scores", k_composition_scores, reference, cases, mistakes,
+    run_check("k_composition_scores", k_composition_scores, _k_composition_scores, cases, mistakes,
               hint="entry [i, j] is the composition score of source head i's OV circuit with destination head "
                    "j's QK circuit read from the key side; broadcasting computes every pair at once")

@@ -2,8 +2,8 @@
 
 Each ``check_<name>(fn)`` runs your ``fn`` and toykit's reference on seeded cases, prints one
 line when they agree, and otherwise raises CheckFailure with a hint chosen by recognising the
-usual mistakes. References: ``toykit.probes``, ``toykit.logit_lens`` and the small reference
-functions below (steering, angles, gradient × input), which the chapter also uses.
+usual mistakes. References: ``toykit.probes``, ``toykit.logit_lens``, ``toykit.steering``,
+``toykit.circular_features`` and ``toykit.saliency`` (the chapter imports them from there).
 
 Signatures the checks expect:
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from toykit import probes
-from toykit.circular_features import angular_order, is_cyclic_order
+from toykit.circular_features import angular_order
 from toykit.exercises.checking import Case, ExerciseTable, Mistake, rng, run_check
 from toykit.logit_lens import apply_final_norm
 from toykit.saliency import gradient_x_input
@@ -36,7 +36,6 @@ from toykit.transformer import HookedTransformer, LayerNorm, TransformerConfig
 EXERCISES = ExerciseTable()
 
 __all__ = [
-    "angular_order",
     "check_angular_order",
     "check_gradient_x_input",
     "check_logit_lens",
@@ -44,9 +43,6 @@ __all__ = [
     "check_probe_accuracy",
     "check_steer_resid",
     "check_top_components",
-    "gradient_x_input",
-    "is_cyclic_order",
-    "steer_resid",
 ]
 
 

@@ -28,10 +28,13 @@ from collections.abc import Callable
 
 import torch
 
-from toykit.exercises.checking import Case, Mistake, require_callable, rng, run_check
+from toykit.exercises.checking import Case, ExerciseTable, Mistake, rng, run_check
 from toykit.hooks import HookPoint
 from toykit.metrics import normalize_metric
 from toykit.patching import logit_diff
+
+# exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
+EXERCISES = ExerciseTable()
 
 __all__ = [
     "check_attribution_per_head",
@@ -46,10 +49,11 @@ __all__ = [
 ]
 
 
-def _hook_point(name: str) -> HookPoint:
-    hp = HookPoint()
-    hp.name = name
-    return hp
+def _with_head_value(z: torch.Tensor, head: int, value: torch.Tensor | float) -> torch.Tensor:
+    """A copy of z [batch, pos, n_heads, d_head] whose head ``head`` holds ``value``."""
+    out = z.clone()
+    out[:, :, head] = value
+    return out
 
 
 def _z(seed: int, batch: int, pos: int, heads: int, d_head: int) -> torch.Tensor:
@@ -59,13 +63,13 @@ def _z(seed: int, batch: int, pos: int, heads: int, d_head: int) -> torch.Tensor
 # -- ioi_logit_diff ----------------------------------------------------------------------------------
 
 
+@EXERCISES.check(logit_diff)
 def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
     """Check ``ioi_logit_diff(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False)``, the
     signature of ``toykit.patching.logit_diff``: logits [batch, pos, d_vocab]; answer_ids (the
     indirect objects), wrong_ids (the subjects) and pos [batch]; at each row's position pos[b],
     the logit of the indirect object minus that of the subject: [batch] with per_prompt, else
     their mean."""
-    require_callable("check_ioi_logit_diff", ioi_logit_diff)
 
     def case(name: str, seed: int, batch: int, n_pos: int, d_vocab: int, per_prompt: bool | None) -> Case:
         g = rng(seed)
@@ -107,10 +111,7 @@ def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
              case("long", 2, 10, 19, 50, True), case("the batch mean (default)", 3, 6, 8, 20, None),
              case("per_prompt=False", 4, 7, 9, 30, False)]
 
-    def reference(logits, answer_ids, wrong_ids, *, pos=-1, per_prompt=False):
-        return logit_diff(logits, answer_ids, wrong_ids, pos=pos, per_prompt=per_prompt)
-
-    run_check("ioi_logit_diff", ioi_logit_diff, reference, cases, mistakes,
+    run_check("ioi_logit_diff", ioi_logit_diff, logit_diff, cases, mistakes,
               hint="read each prompt at its own answer position pos[b], then take the indirect object's logit minus "
                    "the subject's: one value per prompt with per_prompt=True, their mean otherwise")
 
@@ -118,12 +119,12 @@ def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
 # -- normalized_patching_metric ----------------------------------------------------------------------
 
 
+@EXERCISES.check(normalize_metric)
 def check_normalized_patching_metric(normalized_patching_metric: Callable[..., torch.Tensor]) -> None:
     """Check ``normalized_patching_metric(value, *, baseline, target)``, the signature of
     ``toykit.metrics.normalize_metric``: 0 when value equals the baseline (for denoising, the
     corrupted run's metric), 1 when it equals the target (the clean run's); linear in between
     (value may be a tensor of many patched results)."""
-    require_callable("check_normalized_patching_metric", normalized_patching_metric)
 
     def case(name: str, seed: int, shape: tuple, baseline: float, target: float) -> Case:
         return Case(name, (torch.randn(shape, generator=rng(seed)) * 3 + 1,), {"baseline": baseline, "target": target})
@@ -142,32 +143,31 @@ def check_normalized_patching_metric(normalized_patching_metric: Callable[..., t
                 lambda v, *, baseline, target: v - baseline / (target - baseline)),
     ]
 
-    def reference(value, *, baseline, target):
-        return normalize_metric(value, baseline=baseline, target=target)
-
-    run_check("normalized_patching_metric", normalized_patching_metric, reference, cases, mistakes,
+    run_check("normalized_patching_metric", normalized_patching_metric, normalize_metric, cases, mistakes,
               hint="the metric is a linear rescaling: the baseline maps to 0 and the target to 1")
 
 
 # -- patch_residual_hook -----------------------------------------------------------------------------
 
 
+def _patch_residual_hook(resid: torch.Tensor, hook: HookPoint, pos: int, clean_cache: dict) -> torch.Tensor:
+    """The reference: resid [batch, pos, d_model] with position ``pos`` from the clean cache."""
+    out = resid.clone()
+    out[:, pos] = clean_cache[hook.name][:, pos]
+    return out
+
+
+@EXERCISES.check(_patch_residual_hook)
 def check_patch_residual_hook(patch_residual_hook: Callable[..., torch.Tensor]) -> None:
     """Check ``patch_residual_hook(resid, hook, pos, clean_cache) -> resid'``: resid [batch, pos,
     d_model] from the corrupted run; return it with position ``pos`` replaced by the clean run's
     activation at the same hook (``clean_cache[hook.name]``), every other position unchanged."""
-    require_callable("check_patch_residual_hook", patch_residual_hook)
 
     def case(name: str, seed: int, hook_name: str, batch: int, n_pos: int, d: int, pos: int) -> Case:
         g = rng(seed)
         other = "blocks.0.hook_resid_pre" if hook_name != "blocks.0.hook_resid_pre" else "blocks.1.hook_resid_pre"
         cache = {hook_name: torch.randn(batch, n_pos, d, generator=g), other: torch.randn(batch, n_pos, d, generator=g)}
-        return Case(name, (torch.randn(batch, n_pos, d, generator=g), _hook_point(hook_name), pos, cache))
-
-    def reference(resid, hook, pos, clean_cache):
-        out = resid.clone()
-        out[:, pos] = clean_cache[hook.name][:, pos]
-        return out
+        return Case(name, (torch.randn(batch, n_pos, d, generator=g), HookPoint(name=hook_name), pos, cache))
 
     def all_positions(resid, hook, pos, clean_cache):
         return clean_cache[hook.name].clone()
@@ -193,7 +193,7 @@ def check_patch_residual_hook(patch_residual_hook: Callable[..., torch.Tensor]) 
         Mistake("take this hook's own clean activation: look it up in the cache by the hook's name, not a fixed "
                 "layer's", wrong_layer),
     ]
-    run_check("patch_residual_hook", patch_residual_hook, reference, cases, mistakes,
+    run_check("patch_residual_hook", patch_residual_hook, _patch_residual_hook, cases, mistakes,
               hint="return a new tensor: resid everywhere except position pos, which takes this hook's clean "
                    "activation (never write into resid or the cache)")
 
@@ -201,20 +201,22 @@ def check_patch_residual_hook(patch_residual_hook: Callable[..., torch.Tensor]) 
 # -- patch_head_hook ---------------------------------------------------------------------------------
 
 
+def _patch_head_hook(z: torch.Tensor, hook: HookPoint, head: int, clean_cache: dict) -> torch.Tensor:
+    """The reference: z [batch, pos, n_heads, d_head] with head ``head`` from the clean cache."""
+    out = z.clone()
+    out[:, :, head] = clean_cache[hook.name][:, :, head]
+    return out
+
+
+@EXERCISES.check(_patch_head_hook)
 def check_patch_head_hook(patch_head_hook: Callable[..., torch.Tensor]) -> None:
     """Check ``patch_head_hook(z, hook, head, clean_cache) -> z'``: z [batch, pos, n_heads, d_head];
     replace head ``head``'s output at every position by the clean run's (``clean_cache[hook.name]``)."""
-    require_callable("check_patch_head_hook", patch_head_hook)
 
     def case(name: str, seed: int, layer: int, shape: tuple, head: int) -> Case:
         name_ = f"blocks.{layer}.attn.hook_z"
         cache = {name_: _z(seed + 100, *shape)}
-        return Case(name, (_z(seed, *shape), _hook_point(name_), head, cache))
-
-    def reference(z, hook, head, clean_cache):
-        out = z.clone()
-        out[:, :, head] = clean_cache[hook.name][:, :, head]
-        return out
+        return Case(name, (_z(seed, *shape), HookPoint(name=name_), head, cache))
 
     def pos_axis(z, hook, head, clean_cache):
         out = z.clone()
@@ -237,7 +239,7 @@ def check_patch_head_hook(patch_head_hook: Callable[..., torch.Tensor]) -> None:
         Mistake("copy the clean value into the chosen head only; you patched every head except it", others),
         Mistake("patch one head, not the whole attention layer", whole),
     ]
-    run_check("patch_head_hook", patch_head_hook, reference, cases, mistakes,
+    run_check("patch_head_hook", patch_head_hook, _patch_head_hook, cases, mistakes,
               hint="return a new tensor: z everywhere except head `head`, which takes this hook's clean value at "
                    "every position (never write into z or the cache)")
 
@@ -245,39 +247,36 @@ def check_patch_head_hook(patch_head_hook: Callable[..., torch.Tensor]) -> None:
 # -- mean_ablate_head --------------------------------------------------------------------------------
 
 
+def _mean_ablate_head(z: torch.Tensor, head: int, reference_z: torch.Tensor) -> torch.Tensor:
+    """The reference: z with the head's per-position mean over the reference prompts."""
+    return _with_head_value(z, head, reference_z[:, :, head].mean(0))
+
+
+@EXERCISES.check(_mean_ablate_head)
 def check_mean_ablate_head(mean_ablate_head: Callable[..., torch.Tensor]) -> None:
     """Check ``mean_ablate_head(z, head, reference_z) -> z'``: z [batch, pos, n_heads, d_head],
     reference_z [n_ref, pos, n_heads, d_head]; set the head's output at each position to its mean
     over the reference prompts at that position; other heads unchanged."""
-    require_callable("check_mean_ablate_head", mean_ablate_head)
 
     def case(name: str, seed: int, batch: int, n_ref: int, pos: int, heads: int, d: int, head: int) -> Case:
         ref = _z(seed + 50, n_ref, pos, heads, d) + torch.arange(pos).float()[None, :, None, None]
         return Case(name, (_z(seed, batch, pos, heads, d), head, ref))
 
-    def with_value(z, head, value):
-        out = z.clone()
-        out[:, :, head] = value
-        return out
-
     mistakes = [
         Mistake("you also averaged over positions: average over the reference prompts only (dim 0), keeping "
                 "one mean per position",
-                lambda z, h, r: with_value(z, h, r[:, :, h].mean((0, 1)))),
+                lambda z, h, r: _with_head_value(z, h, r[:, :, h].mean((0, 1)))),
         Mistake("take the mean of the *reference* prompts, not of the batch being ablated",
-                lambda z, h, r: with_value(z, h, z[:, :, h].mean(0))),
+                lambda z, h, r: _with_head_value(z, h, z[:, :, h].mean(0))),
         Mistake("mean ablation replaces the head by its average, not by zero",
-                lambda z, h, r: with_value(z, h, 0.0)),
+                lambda z, h, r: _with_head_value(z, h, 0.0)),
         Mistake("ablate only the chosen head; the other heads keep their own values",
                 lambda z, h, r: r.mean(0, keepdim=True).expand_as(z)),
     ]
     cases = [case("random", 0, 4, 10, 5, 4, 3, 2), case("one prompt", 1, 1, 6, 4, 3, 2, 0),
              case("many references", 2, 3, 30, 6, 4, 5, 3)]
 
-    def reference(z, head, reference_z):
-        return with_value(z, head, reference_z[:, :, head].mean(0))
-
-    run_check("mean_ablate_head", mean_ablate_head, reference, cases, mistakes,
+    run_check("mean_ablate_head", mean_ablate_head, _mean_ablate_head, cases, mistakes,
               hint="return a new z whose chosen head holds, at each position, that head's mean over the reference "
                    "prompts (a [pos, d_head] mean, the same for every prompt of the batch)")
 
@@ -285,37 +284,35 @@ def check_mean_ablate_head(mean_ablate_head: Callable[..., torch.Tensor]) -> Non
 # -- resample_ablate_head ----------------------------------------------------------------------------
 
 
+def _resample_ablate_head(z: torch.Tensor, head: int, reference_z: torch.Tensor, draws: torch.Tensor
+                          ) -> torch.Tensor:
+    """The reference: prompt b's head takes reference prompt draws[b]'s value."""
+    return _with_head_value(z, head, reference_z[draws, :, head])
+
+
+@EXERCISES.check(_resample_ablate_head)
 def check_resample_ablate_head(resample_ablate_head: Callable[..., torch.Tensor]) -> None:
     """Check ``resample_ablate_head(z, head, reference_z, draws) -> z'``: draws [batch] indexes
     reference prompts; prompt b's head output becomes reference prompt draws[b]'s (every position)."""
-    require_callable("check_resample_ablate_head", resample_ablate_head)
 
     def case(name: str, seed: int, batch: int, n_ref: int, pos: int, heads: int, d: int, head: int) -> Case:
         draws = torch.randint(0, n_ref, (batch,), generator=rng(seed + 7))
         return Case(name, (_z(seed, batch, pos, heads, d), head, _z(seed + 50, n_ref, pos, heads, d), draws))
 
-    def with_value(z, head, value):
-        out = z.clone()
-        out[:, :, head] = value
-        return out
-
     mistakes = [
         Mistake("use the random draws: prompt b takes reference prompt draws[b], not reference prompt b",
-                lambda z, h, r, d: with_value(z, h, r[: z.shape[0], :, h])),
+                lambda z, h, r, d: _with_head_value(z, h, r[: z.shape[0], :, h])),
         Mistake("resample from the reference prompts, not from the batch itself",
-                lambda z, h, r, d: with_value(z, h, z[d.clamp(max=z.shape[0] - 1), :, h])),
+                lambda z, h, r, d: _with_head_value(z, h, z[d.clamp(max=z.shape[0] - 1), :, h])),
         Mistake("resampling copies one whole reference prompt; averaging the draws is mean ablation",
-                lambda z, h, r, d: with_value(z, h, r[d, :, h].mean(0))),
+                lambda z, h, r, d: _with_head_value(z, h, r[d, :, h].mean(0))),
         Mistake("replace only the chosen head; the other heads keep their own values",
                 lambda z, h, r, d: r[d].clone()),
     ]
     cases = [case("random", 0, 5, 12, 4, 4, 3, 1), case("one prompt", 1, 1, 3, 5, 3, 2, 2),
              case("more prompts than references", 2, 9, 4, 3, 4, 2, 0)]
 
-    def reference(z, head, reference_z, draws):
-        return with_value(z, head, reference_z[draws, :, head])
-
-    run_check("resample_ablate_head", resample_ablate_head, reference, cases, mistakes,
+    run_check("resample_ablate_head", resample_ablate_head, _resample_ablate_head, cases, mistakes,
               hint="return a new z whose chosen head, for prompt b, holds reference prompt draws[b]'s value of that "
                    "head at every position")
 
@@ -323,31 +320,35 @@ def check_resample_ablate_head(resample_ablate_head: Callable[..., torch.Tensor]
 # -- freeze_heads_hook (path patching, step 1) -------------------------------------------------------
 
 
+def _layer_of(hook: HookPoint) -> int:
+    return int(str(hook.name).split(".")[1])
+
+
+def _freeze_heads_hook(z: torch.Tensor, hook: HookPoint, clean_z: dict, corrupted_z: dict, senders: list
+                       ) -> torch.Tensor:
+    """The reference: this layer's clean z, with the senders in this layer corrupted."""
+    out = clean_z[hook.name].clone()
+    for l, h in senders:
+        if l == _layer_of(hook):
+            out[:, :, h] = corrupted_z[hook.name][:, :, h]
+    return out
+
+
+@EXERCISES.check(_freeze_heads_hook)
 def check_freeze_heads_hook(freeze_heads_hook: Callable[..., torch.Tensor]) -> None:
     """Check ``freeze_heads_hook(z, hook, clean_z, corrupted_z, senders) -> z'``: the first step of
     path patching, as a hook on ``blocks.{layer}.attn.hook_z``. clean_z, corrupted_z: {hook name:
     [batch, pos, n_heads, d_head]}; senders: a list of (layer, head). Every head of this layer
     takes its clean value, except the senders in this layer, which take their corrupted value."""
-    require_callable("check_freeze_heads_hook", freeze_heads_hook)
 
     def case(name: str, seed: int, layer: int, senders: list, shape: tuple = (3, 5, 4, 3)) -> Case:
         names = [f"blocks.{l}.attn.hook_z" for l in range(3)]
         clean = {n: _z(seed + 10 + i, *shape) for i, n in enumerate(names)}
         corr = {n: _z(seed + 20 + i, *shape) for i, n in enumerate(names)}
-        return Case(name, (_z(seed, *shape), _hook_point(names[layer]), clean, corr, senders))
-
-    def layer_of(hook) -> int:
-        return int(hook.name.split(".")[1])
-
-    def reference(z, hook, clean_z, corrupted_z, senders):
-        out = clean_z[hook.name].clone()
-        for l, h in senders:
-            if l == layer_of(hook):
-                out[:, :, h] = corrupted_z[hook.name][:, :, h]
-        return out
+        return Case(name, (_z(seed, *shape), HookPoint(name=names[layer]), clean, corr, senders))
 
     def swapped(z, hook, clean_z, corrupted_z, senders):
-        return reference(z, hook, corrupted_z, clean_z, senders)
+        return _freeze_heads_hook(z, hook, corrupted_z, clean_z, senders)
 
     def any_layer(z, hook, clean_z, corrupted_z, senders):
         out = clean_z[hook.name].clone()
@@ -358,7 +359,7 @@ def check_freeze_heads_hook(freeze_heads_hook: Callable[..., torch.Tensor]) -> N
     def unfrozen(z, hook, clean_z, corrupted_z, senders):
         out = z.clone()
         for l, h in senders:
-            if l == layer_of(hook):
+            if l == _layer_of(hook):
                 out[:, :, h] = corrupted_z[hook.name][:, :, h]
         return out
 
@@ -371,7 +372,7 @@ def check_freeze_heads_hook(freeze_heads_hook: Callable[..., torch.Tensor]) -> N
         Mistake("freeze the non-sender heads to their clean values (you started from z, the current run's), "
                 "so that only the senders' effect reaches later layers", unfrozen),
     ]
-    run_check("freeze_heads_hook", freeze_heads_hook, reference, cases, mistakes,
+    run_check("freeze_heads_hook", freeze_heads_hook, _freeze_heads_hook, cases, mistakes,
               hint="every head of this layer takes its clean value, except the senders that live in this layer, "
                    "which take their corrupted value; build a new tensor (never write into z or the caches)")
 
@@ -379,12 +380,17 @@ def check_freeze_heads_hook(freeze_heads_hook: Callable[..., torch.Tensor]) -> N
 # -- attribution_per_head ----------------------------------------------------------------------------
 
 
+def _attribution_per_head(clean_z: torch.Tensor, corrupted_z: torch.Tensor, grad_z: torch.Tensor) -> torch.Tensor:
+    """The reference: [n_heads], (clean - corrupted) · grad summed over batch, positions, d_head."""
+    return ((clean_z - corrupted_z) * grad_z).sum((0, 1, 3))
+
+
+@EXERCISES.check(_attribution_per_head)
 def check_attribution_per_head(attribution_per_head: Callable[..., torch.Tensor]) -> None:
     """Check ``attribution_per_head(clean_z, corrupted_z, grad_z) -> [n_heads]``: all three [batch,
     pos, n_heads, d_head], grad_z = ∂metric/∂z on the corrupted run. The first-order estimate of
     patching each head's clean output into the corrupted run: (clean - corrupted) · grad, summed
     over batch, positions and d_head."""
-    require_callable("check_attribution_per_head", attribution_per_head)
 
     def case(name: str, seed: int, shape: tuple) -> Case:
         return Case(name, (_z(seed, *shape) + 0.5, _z(seed + 1, *shape), _z(seed + 2, *shape)))
@@ -401,10 +407,7 @@ def check_attribution_per_head(attribution_per_head: Callable[..., torch.Tensor]
     ]
     cases = [case("random", 0, (4, 6, 4, 5)), case("one prompt", 1, (1, 3, 3, 2)), case("square", 2, (4, 4, 4, 4))]
 
-    def reference(clean_z, corrupted_z, grad_z):
-        return ((clean_z - corrupted_z) * grad_z).sum((0, 1, 3))
-
-    run_check("attribution_per_head", attribution_per_head, reference, cases, mistakes,
+    run_check("attribution_per_head", attribution_per_head, _attribution_per_head, cases, mistakes,
               hint="a first-order estimate: the change of the activation times the gradient, summed over every "
                    "axis except the head axis", atol=1e-4)
 
@@ -412,12 +415,17 @@ def check_attribution_per_head(attribution_per_head: Callable[..., torch.Tensor]
 # -- fraction_recovered (faithfulness) ---------------------------------------------------------------
 
 
+def _fraction_recovered(circuit_ld: torch.Tensor, *, baseline: torch.Tensor, target: torch.Tensor) -> float:
+    """The reference: normalize_metric on the batch means."""
+    return float(normalize_metric(circuit_ld.mean(), baseline=baseline.mean(), target=target.mean()))
+
+
+@EXERCISES.check(_fraction_recovered)
 def check_fraction_recovered(fraction_recovered: Callable[..., float]) -> None:
     """Check ``fraction_recovered(circuit_ld, *, baseline, target) -> float``: per-prompt logit
     differences [batch] of the circuit (everything else ablated), of a baseline run and of the
     target (the full model); ``normalize_metric`` on the batch means: (mean circuit - mean
     baseline) / (mean target - mean baseline)."""
-    require_callable("check_fraction_recovered", fraction_recovered)
 
     def case(name: str, seed: int, batch: int, zero_baseline: bool = False) -> Case:
         g = rng(seed)
@@ -441,9 +449,6 @@ def check_fraction_recovered(fraction_recovered: Callable[..., float]) -> None:
     cases = [case("random", 0, 20), case("small batch", 1, 3), case("big batch", 2, 200),
              case("baseline 0 (Wang et al.'s F(C)/F(M))", 3, 10, zero_baseline=True)]
 
-    def reference(circuit_ld, *, baseline, target):
-        return float(normalize_metric(circuit_ld.mean(), baseline=baseline.mean(), target=target.mean()))
-
-    run_check("fraction_recovered", fraction_recovered, reference, cases, mistakes,
+    run_check("fraction_recovered", fraction_recovered, _fraction_recovered, cases, mistakes,
               hint="how far the circuit's mean logit difference gets from the baseline's mean toward the target's, "
                    "as a ratio of means", atol=1e-4)

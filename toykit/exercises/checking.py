@@ -507,13 +507,13 @@ class ExerciseTable(dict[str, Exercise]):
 
 
 def find_check(module: str, exercise_id: str) -> Callable[[Any], None]:
-    """The check of ``exercise_id`` in ``toykit.exercises.<module>``: from the chapter's
-    ``EXERCISES`` table, or, for a chapter module without one yet, ``check_<id>``."""
+    """The check of ``exercise_id`` in ``toykit.exercises.<module>``, from the chapter's
+    ``EXERCISES`` table."""
     chapter = importlib.import_module(f"toykit.exercises.{module}")
     table = getattr(chapter, "EXERCISES", None)
-    if isinstance(table, ExerciseTable):
-        if exercise_id not in table:
-            raise KeyError(f"toykit.exercises.{module} has no exercise {exercise_id!r} (it has {sorted(table)})")
-        return table[exercise_id].check
-    return getattr(chapter, f"check_{exercise_id}")
+    if not isinstance(table, ExerciseTable):
+        raise TypeError(f"toykit.exercises.{module} has no EXERCISES table (an ExerciseTable)")
+    if exercise_id not in table:
+        raise KeyError(f"toykit.exercises.{module} has no exercise {exercise_id!r} (it has {sorted(table)})")
+    return table[exercise_id].check
 
