@@ -1,20 +1,23 @@
 """Grokking speed: full-batch epochs per second of the canonical run (issue 6).
 
-The canonical run is p = 113, train fraction 0.3 (3,830 training inputs, one full-batch AdamW
-step per epoch) on the paper's model: 1 layer, d_model 128, 4 heads, d_mlp 512, ReLU, no
-LayerNorm, biases not trained. Figures:
+The canonical run is the shipped one, ``toykit.grokking.GrokkingRecipe``: p = 113, the
+paper's split (``paper_split``: 3,830 training inputs), one full-batch AdamW step per epoch
+with the 10-step LambdaLR warm-up and weight decay on every trained parameter, on the paper's
+model (1 layer, d_model 128, 4 heads, d_mlp 512, ReLU, no LayerNorm; the weight matrices and
+the MLP biases trained) and a float64 cross-entropy over all p + 1 = 114 classes. Figures:
 
-- epochs/s of toykit's training step (``toykit.grokking.last_position_logits`` + float64
-  cross-entropy + AdamW, as ``train_grokking`` does it) and of three minimal plain-PyTorch
-  models of the same size written here, timed in alternating rounds:
+- epochs/s of toykit's training step (the loop body of ``train_grokking`` with the recipe's
+  options: ``last_position_logits``, the loss, AdamW, the schedule) and of three minimal
+  plain-PyTorch models of the same size and the same trained parameters and classes, written
+  here, timed in alternating rounds:
     * "every position": the whole model at all three positions, logits read at the last
       (how the paper's code does it);
     * "last position": attention at every position, the MLP and unembedding at the last only;
     * "lookup tables": the same maths as toykit (queries, keys and values looked up per
       (position, token)), so the gap is toykit's own overhead.
   The target is toykit / the fastest plain model >= 0.9.
-- epochs/s of ``train_grokking`` itself (logging every 100 epochs, progress measures off),
-  and the time that implies for the shipped run (``toykit.grokking.GrokkingRecipe``).
+- epochs/s of ``train_grokking`` itself with the recipe's settings (logging every 100
+  epochs, progress measures off), and the time that implies for the recipe's epochs.
 
     .venv/bin/python -m benchmarks.grokking [--quick] [--threads N]
 
@@ -32,22 +35,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmarks.common import figure, interleaved, median, paired_ratio
-from toykit.grokking import GrokkingRecipe, grokking_model, last_position_logits, train_grokking
-from toykit.tasks.modular_addition import make_split
+from toykit.grokking import GrokkingRecipe, _trained, grokking_model, last_position_logits, train_grokking
 
-P, FRAC, D_MODEL, N_HEADS, D_MLP = 113, 0.3, 128, 4, 512
+RECIPE = GrokkingRecipe()  # the shipped run: sizes, split, optimiser settings, epochs
+P, D_MODEL, N_HEADS, D_MLP = RECIPE.p, RECIPE.d_model, RECIPE.n_heads, RECIPE.d_mlp
+N_CLASSES = P + 1 if RECIPE.n_classes is None else RECIPE.n_classes  # None: all d_vocab = p + 1 logits
 
 
 # -- minimal plain-PyTorch models of the same size -------------------------------------------------
 
 
 class PlainGrokModel(nn.Module):
-    """One attention layer and one ReLU MLP, no LayerNorm, no biases; tokens [b, 3] -> logits
-    [b, p] at the last position. ``mode``: "all" (every position), "last" (MLP and unembedding
-    at the last position only) or "tables" (q, k, v looked up per (position, token))."""
+    """One attention layer and one ReLU MLP, no LayerNorm, no biases except the MLP's (trained,
+    as in the recipe); tokens [b, 3] -> logits [b, n_classes] at the last position. ``mode``:
+    "all" (every position), "last" (MLP and unembedding at the last position only) or "tables"
+    (q, k, v looked up per (position, token))."""
 
     def __init__(self, mode: str, p: int = P, d_model: int = D_MODEL, n_heads: int = N_HEADS, d_mlp: int = D_MLP,
-                 n_ctx: int = 3) -> None:
+                 n_classes: int = N_CLASSES, n_ctx: int = 3) -> None:
         super().__init__()
         self.mode, self.p, self.h, self.e = mode, p, n_heads, d_model // n_heads
         g = torch.Generator().manual_seed(0)
@@ -59,7 +64,8 @@ class PlainGrokModel(nn.Module):
         self.W_QKV = weight(d_model, 3 * d_model)  # q | k | v, heads concatenated
         self.W_O = weight(d_model, d_model)
         self.W_in, self.W_out = weight(d_model, d_mlp), weight(d_mlp, d_model)
-        self.W_U = weight(d_model, p)
+        self.b_in, self.b_out = nn.Parameter(torch.zeros(d_mlp)), nn.Parameter(torch.zeros(d_model))
+        self.W_U = weight(d_model, n_classes)
         mask = torch.ones(n_ctx, n_ctx, dtype=torch.bool).triu(1)
         self.register_buffer("future", mask, persistent=False)
 
@@ -88,7 +94,7 @@ class PlainGrokModel(nn.Module):
             x = x + self.attend(q, k, v) @ self.W_O
             if self.mode == "last":
                 x = x[:, -1]
-        x = x + F.relu(x @ self.W_in) @ self.W_out
+        x = x + F.linear(F.relu(F.linear(x, self.W_in.T, self.b_in)), self.W_out.T, self.b_out)
         logits = x @ self.W_U
         return logits if self.mode != "all" else logits[:, -1]
 
@@ -97,8 +103,12 @@ class PlainGrokModel(nn.Module):
 
 
 def _step_fn(forward, params, tokens: torch.Tensor, labels: torch.Tensor, epochs: int):
-    """A closure running ``epochs`` full-batch steps: logits, float64 cross-entropy, AdamW."""
-    optimiser = torch.optim.AdamW(params, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), foreach=False)
+    """A closure running ``epochs`` full-batch steps as ``train_grokking`` does with the recipe's
+    settings: logits [b, n_classes], float64 cross-entropy, AdamW, then the warm-up schedule."""
+    r = RECIPE
+    optimiser = torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay, betas=r.betas, foreach=False)
+    schedule = (torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(step / r.warmup, 1.0))
+                if r.warmup else None)
 
     def run() -> None:
         for _ in range(epochs):
@@ -106,19 +116,21 @@ def _step_fn(forward, params, tokens: torch.Tensor, labels: torch.Tensor, epochs
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
 
     return run
 
 
 def _toykit_step(tokens: torch.Tensor, labels: torch.Tensor, epochs: int):
     model = grokking_model(P, d_model=D_MODEL, n_heads=N_HEADS, d_mlp=D_MLP, device="cpu").train()
-    weights = []
+    trained = []
     for name, p in model.named_parameters():
-        if name.rsplit(".", 1)[-1].startswith("W_"):
-            weights.append(p)
+        if _trained(name, RECIPE.train_mlp_biases):  # train_grokking's own choice: W_*, b_in, b_out
+            trained.append(p)
         else:
-            p.requires_grad_(False)  # as train_grokking: the biases are not trained
-    return _step_fn(lambda t: last_position_logits(model, t, P), weights, tokens, labels, epochs)
+            p.requires_grad_(False)  # as train_grokking: the other biases get no gradients
+    return _step_fn(lambda t: last_position_logits(model, t, N_CLASSES), trained, tokens, labels, epochs)
 
 
 def _plain_step(mode: str, tokens: torch.Tensor, labels: torch.Tensor, epochs: int):
@@ -128,7 +140,7 @@ def _plain_step(mode: str, tokens: torch.Tensor, labels: torch.Tensor, epochs: i
 
 def run(quick: bool = False) -> dict:
     """All the grokking figures: {"figures": [...], "details": {...}}."""
-    split = make_split(P, FRAC, seed=0)
+    split = RECIPE.split("cpu")  # paper_split(p, frac_train, data_seed)
     tokens, labels = split.train_tokens, split.train_labels
     epochs, rounds = (2, 3) if quick else (5, 10)
     runs = {"toykit": _toykit_step(tokens, labels, epochs)}
@@ -149,17 +161,20 @@ def run(quick: bool = False) -> dict:
                           paired_ratio(times["plain_all"], times["toykit"]), "x", note="no target"))
 
     # The loop learners and the recipe call, with its logging.
-    n_epochs = 20 if quick else 200
+    n_epochs, r = (20 if quick else 200), RECIPE
     loop = interleaved({"train_grokking": lambda: train_grokking(
-        grokking_model(P, device="cpu"), split, n_epochs, log_every=100, measures=False, progress=False,
-        device="cpu")}, rounds=1 if quick else 2, warmup=0)["train_grokking"]
+        grokking_model(P, d_model=D_MODEL, n_heads=N_HEADS, d_mlp=D_MLP, seed=r.seed, device="cpu"), split,
+        n_epochs, lr=r.lr, weight_decay=r.weight_decay, betas=r.betas, warmup=r.warmup,
+        train_mlp_biases=r.train_mlp_biases, n_classes=r.n_classes, log_every=r.log_every, measures=False,
+        progress=False, device="cpu")}, rounds=1 if quick else 2, warmup=0)["train_grokking"]
     loop_eps = n_epochs / median(loop)
-    recipe = GrokkingRecipe()
     figures.append(figure("training epochs/s, toykit.grokking.train_grokking", loop_eps, "epochs/s",
-                          note=f"{n_epochs} epochs, logging every 100"))
-    figures.append(figure(f"implied time of the shipped run ({recipe.epochs} epochs)", recipe.epochs / loop_eps / 60,
-                          "min", note="at this thread count; the recipe uses cpu_threads=1"))
-    details = {"config": {"p": P, "frac_train": FRAC, "d_model": D_MODEL, "n_heads": N_HEADS, "d_mlp": D_MLP},
+                          note=f"{n_epochs} epochs, logging every {r.log_every}, progress measures off"))
+    figures.append(figure(f"implied time of the shipped run ({r.epochs} epochs)", r.epochs / loop_eps / 60,
+                          "min", note=f"at this thread count; the recipe uses cpu_threads={r.cpu_threads}"))
+    details = {"config": {"p": P, "frac_train": r.frac_train, "d_model": D_MODEL, "n_heads": N_HEADS, "d_mlp": D_MLP,
+                          "n_classes": N_CLASSES, "train_mlp_biases": r.train_mlp_biases, "warmup": r.warmup,
+                          "split": "paper_split"},
                "seconds_per_epoch": {k: round(1 / v, 5) for k, v in eps.items()},
                "torch_threads": torch.get_num_threads(), "epochs_per_round": epochs, "rounds": rounds}
     return {"figures": figures, "details": details}
