@@ -310,9 +310,12 @@ def run_worker(tmp_path: Path, nb: nbformat.NotebookNode, **job) -> tuple[dict, 
                          for e in spec.exercises],
            "submission": str(sub), "nonce": secrets.token_hex(16), "toykit_dir": toykit_dir,
            "cell_timeout": 60.0, "timeout": 300, "memory_mb": 3000, "landlock": True, "threads": 1, **job}
-    code = ("import json, resource, sys, types; toykit = types.ModuleType('toykit'); toykit.__path__ = [sys.argv[1]]; "
+    # The peak is VmHWM, this process's own high-water mark. ru_maxrss would not do: Linux carries it
+    # over an exec from the forking process, so under a long pytest run it reports pytest's size.
+    code = ("import json, sys, types; toykit = types.ModuleType('toykit'); toykit.__path__ = [sys.argv[1]]; "
             "sys.modules['toykit'] = toykit; from toykit.grading.worker import run; run(json.loads(sys.argv[2])); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+            "print(next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')) "
+            "// 1024)")
     done = subprocess.run([sys.executable, "-c", code, toykit_dir, json.dumps(job)], capture_output=True, text=True,
                           timeout=400, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
