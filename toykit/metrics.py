@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["normalize_metric"]
+__all__ = ["as_number", "normalize_metric"]
 
 
 def normalize_metric(value: float | torch.Tensor, *, baseline: float | torch.Tensor,
@@ -29,14 +29,15 @@ def normalize_metric(value: float | torch.Tensor, *, baseline: float | torch.Ten
     numbers or 1-element tensors. Returns the type of value. Raises ValueError when the
     baseline and the target are (nearly) equal: there is then nothing to normalise by.
     """
-    baseline, target = _scalar("baseline", baseline), _scalar("target", target)
+    baseline, target = as_number("baseline", baseline), as_number("target", target)
     if abs(target - baseline) < 1e-8:
         raise ValueError(f"target ({target:.4g}) and baseline ({baseline:.4g}) are equal: nothing to normalise "
                          "by (do the two runs differ in what the metric measures?)")
     return (value - baseline) / (target - baseline)
 
 
-def _scalar(name: str, x: float | torch.Tensor) -> float:
+def as_number(name: str, x: float | torch.Tensor) -> float:
+    """x as a float: a number, or a 1-element tensor; any other input is an error naming ``name``."""
     if isinstance(x, torch.Tensor):
         if x.numel() != 1:
             raise ValueError(f"{name} must be a number or a 1-element tensor, got shape {list(x.shape)}")

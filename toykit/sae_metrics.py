@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from toykit.metrics import normalize_metric
+from toykit.metrics import as_number, normalize_metric
 from toykit.validation import check_positive_int, check_tensor
 
 __all__ = [
@@ -130,20 +130,12 @@ def loss_recovered(sae_loss: float, *, clean_loss: float, ablation_loss: float) 
     this one) or mean-ablated (replaced by its mean over the data). A baseline that is much
     worse than the model without this activation makes every SAE look good, so report both.
     """
-    spliced, clean, ablated = (_number(name, v) for name, v in
-                               (("sae_loss", sae_loss), ("clean_loss", clean_loss), ("ablation_loss", ablation_loss)))
+    spliced, clean, ablated = (as_number("sae_loss", sae_loss), as_number("clean_loss", clean_loss),
+                               as_number("ablation_loss", ablation_loss))
     if ablated == clean:
         raise ValueError("loss_recovered: ablating the activation does not change the loss "
                          "(ablation_loss == clean_loss), so there is nothing to recover")
     return float(normalize_metric(spliced, baseline=ablated, target=clean))
-
-
-def _number(name: str, x: float | torch.Tensor) -> float:
-    if isinstance(x, torch.Tensor) and x.numel() == 1:
-        return x.item()
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return float(x)
-    raise TypeError(f"loss_recovered: {name} must be a number (a loss in nats), got {type(x).__name__}")
 
 
 @torch.no_grad()
