@@ -392,24 +392,22 @@ def check_logit_diff(logit_diff_fn: Callable[..., torch.Tensor]) -> None:
         wrong = (answer + torch.randint(1, d_vocab, (batch,), generator=g)) % d_vocab
         return Case(name, (torch.randn(batch, n_pos, d_vocab, generator=g) * 3, answer, wrong), kwargs)
 
-    def at(lg: torch.Tensor, pos: int, a: torch.Tensor, w: torch.Tensor, per_prompt: bool) -> torch.Tensor:
-        rows = torch.arange(lg.shape[0])
-        diff = lg[rows, pos, a] - lg[rows, pos, w]
-        return diff if per_prompt else diff.mean()
-
+    # each mistake is the library's logit_diff called the wrong way
     mistakes = [
         Mistake("the sign is flipped: answer minus wrong",
-                lambda lg, a, w, pos=-1, per_prompt=False: at(lg, pos, w, a, per_prompt)),
+                lambda lg, a, w, pos=-1, per_prompt=False: logit_diff(lg, w, a, pos=pos, per_prompt=per_prompt)),
         Mistake("read the logits at position pos (by default -1, the final position, where the model predicts "
-                "the answer)", lambda lg, a, w, pos=-1, per_prompt=False: at(lg, 0, a, w, per_prompt)),
+                "the answer)",
+                lambda lg, a, w, pos=-1, per_prompt=False: logit_diff(lg, a, w, pos=0, per_prompt=per_prompt)),
         Mistake("read the logits at position pos, not always at the last one",
-                lambda lg, a, w, pos=-1, per_prompt=False: at(lg, -1, a, w, per_prompt)),
+                lambda lg, a, w, pos=-1, per_prompt=False: logit_diff(lg, a, w, pos=-1, per_prompt=per_prompt)),
         Mistake("use logits, not probabilities: a logit difference is log(p_answer / p_wrong)",
-                lambda lg, a, w, pos=-1, per_prompt=False: at(lg.softmax(-1), pos, a, w, per_prompt)),
+                lambda lg, a, w, pos=-1, per_prompt=False: logit_diff(lg.softmax(-1), a, w, pos=pos,
+                                                                      per_prompt=per_prompt)),
         Mistake("with per_prompt=True return one value per prompt, [batch]",
-                lambda lg, a, w, pos=-1, per_prompt=False: at(lg, pos, a, w, False)),
+                lambda lg, a, w, pos=-1, per_prompt=False: logit_diff(lg, a, w, pos=pos)),
         Mistake("with per_prompt=False (the default) return the mean over the batch, a single value",
-                lambda lg, a, w, pos=-1, per_prompt=False: at(lg, pos, a, w, True)),
+                lambda lg, a, w, pos=-1, per_prompt=False: logit_diff(lg, a, w, pos=pos, per_prompt=True)),
     ]
     cases = [case("per prompt", 0, 5, 6, 10, per_prompt=True), case("the batch mean (default)", 1, 5, 6, 10),
              case("one position", 2, 3, 1, 7, per_prompt=True), case("batch of one", 3, 1, 4, 12),

@@ -79,13 +79,8 @@ def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
         kwargs = {"pos": pos} if per_prompt is None else {"pos": pos, "per_prompt": per_prompt}
         return Case(name, (torch.randn(batch, n_pos, d_vocab, generator=g) * 3, io, s), kwargs)
 
-    def at(lg: torch.Tensor, p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, per_prompt: bool) -> torch.Tensor:
-        rows = torch.arange(lg.shape[0])
-        diff = lg[rows, p, a] - lg[rows, p, b]
-        return diff if per_prompt else diff.mean()
-
     def last(lg, a, b, pos=-1, per_prompt=False):
-        return at(lg, torch.full_like(pos, lg.shape[1] - 1), a, b, per_prompt)
+        return logit_diff(lg, a, b, pos=-1, per_prompt=per_prompt)
 
     def every_row(lg, a, b, pos=-1, per_prompt=False):
         picked = lg[:, pos]  # [batch, batch, d_vocab]: every row at every row's position
@@ -95,15 +90,16 @@ def check_ioi_logit_diff(ioi_logit_diff: Callable[..., torch.Tensor]) -> None:
 
     mistakes = [
         Mistake("the sign is flipped: indirect object (the right answer, answer_ids) minus subject (wrong_ids)",
-                lambda lg, a, b, pos=-1, per_prompt=False: at(lg, pos, b, a, per_prompt)),
+                lambda lg, a, b, pos=-1, per_prompt=False: logit_diff(lg, b, a, pos=pos, per_prompt=per_prompt)),
         Mistake("take each row's logits at pos[b], not at the last position: prompts of different lengths are "
                 "padded, so the last position is often padding", last),
         Mistake("use logits, not probabilities",
-                lambda lg, a, b, pos=-1, per_prompt=False: at(lg.softmax(-1), pos, a, b, per_prompt)),
+                lambda lg, a, b, pos=-1, per_prompt=False: logit_diff(lg.softmax(-1), a, b, pos=pos,
+                                                                      per_prompt=per_prompt)),
         Mistake("with per_prompt=True return one value per prompt, [batch]",
-                lambda lg, a, b, pos=-1, per_prompt=False: at(lg, pos, a, b, False)),
+                lambda lg, a, b, pos=-1, per_prompt=False: logit_diff(lg, a, b, pos=pos)),
         Mistake("with per_prompt=False (the default) return the mean over the batch, a single value",
-                lambda lg, a, b, pos=-1, per_prompt=False: at(lg, pos, a, b, True)),
+                lambda lg, a, b, pos=-1, per_prompt=False: logit_diff(lg, a, b, pos=pos, per_prompt=True)),
         Mistake("logits[:, pos] picks every row's position for every row ([batch, batch, ...]); index rows and "
                 "positions together, so that row b is read at pos[b] only", every_row),
     ]
