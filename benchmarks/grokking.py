@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmarks.common import figure, interleaved, median, paired_ratio
-from toykit.grokking import GrokkingRecipe, _trained, grokking_model, last_position_logits, train_grokking
+from toykit.grokking import GrokkingRecipe, grokking_model, is_trained, last_position_logits, train_grokking
 
 RECIPE = GrokkingRecipe()  # the shipped run: sizes, split, optimiser settings, epochs
 P, D_MODEL, N_HEADS, D_MLP = RECIPE.p, RECIPE.d_model, RECIPE.n_heads, RECIPE.d_mlp
@@ -126,7 +126,7 @@ def _toykit_step(tokens: torch.Tensor, labels: torch.Tensor, epochs: int):
     model = grokking_model(P, d_model=D_MODEL, n_heads=N_HEADS, d_mlp=D_MLP, device="cpu").train()
     trained = []
     for name, p in model.named_parameters():
-        if _trained(name, RECIPE.train_mlp_biases):  # train_grokking's own choice: W_*, b_in, b_out
+        if is_trained(name, RECIPE.train_mlp_biases):  # train_grokking's own choice: W_*, b_in, b_out
             trained.append(p)
         else:
             p.requires_grad_(False)  # as train_grokking: the other biases get no gradients

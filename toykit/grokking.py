@@ -56,6 +56,7 @@ __all__ = [
     "grokking_config",
     "grokking_model",
     "grokking_phases",
+    "is_trained",
     "key_frequencies_of",
     "last_position_logits",
     "logit_table",
@@ -334,7 +335,9 @@ def train_grokking(
     return GrokkingRun(model.eval(), split, history, snapshots, freqs)
 
 
-def _trained(name: str, train_mlp_biases: bool) -> bool:
+def is_trained(name: str, train_mlp_biases: bool) -> bool:
+    """Whether train_grokking trains the parameter called ``name``: every W_*, and the MLP
+    biases b_in, b_out when train_mlp_biases (the paper's recipe); the other biases stay 0."""
     leaf = name.rsplit(".", 1)[-1]
     return leaf.startswith("W_") or (train_mlp_biases and leaf in ("b_in", "b_out"))
 
@@ -343,8 +346,8 @@ def _train(model: HookedTransformer, split: ModularAdditionSplit, epochs: int, l
            betas: tuple[float, float], warmup: int, train_mlp_biases: bool, n_classes: int, log_every: int,
            snapshot_epochs: set[int], keep_states: bool,
            progress: bool) -> tuple[dict[str, list], dict[int, dict], list[dict]]:
-    weights = [p for n, p in model.named_parameters() if _trained(n, train_mlp_biases)]
-    others = [p for n, p in model.named_parameters() if not _trained(n, train_mlp_biases)]
+    weights = [p for n, p in model.named_parameters() if is_trained(n, train_mlp_biases)]
+    others = [p for n, p in model.named_parameters() if not is_trained(n, train_mlp_biases)]
     was_trainable = [p.requires_grad for p in others]
     # foreach=False: the same per-parameter kernels on every device (see toykit.training).
     optimiser = torch.optim.AdamW(weights, lr=lr, weight_decay=weight_decay, betas=betas, foreach=False)
