@@ -359,7 +359,7 @@ def test_an_unprivileged_user_gets_its_own_pid_namespace_and_proc():
             os.setgroups([])
             os.setresgid(65534, 65534, 65534)
             os.setresuid(65534, 65534, 65534)
-            sandbox._prctl(sandbox._PR_SET_DUMPABLE, 1)
+            sandbox.set_inspectable(True)
             report["namespaces"] = sandbox._new_namespaces()
             kernel = os.fork()
             if kernel == 0:

@@ -68,6 +68,28 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     _prctl(_PR_SET_PDEATHSIG, sig)
 
 
+def become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants (``PR_SET_CHILD_SUBREAPER``).
+
+    A descendant whose parent exits is then re-parented to this process (or to a subreaper
+    between them), not to init, so a double fork or ``setsid`` cannot take it out of reach of
+    ``descendants_of`` and ``kill_children``. Returns whether Linux accepted it (False elsewhere).
+    """
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_inspectable(inspectable: bool) -> bool:
+    """Whether processes of this user may inspect this one (``PR_SET_DUMPABLE``).
+
+    When not inspectable, this process's ``/proc`` entries (environment, memory, open files)
+    belong to root and it cannot be ptraced, so code running as the same user cannot read the
+    grader's secrets from it (nor can the process itself, once it is no longer root). Changing
+    user resets the flag (to not inspectable, by default); ``exec`` of an ordinary program makes
+    the process inspectable again. Returns whether Linux accepted it (False elsewhere).
+    """
+    return _prctl(_PR_SET_DUMPABLE, int(inspectable))
+
+
 # ---------------------------------------------------------------- Landlock (files)
 
 # Landlock filesystem rights (linux/landlock.h), by ABI version.
@@ -608,7 +630,7 @@ def _init(config: dict, kernel_args: list[str], namespaces: str, applied: dict) 
             for sub in config.get("work_dirs", []):
                 os.makedirs(sub, exist_ok=True)
     if "pid" not in namespaces:
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        become_subreaper()
     parent = os.getpid()
     kernel = os.fork()
     if kernel == 0:
@@ -640,7 +662,7 @@ def _kernel(config: dict, kernel_args: list[str], parent: int, applied: dict) ->
                 except OSError:
                     pass
     applied["user"] = _drop_privileges(ids)
-    _prctl(_PR_SET_DUMPABLE, 1)  # changing user cleared it; the kernel may read its own /proc/self
+    set_inspectable(True)  # changing user cleared it; the kernel may read its own /proc/self
     applied["capabilities"] = capabilities()
     limits = [("core_bytes", resource.RLIMIT_CORE, 0), ("file_bytes", resource.RLIMIT_FSIZE, config.get("file_bytes"))]
     if config.get("memory_bytes"):
@@ -709,8 +731,8 @@ def main(argv: list[str]) -> None:
     Path(config["pid_file"]).write_text(json.dumps({"launcher": os.getpid()}), encoding="utf-8")
     applied["namespaces"] = _new_namespaces() if config.get("namespaces", True) else ""
     if "pid" not in applied["namespaces"]:
-        applied["subreaper"] = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(_PR_SET_DUMPABLE, 0)  # its /proc entries (environment, memory) belong to root from now on
+        applied["subreaper"] = become_subreaper()
+    set_inspectable(False)  # its /proc entries (environment, memory) belong to root from now on
     init = os.fork()
     if init == 0:
         try:

@@ -707,8 +707,8 @@ def main(argv: list[str]) -> int:
     sandbox.die_with_parent(signal.SIGTERM)
     if argv and os.getppid() != int(argv[0]):
         return 1  # the grader died before we could ask to die with it
-    sandbox._prctl(sandbox._PR_SET_CHILD_SUBREAPER, 1)
-    sandbox._prctl(sandbox._PR_SET_DUMPABLE, 0)  # our environment is the grader's: keep it from kernels
+    sandbox.become_subreaper()
+    sandbox.set_inspectable(False)  # our environment is the grader's: keep it from kernels
     for line in sys.stdin:
         if not line.strip():
             continue

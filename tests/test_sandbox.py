@@ -1,0 +1,70 @@
+"""The grader's process settings, checked in a forked child: fast, no Jupyter kernel."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+
+import pytest
+
+from toykit.grading import sandbox
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the settings are Linux's prctl")
+
+_PR_GET_DUMPABLE, _PR_GET_CHILD_SUBREAPER = 3, 37
+
+
+def in_child(check) -> int:
+    """Run ``check()`` (which returns a small int) in a forked child; return that int."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = check()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_set_inspectable_sets_the_dumpable_flag_both_ways():
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check() -> int:
+        hidden = sandbox.set_inspectable(False) and libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
+        shown = sandbox.set_inspectable(True) and libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) == 1
+        return 10 * hidden + shown
+
+    assert in_child(check) == 11
+
+
+def test_a_subreaper_adopts_the_orphans_of_its_descendants():
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check() -> int:
+        flag = ctypes.c_int(0)
+        if not sandbox.become_subreaper() or libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0):
+            return 1
+        reaper = os.getpid()
+        r, w = os.pipe()
+        if os.fork() == 0:  # a child that leaves a grandchild behind
+            parent = os.getpid()
+            if os.fork() == 0:
+                os.setsid()
+                while os.getppid() == parent:  # until its parent has exited
+                    time.sleep(0.01)
+                os.write(w, b"adopted" if os.getppid() == reaper else b"init")
+                os._exit(0)
+            os._exit(0)
+        os.close(w)
+        answer = os.read(r, 16)
+        while True:  # reap both: the child, and the grandchild we adopted
+            try:
+                os.wait()
+            except ChildProcessError:
+                break
+        return 0 if (flag.value, answer) == (1, b"adopted") else 2
+
+    assert in_child(check) == 0
