@@ -19,6 +19,8 @@ Modules, one idea each:
 - ``examples``: the ``Example`` dataclass and ``make_batch`` (examples → tensors with the answer
   position and id).
 - ``families``: one seeded generator per family, ``generate_<family>(n, seed, split)``.
+- ``draws``: the fast uniform draws (``below``, ``between``, ``pick``) that families and corpus
+  make from a seeded ``random.Random``.
 - ``corpus``: ``generate_corpus``, packed training sequences mixing the families and filler text.
 - ``evaluation``: ``evaluate(model)``, per-family accuracy and logit differences on held-out data.
 

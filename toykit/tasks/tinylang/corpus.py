@@ -20,7 +20,8 @@ from typing import Literal, overload
 
 import torch
 
-from toykit.tasks.tinylang.families import _AGREEMENT_PAIRS, _SAMPLERS, FAMILIES, SPLITS, _below, _between, _pick
+from toykit.tasks.tinylang.draws import below, between, pick
+from toykit.tasks.tinylang.families import AGREEMENT_PAIRS_BY_SPLIT, FAMILIES, SAMPLERS, SPLITS
 from toykit.tasks.tinylang.vocab import (
     ADJECTIVES,
     IOI_NAMES,
@@ -58,39 +59,39 @@ _PRESENT = ("is", "are")
 def _noun_phrase(rng: random.Random, number: int, lemma: int | None = None) -> list[str]:
     words = ["the"]
     if rng.random() < 0.3:
-        words.append(_pick(rng, ADJECTIVES))
-    words.append(_NOUNS[number][_below(rng, len(NOUNS_SINGULAR)) if lemma is None else lemma])
+        words.append(pick(rng, ADJECTIVES))
+    words.append(_NOUNS[number][below(rng, len(NOUNS_SINGULAR)) if lemma is None else lemma])
     return words
 
 
 def _filler_sentence(rng: random.Random, split: str = "all") -> list[str]:
     if rng.random() < 0.15:
-        number, words = 0, [_pick(rng, IOI_NAMES)]
+        number, words = 0, [pick(rng, IOI_NAMES)]
     else:
-        number = _below(rng, 2)
+        number = below(rng, 2)
         if rng.random() < 0.2:
             # A subject with a prepositional phrase takes only is/are (like the agreement
             # family), so "the keys near the box" is always followed by "are"; the pair of
             # nouns respects the agreement split.
-            subject, distractor = _pick(rng, _AGREEMENT_PAIRS["train" if split == "train" else "all"])
+            subject, distractor = pick(rng, AGREEMENT_PAIRS_BY_SPLIT["train" if split == "train" else "all"])
             words = _noun_phrase(rng, number, subject)
-            words.append(_pick(rng, PREPOSITIONS))
-            words += _noun_phrase(rng, _below(rng, 2), distractor)
-            words += [_PRESENT[number], _pick(rng, ADJECTIVES), "."]
+            words.append(pick(rng, PREPOSITIONS))
+            words += _noun_phrase(rng, below(rng, 2), distractor)
+            words += [_PRESENT[number], pick(rng, ADJECTIVES), "."]
             return words
         words = _noun_phrase(rng, number)
     if rng.random() < 0.4:
-        words += [_COPULAS[number][_below(rng, 2)], _pick(rng, ADJECTIVES)]
+        words += [_COPULAS[number][below(rng, 2)], pick(rng, ADJECTIVES)]
     else:
-        words.append(_pick(rng, _VERBS[number]))
-        words += _noun_phrase(rng, _below(rng, 2))
+        words.append(pick(rng, _VERBS[number]))
+        words += _noun_phrase(rng, below(rng, 2))
     words.append(".")
     return words
 
 
 def _filler_words(rng: random.Random, split: str = "all") -> list[str]:
     words: list[str] = []
-    for _ in range(_between(rng, 1, 3)):
+    for _ in range(between(rng, 1, 3)):
         words += _filler_sentence(rng, split)
     return words
 
@@ -168,7 +169,7 @@ def generate_corpus(
     filler = len(CORPUS_PARTS) - 1
     parts = list(range(len(CORPUS_PARTS)))
     cum_weights = list(_cumsum([weights[p] for p in CORPUS_PARTS]))
-    samplers = [_SAMPLERS[f] for f in FAMILIES]
+    samplers = [SAMPLERS[f] for f in FAMILIES]
 
     def next_document() -> tuple[int, list[int]]:
         part = rng.choices(parts, cum_weights=cum_weights)[0]

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+from toykit.tasks.tinylang.draws import below, between, pick
 from toykit.tasks.tinylang.examples import Example
 from toykit.tasks.tinylang.vocab import (
     ADJECTIVES,
@@ -80,33 +81,16 @@ __all__ = [
 
 FAMILIES: tuple[str, ...] = ("ioi", "agreement", "entity_tracking", "successor", "repeated_span", "fact")
 SPLITS: tuple[str, ...] = ("train", "test", "all")
-_T = TypeVar("_T")
 
-# A sampler draws one example as words: (prompt words, answer, words after the answer, labels),
-# positions in labels already counting <bos> as 0. Kept apart from Example so the corpus can use
-# the words without the cost of building Examples.
-_Raw = tuple[list[str], str, list[str], dict[str, Any]]
+#: One example as words, as a sampler draws it: (prompt words, answer, words after the answer,
+#: labels), positions in labels already counting <bos> as 0. Kept apart from Example so the
+#: corpus can use the words without the cost of building Examples.
+RawExample = tuple[list[str], str, list[str], dict[str, Any]]
 
 
 def _rng(family: str, seed: int, split: str) -> random.Random:
     # String seeds are hashed with SHA-512 by random.Random, so streams are stable across runs.
     return random.Random(f"tinylang/{family}/{split}/{seed}")
-
-
-# random.Random.randrange/choice cost ~0.5 µs a draw; scaling random() is several times faster
-# (uniform up to float rounding), which matters for generating large corpora.
-def _below(rng: random.Random, n: int) -> int:
-    """A uniform int in [0, n)."""
-    return int(rng.random() * n)
-
-
-def _between(rng: random.Random, lo: int, hi: int) -> int:
-    """A uniform int in [lo, hi], both ends included."""
-    return lo + int(rng.random() * (hi - lo + 1))
-
-
-def _pick(rng: random.Random, seq: Sequence[_T]) -> _T:
-    return seq[int(rng.random() * len(seq))]
 
 
 def _check_args(n: object, seed: object, split: object, splits: tuple[str, ...] = SPLITS) -> None:
@@ -118,7 +102,7 @@ def _check_args(n: object, seed: object, split: object, splits: tuple[str, ...] 
         raise ValueError(f"split must be one of {splits}, got {split!r}")
 
 
-def _build(family: str, raw: _Raw) -> Example:
+def _build(family: str, raw: RawExample) -> Example:
     prompt, answer, rest, labels = raw
     corrupted = labels.pop("corrupted_words", None)
     labels["answer"] = answer
@@ -192,20 +176,20 @@ _IOI_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def _sample_ioi(rng: random.Random, split: str, corrupted: bool = True) -> _Raw:
+def _sample_ioi(rng: random.Random, split: str, corrupted: bool = True) -> RawExample:
     # The train/test/all splits draw exactly as before the held-out templates existed (same
     # stream, same draws), so the corpus the shipped checkpoint was trained on is unchanged.
     if split == "test_templates":
-        template_id = len(IOI_TEMPLATES) + _below(rng, len(IOI_HELDOUT_TEMPLATES))
+        template_id = len(IOI_TEMPLATES) + below(rng, len(IOI_HELDOUT_TEMPLATES))
         split = "test"  # held-out templates come with held-out name pairs
     else:
-        template_id = _below(rng, len(IOI_TEMPLATES))
+        template_id = below(rng, len(IOI_TEMPLATES))
     order = "ABBA" if rng.random() < 0.5 else "BABA"
     pairs = _IOI_PAIRS[split]
-    io, s = _pick(rng, pairs)
+    io, s = pick(rng, pairs)
     if rng.random() < 0.5:
         io, s = s, io
-    place, obj = _pick(rng, PLACES), _pick(rng, IOI_OBJECTS)
+    place, obj = pick(rng, PLACES), pick(rng, IOI_OBJECTS)
     a, b = (io, s) if order == "ABBA" else (s, io)
     words = _IOI_WORDS[template_id]
     fill = {"{A}": a, "{B}": b, "{S}": s, "{PLACE}": place, "{OBJECT}": obj}
@@ -270,8 +254,8 @@ AGREEMENT_TEST_PAIRS: frozenset[tuple[str, str]] = frozenset(
 )
 _pairs = [(i, j) for i in range(len(NOUNS_SINGULAR)) for j in range(len(NOUNS_SINGULAR)) if i != j]
 _held = {(NOUNS_SINGULAR.index(a), NOUNS_SINGULAR.index(b)) for a, b in AGREEMENT_TEST_PAIRS}
-# lemma index pairs (subject, distractor) allowed in each split
-_AGREEMENT_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {
+#: The (subject, distractor) noun pairs allowed in each split, as indices into NOUNS_SINGULAR.
+AGREEMENT_PAIRS_BY_SPLIT: dict[str, tuple[tuple[int, int], ...]] = {
     "all": tuple(_pairs),
     "test": tuple(p for p in _pairs if p in _held),
     "train": tuple(p for p in _pairs if p not in _held),
@@ -279,22 +263,22 @@ _AGREEMENT_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {
 del _pairs, _held
 
 
-def _sample_agreement(rng: random.Random, split: str, corrupted: bool = True) -> _Raw:
-    number = _below(rng, 2)
-    lemma, other = _pick(rng, _AGREEMENT_PAIRS[split])
+def _sample_agreement(rng: random.Random, split: str, corrupted: bool = True) -> RawExample:
+    number = below(rng, 2)
+    lemma, other = pick(rng, AGREEMENT_PAIRS_BY_SPLIT[split])
     nouns = (NOUNS_SINGULAR, NOUNS_PLURAL)
     prompt = ["the"]
     if rng.random() < 0.3:
-        prompt.append(_pick(rng, ADJECTIVES))
+        prompt.append(pick(rng, ADJECTIVES))
     prompt.append(nouns[number][lemma])
     subject_pos = len(prompt)
     # Exactly one prepositional phrase (with a second one possible, the verb would not always
     # come next). Its noun's number is independent of the subject's, so half the time the noun
     # next to the verb has the other number and a nearest-noun rule fails.
-    prompt += [_pick(rng, PREPOSITIONS), "the"]
-    n_adjectives = _pick(rng, (0, 0, 0, 1, 1, 2))
+    prompt += [pick(rng, PREPOSITIONS), "the"]
+    n_adjectives = pick(rng, (0, 0, 0, 1, 1, 2))
     prompt += rng.sample(ADJECTIVES, n_adjectives)
-    nearest_number = _below(rng, 2)
+    nearest_number = below(rng, 2)
     nearest = nouns[nearest_number][other]
     prompt.append(nearest)
     # Present tense only: with was/were too, the prompt would not decide the answer.
@@ -316,7 +300,7 @@ def _sample_agreement(rng: random.Random, split: str, corrupted: bool = True) ->
         flipped = list(prompt)
         flipped[subject_pos - 1] = nouns[1 - number][lemma]
         labels["corrupted_words"] = flipped
-    return prompt, correct, [_pick(rng, ADJECTIVES), "."], labels
+    return prompt, correct, [pick(rng, ADJECTIVES), "."], labels
 
 
 def generate_agreement(n: int, seed: int = 0, split: str = "all") -> list[Example]:
@@ -341,9 +325,9 @@ def generate_agreement(n: int, seed: int = 0, split: str = "all") -> list[Exampl
 
 
 # ================================================================================ entity tracking
-def _sample_entity_tracking(rng: random.Random, split: str, corrupted: bool = True) -> _Raw:
-    n_entities = _pick(rng, (2, 3, 4))
-    n_moves = _between(rng, 0, min(3, 6 - n_entities))  # at most 6 statements, so it fits in 64 tokens
+def _sample_entity_tracking(rng: random.Random, split: str, corrupted: bool = True) -> RawExample:
+    n_entities = pick(rng, (2, 3, 4))
+    n_moves = between(rng, 0, min(3, 6 - n_entities))  # at most 6 statements, so it fits in 64 tokens
     entities = rng.sample(ENTITIES, n_entities)
     initial = rng.sample(COLOURS, n_entities)
     where = dict(zip(entities, initial))
@@ -357,14 +341,14 @@ def _sample_entity_tracking(rng: random.Random, split: str, corrupted: bool = Tr
         last_about[e] = first_about[e] = len(prompt) - 2
     moves: list[tuple[str, str]] = []
     for _ in range(n_moves):
-        e = _pick(rng, entities)
-        c = _pick(rng, [col for col in COLOURS if col != where[e]])
+        e = pick(rng, entities)
+        c = pick(rng, [col for col in COLOURS if col != where[e]])
         where[e] = c
         moves.append((e, c))
         prompt += ["the", e, "moves", "to", "the", c, "box", "."]
         colour_mentions.append((c, len(prompt) - 2))
         last_about[e] = len(prompt) - 2
-    query = _pick(rng, entities)
+    query = pick(rng, entities)
     answer = where[query]
     prompt += ["the", query, "is", "in", "the"]
     last_box, first_box = colour_mentions[-1][0], colour_mentions[0][0]
@@ -421,14 +405,14 @@ def generate_entity_tracking(n: int, seed: int = 0, split: str = "all") -> list[
 _SEQUENCES = {"days": DAYS, "months": MONTHS}
 
 
-def _sample_successor(rng: random.Random, split: str, corrupted: bool = True) -> _Raw:
+def _sample_successor(rng: random.Random, split: str, corrupted: bool = True) -> RawExample:
     kind = "days" if rng.random() < 0.5 else "months"
     seq = _SEQUENCES[kind]
-    length = _between(rng, 2, 5)
-    start = _below(rng, len(seq))
+    length = between(rng, 2, 5)
+    start = below(rng, len(seq))
     # The run always goes on past the longest prompt (6 to 8 items in all), so in the corpus
     # the item after any prompt of 2-5 items is never "." but always the successor.
-    total = _between(rng, 6, 8)
+    total = between(rng, 6, 8)
     run = [seq[(start + k) % len(seq)] for k in range(total)]
     answer_index = (start + length) % len(seq)
     labels: dict[str, Any] = {
@@ -458,9 +442,9 @@ def generate_successor(n: int, seed: int = 0, split: str = "all") -> list[Exampl
 
 
 # ================================================================================ repeated spans
-def _sample_repeated_span(rng: random.Random, split: str, corrupted: bool = True) -> _Raw:
-    length = _between(rng, 4, 10)
-    n_prefix, n_gap = _between(rng, 0, 4), _between(rng, 1, 12)
+def _sample_repeated_span(rng: random.Random, split: str, corrupted: bool = True) -> RawExample:
+    length = between(rng, 4, 10)
+    n_prefix, n_gap = between(rng, 0, 4), between(rng, 1, 12)
     # All distinct: the only repeated words are the span's, so a word seen before marks the
     # second occurrence and copying is the only way to predict what follows.
     words = rng.sample(SPAN_WORDS, length + n_prefix + n_gap)
@@ -543,8 +527,8 @@ FACTS: tuple[Fact, ...] = (
 )
 
 
-def _sample_fact(rng: random.Random, split: str, corrupted: bool = True) -> _Raw:
-    fact = _pick(rng, FACTS)
+def _sample_fact(rng: random.Random, split: str, corrupted: bool = True) -> RawExample:
+    fact = pick(rng, FACTS)
     labels: dict[str, Any] = {
         "subject": fact.subject,
         "relation": fact.relation,
@@ -574,8 +558,9 @@ _GENERATORS: dict[str, Callable[..., list[Example]]] = {
     "repeated_span": generate_repeated_span,
     "fact": generate_fact,
 }
-# Word-level samplers for the corpus (same draws as the generators, minus corrupted prompts).
-_SAMPLERS: dict[str, Callable[..., _Raw]] = {
+#: Word-level samplers, ``SAMPLERS[family](rng, split, corrupted=False) -> RawExample``: the
+#: corpus uses them (the same draws as the generators make, without building Examples).
+SAMPLERS: dict[str, Callable[..., RawExample]] = {
     "ioi": _sample_ioi,
     "agreement": _sample_agreement,
     "entity_tracking": _sample_entity_tracking,
@@ -592,6 +577,6 @@ def generate_examples(family: str, n: int, seed: int = 0, split: str = "all") ->
     return _GENERATORS[family](n, seed=seed, split=split)
 
 
-assert set(FAMILIES) == set(_GENERATORS) == set(_SAMPLERS)
+assert set(FAMILIES) == set(_GENERATORS) == set(SAMPLERS)
 assert set(INSTRUMENTS) >= {row[3] for row in _PEOPLE_TABLE} and set(JOBS) >= {row[2] for row in _PEOPLE_TABLE}
 assert [row[0] for row in _PEOPLE_TABLE] == list(FACT_PEOPLE)
