@@ -47,7 +47,8 @@ from toykit.fourier import (
 from toykit.progress import tqdm
 from toykit.runtime import cpu_thread_count, resolve_device
 from toykit.tasks.modular_addition import ModularAdditionSplit, all_pairs, make_split
-from toykit.transformer import HookedTransformer, TransformerConfig, _per_head, copy_model
+from toykit.transformer import HookedTransformer, TransformerConfig, copy_model, per_head_linear
+from toykit.transformer_inputs import check_tokens
 from toykit.validation import check_positive_int, check_tensor
 
 __all__ = [
@@ -133,7 +134,7 @@ def last_position_logits(model: HookedTransformer, tokens: torch.Tensor, n_out: 
 
     tokens: [batch, pos] ints in [0, d_vocab). n_out: None means d_vocab.
     """
-    tokens = model._check_tokens(tokens)
+    tokens = check_tokens(model, tokens)
     n_out = model.cfg.d_vocab if n_out is None else check_positive_int("n_out", n_out)
     if n_out > model.cfg.d_vocab:
         raise ValueError(f"n_out must be at most d_vocab={model.cfg.d_vocab}, got {n_out}")
@@ -145,10 +146,9 @@ def last_position_logits(model: HookedTransformer, tokens: torch.Tensor, n_out: 
     # The residual stream at every (position, token): [n_pos * V, d]; row pos * V + token.
     table = (model.embed.W_E[None] + model.pos_embed.W_pos[:n_pos, None]).reshape(n_pos * V, d)
     rows = tokens + torch.arange(n_pos, device=tokens.device) * V  # [batch, pos]
-    W_KV = torch.cat([attn.W_K, attn.W_V]).transpose(0, 1).reshape(d, 2 * h * e)
-    kv = torch.addmm(torch.cat([attn.b_K, attn.b_V]).reshape(-1), table, W_KV)  # [n_pos * V, 2he]
-    k, v = F.embedding(rows, kv).view(-1, n_pos, 2, h, e).unbind(2)  # [batch, pos, h, e] each
-    q_table = _per_head(table[(n_pos - 1) * V:], attn.W_Q, attn.b_Q).reshape(V, h * e)
+    kv = per_head_linear(table, torch.cat([attn.W_K, attn.W_V]), torch.cat([attn.b_K, attn.b_V]))  # [n_pos * V, 2h, e]
+    k, v = F.embedding(rows, kv.reshape(n_pos * V, 2 * h * e)).view(-1, n_pos, 2, h, e).unbind(2)  # [batch, pos, h, e]
+    q_table = per_head_linear(table[(n_pos - 1) * V:], attn.W_Q, attn.b_Q).reshape(V, h * e)
     q = F.embedding(tokens[:, -1], q_table).view(-1, 1, h, e)
     # Broadcast-and-sum beats a batched matmul here: the per-example matrices are tiny.
     pattern = ((q * k).sum(-1) / math.sqrt(e)).softmax(dim=1)  # [batch, key pos, h]

@@ -39,150 +39,45 @@ see [b, p, n_heads, ...] and fire once each for q, k and v.
 With ``attn_only`` there is no ln2, mlp, hook_resid_mid or hook_mlp_out (TransformerLens
 registers a hook_mlp_out there that never fires); with ``normalization_type=None`` the ln modules are
 identities without hooks; with "LNPre" they centre and scale but have no weights.
-``cache["pattern", 0]`` works as in TransformerLens. The optional hook points exist only while
-their switch is on (``model.set_use_attn_in(True)`` and so on), so they cost nothing when off.
+The optional hook points exist only while their switch is on (``model.set_use_attn_in(True)``
+and so on), so they cost nothing when off.
 
 Two shortcuts keep the model as fast as a plain PyTorch GPT, and switch off when a hook could
 tell the difference: attention uses PyTorch's fused ``scaled_dot_product_attention`` unless a
 hook is attached to ``hook_attn_scores`` or ``hook_pattern`` (``run_with_cache`` attaches one
 when it caches them), and LayerNorm uses ``F.layer_norm`` unless one is attached to
 ``hook_scale`` or ``hook_normalized``. Both paths compute the same maths, equal to float rounding.
+
+What is not architecture lives in modules of its own: the config and its checks
+(``toykit.transformer_config``), the checks of forward's arguments (``toykit.transformer_inputs``),
+the ``set_use_*`` switches (``toykit.hook_switches``), the weight attributes such as ``model.W_Q``
+and ``model.OV`` (``toykit.weight_views``) and ``generate`` (``toykit.sampling``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toykit.factored_matrix import FactoredMatrix
-from toykit.hooks import HookedRootModule, HookPoint
+from toykit.hook_switches import HOOK_SWITCHES, HookSwitches
+from toykit.hooks import HookPoint
 from toykit.runtime import resolve_device
-from toykit.sampling import sample_next_token
-from toykit.validation import (
-    check_bool,
-    check_non_negative_int,
-    check_one_of,
-    check_positive_int,
-    check_positive_number,
-    check_tensor,
-)
+from toykit.sampling import generate
+from toykit.transformer_config import ACT_FNS, NORMALIZATION_TYPES, TransformerConfig
+from toykit.transformer_inputs import check_forward_args
+from toykit.weight_views import LayerStack, WeightViews
 
-ACT_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    # GPT-2's tanh approximation of GELU (Hugging Face's and TransformerLens's "gelu_new").
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-}
-NORMALIZATION_TYPES = ("LN", "LNPre", None)
-# TransformerLens's switches for optional hook points: {switch: hook names in a block}. A hook
-# point exists only while its switch is on, so that an unused one costs nothing.
-HOOK_SWITCHES = {
-    "use_attn_result": ("attn.hook_result",),
-    "use_attn_in": ("hook_attn_in",),
-    "use_split_qkv_input": ("hook_q_input", "hook_k_input", "hook_v_input"),
-    "use_hook_mlp_in": ("hook_mlp_in",),
-}
-
-
-@dataclass(kw_only=True)
-class TransformerConfig:
-    """Everything that defines a HookedTransformer (field names as in TransformerLens).
-
-    n_layers, d_model, n_ctx, d_vocab: required.
-    n_heads: number of attention heads; d_head defaults to d_model // n_heads and must satisfy
-        n_heads * d_head == d_model.
-    d_mlp: MLP width, default 4 * d_model (unused when attn_only).
-    act_fn: "relu", "gelu" (exact GELU, as TransformerLens's "gelu") or "gelu_new" (GPT-2's
-        tanh approximation).
-    normalization_type: "LN" (LayerNorm with weight w and bias b), "LNPre" (centre and scale
-        only, as after folding) or None (no normalization).
-    attn_only: no MLPs (and no ln2, hook_resid_mid, hook_mlp_out).
-    positional_embedding_type: only "standard" (learned absolute positions, W_pos).
-    seed: the initial weights depend only on this (drawn on the CPU, then moved).
-    use_attn_result: compute each head's output ``hook_result`` [b, p, n_heads, d_model].
-        Off by default because it costs memory and time; change it with
-        ``model.set_use_attn_result(True)``.
-    use_attn_in: give each head its own copy of the attention input, ``blocks.{l}.hook_attn_in``
-        [b, p, n_heads, d_model] (``model.set_use_attn_in``).
-    use_split_qkv_input: give each head separate query, key and value inputs,
-        ``blocks.{l}.hook_q_input`` / ``hook_k_input`` / ``hook_v_input`` [b, p, n_heads, d_model],
-        so that a patch can reach one head's keys only (path patching; ``model.set_use_split_qkv_input``).
-    use_hook_mlp_in: a hook on the MLP's input, ``blocks.{l}.hook_mlp_in`` [b, p, d_model]
-        (``model.set_use_hook_mlp_in``; not for attn_only models).
-        These three switches are TransformerLens's. Off, their hook points do not exist and
-        cost nothing; on, ln1 and q, k, v are computed once per head (ln1's hooks then see
-        [b, p, n_heads, ...] and fire three times, for q, k and v, as in TransformerLens).
-    init_range: std of the normal init of every weight matrix; None means 0.8 / sqrt(d_model),
-        TransformerLens's default.
-    eps: added to the variance inside LayerNorm.
-    device: None picks ``toykit.get_device()`` (CUDA when present, else the CPU).
-    dtype: a floating-point torch dtype.
-    """
-
-    n_layers: int
-    d_model: int
-    n_ctx: int
-    d_vocab: int
-    n_heads: int = 4
-    # None for these three means a default computed in __post_init__, so after construction
-    # they always hold a number, which is the type declared.
-    d_head: int = None  # type: ignore[assignment]  # None -> d_model // n_heads
-    d_mlp: int = None  # type: ignore[assignment]  # None -> 4 * d_model
-    act_fn: str = "relu"
-    normalization_type: str | None = "LN"
-    attn_only: bool = False
-    positional_embedding_type: str = "standard"
-    seed: int = 0
-    use_attn_result: bool = False
-    use_attn_in: bool = False
-    use_split_qkv_input: bool = False
-    use_hook_mlp_in: bool = False
-    init_range: float = None  # type: ignore[assignment]  # None -> 0.8 / sqrt(d_model)
-    eps: float = 1e-5
-    device: str | torch.device | None = None
-    dtype: torch.dtype = torch.float32
-
-    def __post_init__(self) -> None:
-        c = "TransformerConfig: "  # every error names the class and the field
-        for name in ("n_layers", "d_model", "n_ctx", "d_vocab", "n_heads"):
-            check_positive_int(c + name, getattr(self, name))
-        if self.d_head is None:
-            if self.d_model % self.n_heads:
-                raise ValueError(
-                    f"TransformerConfig: d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                    "choose n_heads dividing d_model or give d_head with n_heads * d_head == d_model"
-                )
-            self.d_head = self.d_model // self.n_heads
-        check_positive_int(c + "d_head", self.d_head)
-        if self.n_heads * self.d_head != self.d_model:
-            raise ValueError(
-                f"TransformerConfig: d_model must equal n_heads * d_head, got d_model={self.d_model}, "
-                f"n_heads={self.n_heads}, d_head={self.d_head} (n_heads * d_head = {self.n_heads * self.d_head})"
-            )
-        if self.d_mlp is None:
-            self.d_mlp = 4 * self.d_model
-        check_positive_int(c + "d_mlp", self.d_mlp)
-        check_one_of(c + "act_fn", self.act_fn, sorted(ACT_FNS))
-        check_one_of(c + "normalization_type", self.normalization_type, NORMALIZATION_TYPES)
-        for name in ("attn_only", *HOOK_SWITCHES):
-            check_bool(c + name, getattr(self, name))
-        if self.attn_only and self.use_hook_mlp_in:
-            raise ValueError("TransformerConfig: use_hook_mlp_in needs an MLP, but attn_only=True")
-        check_one_of(c + "positional_embedding_type", self.positional_embedding_type, ["standard"])
-        check_non_negative_int(c + "seed", self.seed)
-        if self.init_range is None:
-            self.init_range = 0.8 / math.sqrt(self.d_model)
-        check_positive_number(c + "init_range", self.init_range)
-        check_positive_number(c + "eps", self.eps)
-        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
-            raise TypeError(f"TransformerConfig: dtype must be a floating-point torch.dtype, got {self.dtype!r}")
+__all__ = [  # the names defined here, and those TransformerLens users expect to import from here
+    "ACT_FNS", "HOOK_SWITCHES", "NORMALIZATION_TYPES", "Attention", "Blocks", "Embed", "HookedTransformer",
+    "LayerNorm", "LayerNormPre", "LayerStack", "MLP", "PosEmbed", "TransformerBlock", "TransformerConfig",
+    "Unembed", "copy_model", "lm_cross_entropy_loss", "make_norm", "per_head_linear",
+]
 
 
 # -- components ------------------------------------------------------------------------------
@@ -273,6 +168,18 @@ class PosEmbed(nn.Module):
         return self.W_pos[:pos].repeat(batch, 1, 1)
 
 
+def per_head_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x [..., d_model] @ W [h, d_model, e] + b [h, e] -> [..., h, e]: every head's projection.
+
+    The same as einsum("...d,hde->...he", x, W) + b, written as one fused matmul-and-add over
+    all heads at once ([N, d_model] @ [d_model, h*e]), which is measurably faster on CPU.
+    Attention computes q, k and v together by passing W_Q, W_K, W_V concatenated: h = 3 * n_heads.
+    """
+    h, d, e = W.shape
+    flat = torch.addmm(b.reshape(h * e), x.reshape(-1, d), W.transpose(0, 1).reshape(d, h * e))
+    return flat.view(*x.shape[:-1], h, e)
+
+
 class Attention(nn.Module):
     """Causal multi-head self-attention, all heads at once.
 
@@ -312,12 +219,11 @@ class Attention(nn.Module):
                 value_input: torch.Tensor | None = None) -> torch.Tensor:
         """x: [b, p, d_model] -> [b, p, d_model]; or per-head inputs (use_attn_in /
         use_split_qkv_input): x = query_input, key_input, value_input, each [b, p, h, d_model]."""
-        h, d, e = self.W_Q.shape
         if key_input is None:
             # One matmul for all of q, k and v (as nanoGPT's c_attn): fewer, larger kernels.
-            W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).transpose(0, 1).reshape(d, 3 * h * e)
-            b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).reshape(3 * h * e)
-            qkv = torch.addmm(b_QKV, x.reshape(-1, d), W_QKV).view(*x.shape[:-1], 3, h, e)
+            W_QKV, b_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]), torch.cat([self.b_Q, self.b_K, self.b_V])
+            qkv = per_head_linear(x, W_QKV, b_QKV).unflatten(-2, (3, self.cfg.n_heads))  # [b, p, 3, h, e]
+            # Indexing, not unbind: a hook may edit q, k or v in place, which unbind's views forbid.
             q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
         else:
             # Head i reads only its own copy of the input: [b, p, h, d] x [h, d, e] -> [b, p, h, e].
@@ -357,17 +263,6 @@ class Attention(nn.Module):
         scores = self.hook_attn_scores(scores.masked_fill_(self.mask[:n, :n], float("-inf")))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         return (pattern @ v).transpose(1, 2)
-
-
-def _per_head(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x [b, p, d_model] @ W [h, d_model, e] + b [h, e] -> [b, p, h, e].
-
-    The same as einsum("bpd,hde->bphe", x, W) + b, written as one fused matmul-and-add over
-    all heads at once ([b*p, d_model] @ [d_model, h*e]), which is measurably faster on CPU.
-    """
-    h, d, e = W.shape
-    flat = torch.addmm(b.reshape(h * e), x.reshape(-1, d), W.transpose(0, 1).reshape(d, h * e))
-    return flat.view(*x.shape[:-1], h, e)
 
 
 class MLP(nn.Module):
@@ -490,42 +385,20 @@ else:
     Blocks = nn.ModuleList  # at run time, a plain nn.ModuleList of TransformerBlocks
 
 
-class LayerStack:
-    """A read-only HookedTransformer attribute: one weight of every block, stacked over layers.
-
-    ``W_Q = LayerStack("attn", "n_heads, d_model, d_head")`` makes ``model.W_Q`` the tensor
-    torch.stack([block.attn.W_Q for block in model.blocks]): [n_layers, n_heads, d_model, d_head].
-    """
-
-    def __init__(self, component: str, shape: str) -> None:
-        self.component = component  # "attn" or "mlp"
-        self.__doc__ = f"[n_layers, {shape}]"
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, model: HookedTransformer | None, owner: type | None = None) -> torch.Tensor:
-        if model is None:  # looked up on the class (help(), introspection): the descriptor itself
-            return self  # type: ignore[return-value]  # only instances get a tensor
-        if self.component == "mlp" and model.cfg.attn_only:
-            raise ValueError("this model is attn_only: it has no MLP weights (W_in, b_in, W_out, b_out)")
-        return torch.stack([getattr(getattr(block, self.component), self.name) for block in model.blocks])
-
-    def __set__(self, model: HookedTransformer, value: object) -> None:
-        raise AttributeError(f"{self.name} is read-only: it stacks blocks.{{l}}.{self.component}.{self.name}")
-
-
 # -- the model -------------------------------------------------------------------------------
 
 
-class HookedTransformer(HookedRootModule):
+class HookedTransformer(WeightViews, HookSwitches):
     """A GPT-style decoder-only transformer with a hook point on every activation.
 
     cfg: a TransformerConfig (or a dict of its fields).
 
     Call it on tokens [batch, pos] (int64; a 1-D tensor is treated as batch 1) to get logits
     [batch, pos, d_vocab]; see ``forward`` for losses and early stopping. ``run_with_cache``,
-    ``run_with_hooks``, ``hooks(...)`` and ``add_hook`` come from HookedRootModule.
+    ``run_with_hooks``, ``hooks(...)`` and ``add_hook`` come from HookedRootModule, the
+    ``set_use_*`` switches from ``toykit.hook_switches.HookSwitches``, and ``W_E``, ``W_Q``
+    (stacked over layers), ``QK``, ``OV`` and the other weight attributes from
+    ``toykit.weight_views.WeightViews``.
     """
 
     def __init__(self, cfg: TransformerConfig | dict) -> None:
@@ -566,75 +439,6 @@ class HookedTransformer(HookedRootModule):
     @property
     def device(self) -> torch.device:
         return self.embed.W_E.device
-
-    def set_use_attn_result(self, use_attn_result: bool) -> None:
-        """Turn the per-head ``blocks.{l}.attn.hook_result`` [b, p, n_heads, d_model] on or off."""
-        self._switch_hooks("use_attn_result", use_attn_result)
-
-    def set_use_attn_in(self, use_attn_in: bool) -> None:
-        """Turn ``blocks.{l}.hook_attn_in`` [b, p, n_heads, d_model] on or off."""
-        self._switch_hooks("use_attn_in", use_attn_in)
-
-    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
-        """Turn ``blocks.{l}.hook_q_input`` / ``hook_k_input`` / ``hook_v_input``
-        [b, p, n_heads, d_model] on or off."""
-        self._switch_hooks("use_split_qkv_input", use_split_qkv_input)
-
-    def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
-        """Turn ``blocks.{l}.hook_mlp_in`` [b, p, d_model] on or off (not on attn_only models)."""
-        if use_hook_mlp_in and self.cfg.attn_only:
-            raise ValueError("set_use_hook_mlp_in: this model is attn_only, so it has no MLP input to hook")
-        self._switch_hooks("use_hook_mlp_in", use_hook_mlp_in)
-
-    def _switch_hooks(self, switch: str, on: bool) -> None:
-        if not isinstance(on, bool):
-            raise TypeError(f"set_{switch}: expected a bool, got {on!r}")
-        setattr(self.cfg, switch, on)
-        for block in self.blocks:
-            for path in HOOK_SWITCHES[switch]:
-                owner, _, leaf = path.rpartition(".")
-                module = block.get_submodule(owner)
-                if on and not hasattr(module, leaf):
-                    setattr(module, leaf, HookPoint())
-                elif not on and hasattr(module, leaf):
-                    delattr(module, leaf)
-        self.setup()  # re-register hook names
-
-    def _check_switches(self) -> None:
-        for switch, paths in HOOK_SWITCHES.items():
-            owner, _, leaf = paths[0].rpartition(".")
-            if self.blocks and getattr(self.cfg, switch) != hasattr(self.blocks[0].get_submodule(owner), leaf):
-                raise RuntimeError(f"cfg.{switch} was changed directly; call model.set_{switch}(flag)")
-
-    def unknown_hook_message(self, name: str) -> str:
-        msg = super().unknown_hook_message(name)
-        leaf = name.rsplit(".", 1)[-1]
-        switch = next((s for s, paths in HOOK_SWITCHES.items() if any(p.rsplit(".", 1)[-1] == leaf for p in paths)),
-                      None)
-        if switch is not None and not getattr(self.cfg, switch):
-            msg += f"; {leaf} exists only after model.set_{switch}(True)"
-        elif self.cfg.attn_only and leaf in ("hook_resid_mid", "hook_mlp_out", "hook_pre", "hook_post", "hook_mlp_in"):
-            msg += "; this model is attn_only, so it has no MLPs"
-        elif self.cfg.normalization_type is None and name.split(".")[-1] in ("hook_scale", "hook_normalized"):
-            msg += "; this model has normalization_type=None, so it has no LayerNorm hooks"
-        return msg
-
-    # -- forward -----------------------------------------------------------------------------
-
-    def _check_tokens(self, tokens: Any) -> torch.Tensor:
-        if isinstance(tokens, torch.Tensor) and tokens.ndim == 1:
-            tokens = tokens[None]
-        check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
-        if tokens.shape[1] > self.cfg.n_ctx:
-            raise ValueError(
-                f"tokens has {tokens.shape[1]} positions, more than the model's context n_ctx={self.cfg.n_ctx}"
-            )
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.d_vocab):
-            raise ValueError(
-                f"tokens must lie in [0, d_vocab={self.cfg.d_vocab}), got values from "
-                f"{tokens.min().item()} to {tokens.max().item()}"
-            )
-        return tokens.to(self.device, torch.long)
 
     @overload
     def forward(self, tokens: torch.Tensor, return_type: Literal["logits", "loss"] = "logits",
@@ -679,7 +483,7 @@ class HookedTransformer(HookedRootModule):
             TransformerLens; for patching a late activation without recomputing early ones).
             return_type must then be "logits" or None, since a loss needs the tokens.
         """
-        x, first, stop = self._check_forward_args(tokens, return_type, stop_at_layer, start_at_layer)
+        x, first, stop = check_forward_args(self, tokens, return_type, stop_at_layer, start_at_layer)
         if start_at_layer is None:
             resid = self.hook_embed(self.embed(x)) + self.hook_pos_embed(self.pos_embed(x))
         else:
@@ -697,150 +501,10 @@ class HookedTransformer(HookedRootModule):
         loss = lm_cross_entropy_loss(logits, x, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
 
-    def _check_forward_args(self, tokens: Any, return_type: Any, stop_at_layer: Any,
-                            start_at_layer: Any) -> tuple[torch.Tensor, int, int]:
-        """forward's argument checks. Returns the tokens (or, with start_at_layer, the residual
-        stream) on the model's device, the first block to run and the block to stop before."""
-        if return_type not in ("logits", "loss", "both", None):
-            raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
-        L = self.cfg.n_layers
-        stop = L
-        if stop_at_layer is not None:
-            if not isinstance(stop_at_layer, int) or isinstance(stop_at_layer, bool) or not -L <= stop_at_layer <= L:
-                raise ValueError(f"stop_at_layer must be an int in [-{L}, {L}], got {stop_at_layer!r}")
-            stop = stop_at_layer % L if stop_at_layer < 0 else stop_at_layer
-        if start_at_layer is None:
-            tokens = self._check_tokens(tokens)
-            if return_type in ("loss", "both") and stop_at_layer is None and tokens.shape[1] < 2:
-                raise ValueError(f"a loss needs tokens with at least 2 positions, got shape {list(tokens.shape)}")
-            first = 0
-        else:
-            if not isinstance(start_at_layer, int) or isinstance(start_at_layer, bool) or not 0 <= start_at_layer <= L:
-                raise ValueError(f"start_at_layer must be an int in [0, {L}], got {start_at_layer!r}")
-            if return_type in ("loss", "both"):
-                raise ValueError("return_type must be 'logits' or None with start_at_layer: a loss needs the tokens")
-            check_tensor("tokens (the residual stream, with start_at_layer)", tokens,
-                         ["batch", "pos", self.cfg.d_model], dtype="float")
-            if tokens.shape[1] > self.cfg.n_ctx:
-                raise ValueError(
-                    f"the residual stream has {tokens.shape[1]} positions, more than n_ctx={self.cfg.n_ctx}"
-                )
-            first, tokens = start_at_layer, tokens.to(self.device)
-        self._check_switches()
-        return tokens, first, stop
-
-    # -- sampling ----------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def generate(
-        self,
-        tokens: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        do_sample: bool = True,
-        seed: int | None = None,
-        stop_token: int | None = None,
-    ) -> torch.Tensor:
-        """Extend tokens [batch, pos] (or [pos]) by up to max_new_tokens sampled tokens.
-
-        Greedy (argmax) when do_sample=False or temperature == 0; otherwise samples from
-        softmax(logits / temperature), restricted to the top_k most likely tokens if given.
-        seed: makes sampling repeatable (a private generator; the global RNG is untouched).
-        stop_token: once every sequence has produced it, stop; sequences that finished early
-            are padded with stop_token.
-        When the sequence outgrows n_ctx, the model sees only the last n_ctx tokens.
-        Returns [batch, pos + n_new] (input included), on the model's device.
-        """
-        tokens = self._check_tokens(tokens)
-        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
-        if not isinstance(temperature, (int, float)) or temperature < 0:
-            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-        if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= self.cfg.d_vocab):
-            raise ValueError(f"top_k must be None or an int in [1, d_vocab={self.cfg.d_vocab}], got {top_k!r}")
-        if stop_token is not None and not 0 <= stop_token < self.cfg.d_vocab:
-            raise ValueError(f"stop_token must lie in [0, d_vocab={self.cfg.d_vocab}), got {stop_token!r}")
-        greedy = not do_sample or temperature == 0
-        gen = None
-        if seed is not None and not greedy:
-            gen = torch.Generator(device=self.device).manual_seed(seed)
-        finished = torch.zeros(tokens.shape[0], dtype=torch.bool, device=self.device)
-        for _ in range(max_new_tokens):
-            logits = self(tokens[:, -self.cfg.n_ctx:])[:, -1, :]  # [batch, d_vocab]
-            next_tok = sample_next_token(logits, 0 if greedy else temperature, top_k, generator=gen)
-            if stop_token is not None:
-                next_tok = next_tok.masked_fill(finished, stop_token)
-                finished |= next_tok == stop_token
-            tokens = torch.cat([tokens, next_tok[:, None]], dim=1)
-            if stop_token is not None and bool(finished.all()):
-                break
-        return tokens
-
-    # -- weights (TransformerLens's properties; the per-layer ones stacked over blocks) ---------
-
-    @property
-    def W_E(self) -> torch.Tensor:
-        """[d_vocab, d_model]"""
-        return self.embed.W_E
-
-    @property
-    def W_pos(self) -> torch.Tensor:
-        """[n_ctx, d_model]"""
-        return self.pos_embed.W_pos
-
-    @property
-    def W_U(self) -> torch.Tensor:
-        """[d_model, d_vocab]"""
-        return self.unembed.W_U
-
-    @property
-    def b_U(self) -> torch.Tensor:
-        """[d_vocab]"""
-        return self.unembed.b_U
-
-    W_Q = LayerStack("attn", "n_heads, d_model, d_head")
-    W_K = LayerStack("attn", "n_heads, d_model, d_head")
-    W_V = LayerStack("attn", "n_heads, d_model, d_head")
-    W_O = LayerStack("attn", "n_heads, d_head, d_model")
-    b_Q = LayerStack("attn", "n_heads, d_head")
-    b_K = LayerStack("attn", "n_heads, d_head")
-    b_V = LayerStack("attn", "n_heads, d_head")
-    b_O = LayerStack("attn", "d_model")
-    W_in = LayerStack("mlp", "d_model, d_mlp")
-    b_in = LayerStack("mlp", "d_mlp")
-    W_out = LayerStack("mlp", "d_mlp, d_model")
-    b_out = LayerStack("mlp", "d_model")
-
-    @property
-    def QK(self) -> FactoredMatrix:
-        """Each head's bilinear form on (query-side, key-side) residual vectors,
-        W_Q W_K^T, kept factored: [n_layers, n_heads, d_model, d_model]."""
-        return FactoredMatrix(self.W_Q, self.W_K.mT)
-
-    @property
-    def OV(self) -> FactoredMatrix:
-        """Each head's map from a source residual vector to what it writes, W_V W_O,
-        kept factored: [n_layers, n_heads, d_model, d_model]."""
-        return FactoredMatrix(self.W_V, self.W_O)
-
-    @property
-    def W_QK(self) -> torch.Tensor:
-        """Dense QK circuits, ``self.QK.AB``: [n_layers, n_heads, d_model, d_model]."""
-        return self.QK.AB
-
-    @property
-    def W_OV(self) -> torch.Tensor:
-        """Dense OV circuits, ``self.OV.AB``: [n_layers, n_heads, d_model, d_model]."""
-        return self.OV.AB
-
-    def tokens_to_residual_directions(self, tokens: int | torch.Tensor) -> torch.Tensor:
-        """The unembedding direction of each token: W_U[:, tokens] moved last,
-        [*tokens.shape, d_model]. A logit is (final normalized residual) . direction + b_U."""
-        tokens = torch.as_tensor(tokens, device=self.device)
-        if tokens.is_floating_point() or (tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.d_vocab)):
-            raise ValueError(f"tokens must be integers in [0, d_vocab={self.cfg.d_vocab})")
-        return self.W_U.T[tokens]
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 do_sample: bool = True, seed: int | None = None, stop_token: int | None = None) -> torch.Tensor:
+        """Extend tokens [batch, pos] by up to max_new_tokens tokens: ``toykit.sampling.generate``."""
+        return generate(self, tokens, max_new_tokens, temperature, top_k, do_sample, seed, stop_token)
 
     def extra_repr(self) -> str:
         c = self.cfg
