@@ -2,7 +2,7 @@
 
 Figures:
 
-- steps/s of ``toykit.sae_training.train_sae`` (everything a step does: draw the batch, forward,
+- steps/s of ``toykit.sae.training.train_sae`` (everything a step does: draw the batch, forward,
   loss, backward, Adam, dead-latent tracking);
 - the matmul rate that achieves, as a fraction of the machine's own float32 matmul rate at the
   same thread count, measured two ways: on a 1024 x 1024 matmul (the shared reference of
@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/sae.py`
 
 from benchmarks.common import figure, interleaved, matmul_gflops, median, paired_ratio, time_calls  # noqa: E402
 from toykit.sae import make_sae  # noqa: E402
-from toykit.sae_training import train_sae  # noqa: E402
+from toykit.sae.training import train_sae  # noqa: E402
 
 D_IN, D_SAE, BATCH = 128, 1024, 4096
 L1 = 1.0

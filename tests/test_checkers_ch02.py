@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from checker_helpers import not_done, rejects
 
-from toykit import sae as ref
-from toykit import sae_metrics
 from toykit.exercises import ch02
 from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
-from toykit.sae_training import reinitialise_latents
+from toykit.sae import architectures as ref
+from toykit.sae import metrics
+from toykit.sae.training import reinitialise_latents
 
 ALL_CHECKS = [
     ch02.check_sae_forward,
@@ -335,7 +335,7 @@ def ev_unbiased_var(x, x_hat):
 
 
 def test_explained_variance_accepts_reference_and_alternative(capsys):
-    ch02.check_explained_variance(sae_metrics.explained_variance)
+    ch02.check_explained_variance(metrics.explained_variance)
     ch02.check_explained_variance(ev_good)
     assert capsys.readouterr().out.count("✔ explained_variance") == 2
 
@@ -385,7 +385,7 @@ def mmcs_true_not_normalised(W_dec, true_features):
 
 
 def test_mmcs_accepts_reference_and_alternative(capsys):
-    ch02.check_mmcs(sae_metrics.mmcs)
+    ch02.check_mmcs(metrics.mmcs)
     ch02.check_mmcs(mmcs_good)
     assert capsys.readouterr().out.count("✔ mmcs") == 2
 

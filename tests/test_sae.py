@@ -1,12 +1,13 @@
-"""toykit.sae: the three architectures, forward and backward, including the straight-through
-estimator of JumpReLU, checked against hand-computed numbers."""
+"""toykit.sae.architectures: the three architectures, forward and backward, including the
+straight-through estimator of JumpReLU, checked against hand-computed numbers; and the package
+toykit.sae re-exporting its modules' names."""
 
 import math
 
 import pytest
 import torch
 
-from toykit.sae import (
+from toykit.sae.architectures import (
     JumpReLUSAE,
     SAEConfig,
     StandardSAE,
@@ -285,3 +286,19 @@ def test_hook_sae_output_and_error_term_as_in_saelens(arch):
     f = sae.encode(x)
     # The edit's effect alone: x minus latent 0's decoder row times its activation.
     torch.testing.assert_close(edited, x - f[:, :1] * sae.W_dec[0])
+
+
+def test_the_package_exports_every_public_name_of_its_modules():
+    """``from toykit.sae import X`` reaches every public name of the four submodules, and each
+    is the submodule's own object (re-exported, not redefined)."""
+    import toykit.sae
+    from toykit.sae import architectures, metrics, splicing, training
+
+    expected = {}
+    for module in (architectures, metrics, splicing, training):
+        for name in module.__all__:
+            assert name not in expected, f"{name} is public in two submodules"
+            expected[name] = getattr(module, name)
+    assert sorted(toykit.sae.__all__) == sorted(expected)
+    for name, obj in expected.items():
+        assert getattr(toykit.sae, name) is obj, name

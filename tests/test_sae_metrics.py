@@ -1,4 +1,4 @@
-"""toykit.sae_metrics against hand-computed examples, and splicing an SAE into a transformer."""
+"""toykit.sae.metrics against hand-computed examples, and splicing an SAE into a transformer."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 
 from toykit import HookedTransformer, TransformerConfig
 from toykit.sae import make_sae
-from toykit.sae_metrics import (
+from toykit.sae.metrics import (
     cosine_similarity_matrix,
     dead_fraction,
     evaluate_sae,
@@ -20,7 +20,7 @@ from toykit.sae_metrics import (
     mmcs,
     mse,
 )
-from toykit.sae_splicing import (
+from toykit.sae.splicing import (
     clamp_latent_hook,
     generate_with_clamped_latent,
     mean_ablation_hook,

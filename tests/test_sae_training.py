@@ -1,12 +1,12 @@
-"""toykit.sae_training: the trainer recovers a planted dictionary, tracks and resamples dead
+"""toykit.sae.training: the trainer recovers a planted dictionary, tracks and resamples dead
 latents, normalises activations and folds the scale back, and is reproducible."""
 
 import pytest
 import torch
 
 from toykit.sae import make_sae
-from toykit.sae_metrics import evaluate_sae, mmcs
-from toykit.sae_training import activation_scale, reinitialise_latents, resample_dead_latents, train_sae
+from toykit.sae.metrics import evaluate_sae, mmcs
+from toykit.sae.training import activation_scale, reinitialise_latents, resample_dead_latents, train_sae
 from toykit.tasks.synthetic_features import SyntheticFeatures
 
 KEYS = {"step", "loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "sparsity_coefficient",
@@ -146,3 +146,13 @@ def test_argument_errors(data, kwargs, message):
         train_sae(make_sae(d_in=8, d_sae=16, device="cpu"), torch.zeros(10, 3), steps=1)
     with pytest.raises(TypeError, match="sae must be an SAE"):
         train_sae(torch.nn.Linear(2, 2), data, steps=1)
+
+
+def test_arguments_after_steps_are_keyword_only(data):
+    """The trainers share one convention: sae, data and steps by position, the rest by name, so
+    that a positional argument can never land in the wrong slot."""
+    sae = make_sae(d_in=8, d_sae=16, device="cpu")
+    with pytest.raises(TypeError, match="positional"):
+        train_sae(sae, data, 5, 256)  # batch_size by position
+    history = train_sae(sae, data, 5, batch_size=256, progress=False, device="cpu")  # steps by position is fine
+    assert history["step"][-1] == 4

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from toykit.hooks import check_model
-from toykit.sae import SAE, JumpReLUSAE, SAEConfig, make_sae
+from toykit.sae.architectures import SAE, JumpReLUSAE, SAEConfig, make_sae
 from toykit.transformer import ACT_FNS, HOOK_SWITCHES, HookedTransformer, TransformerConfig
 
 __all__ = ["from_hf_gpt2", "from_saelens", "from_transformer_lens", "to_saelens", "to_transformer_lens"]

@@ -1,8 +1,8 @@
 """Checks for chapter 02, Sparse autoencoders.
 
-Each ``check_<name>(fn)`` runs your ``fn`` and toykit's reference (toykit.sae, toykit.sae_metrics,
-toykit.sae_training) on seeded cases, prints one line when they agree, and otherwise raises
-CheckFailure with a hint chosen by recognising the usual mistakes.
+Each ``check_<name>(fn)`` runs your ``fn`` and toykit's reference (toykit.sae.architectures,
+toykit.sae.metrics, toykit.sae.training) on seeded cases, prints one line when they agree, and
+otherwise raises CheckFailure with a hint chosen by recognising the usual mistakes.
 
 Signatures the checks expect (shapes: W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in],
 b_dec [d_in]):
@@ -25,10 +25,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from toykit import sae as ref
-from toykit import sae_metrics as metrics
 from toykit.exercises.checking import Case, ExerciseTable, Mistake, rng, run_check
-from toykit.sae_training import reinitialise_latents as ref_reinitialise
+from toykit.sae import architectures as ref
+from toykit.sae import metrics
+from toykit.sae.training import reinitialise_latents as ref_reinitialise
 
 # exercise id -> its check and toykit's reference (filled by @EXERCISES.check below)
 EXERCISES = ExerciseTable()

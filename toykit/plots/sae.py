@@ -158,7 +158,7 @@ def plot_dead_fraction(histories: Mapping[str, Mapping[str, Sequence[float]]],
 
 def plot_feature_density(log_densities: Mapping[str, torch.Tensor],
                          title: str = "Feature density histogram") -> Figure:
-    """Histograms of log10 firing frequencies (toykit.sae_metrics.log_feature_density), one
+    """Histograms of log10 firing frequencies (toykit.sae.metrics.log_feature_density), one
     panel per entry; dead latents sit in the bar at −10."""
     n = len(log_densities)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), sharey=True)

@@ -12,7 +12,7 @@ common), scaled so that on average ``avg_active`` features are present. With
 decided by thresholding a Gaussian z_i whose correlations come from a random low-rank matrix
 (a Gaussian copula), and the thresholds keep every feature's own probability exactly p_i.
 
-An SAE trained on such data can be scored against the truth with toykit.sae_metrics.mmcs.
+An SAE trained on such data can be scored against the truth with toykit.sae.metrics.mmcs.
 
     bench = SyntheticFeatures(d=32, n_true=64, seed=0)
     x, coefficients = bench.sample(10_000, seed=1)      # [10000, 32], [10000, 64]

@@ -36,10 +36,10 @@ import torch.nn.functional as F
 
 from toykit.progress import tqdm
 from toykit.runtime import cpu_thread_count, resolve_device
-from toykit.sae import SAE, JumpReLUSAE
-from toykit.sae_metrics import explained_variance, l0, mse
+from toykit.sae.architectures import SAE, JumpReLUSAE, check_sae
+from toykit.sae.metrics import explained_variance, l0, mse
 from toykit.schedules import lr_factor
-from toykit.validation import check_positive_int, check_tensor
+from toykit.validation import check_non_negative_int, check_positive_int, check_tensor
 
 __all__ = ["activation_scale", "reinitialise_latents", "resample_dead_latents", "train_sae"]
 
@@ -101,8 +101,7 @@ def resample_dead_latents(sae: SAE, dead: torch.Tensor, x: torch.Tensor, generat
     If ``optimizer`` (an Adam) is given, its moment estimates for those weights are zeroed.
     generator: a CPU generator, for reproducible draws. Returns the number of latents revived.
     """
-    if not isinstance(sae, SAE):
-        raise TypeError(f"sae must be an SAE from toykit.sae, got {type(sae).__name__}")
+    check_sae(sae)
     check_tensor("dead", dead, [sae.d_sae], dtype="bool")
     check_tensor("x", x, ["n", sae.d_in], dtype="float")
     dead = dead.to(sae.device)
@@ -162,17 +161,11 @@ def _check_number(name: str, value: object, positive: bool = False) -> None:
         raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} number, got {value!r}")
 
 
-def _check_steps_arg(name: str, value: object, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0{' or None' if allow_none else ''}, got {value!r}")
-
-
 def train_sae(
     sae: SAE,
     data: torch.Tensor | BatchFn,
     steps: int,
+    *,
     batch_size: int = 1024,
     lr: float = 1e-3,
     sparsity_coefficient: float = 0.0,
@@ -193,7 +186,8 @@ def train_sae(
     progress: bool = True,
     cpu_threads: int | None = 1,
 ) -> dict[str, list]:
-    """Train ``sae`` in place with Adam; returns the history.
+    """Train ``sae`` in place with Adam; returns the history. Every argument after ``steps`` is
+    keyword-only.
 
     data: activations [n, d_in] (float; shuffled, every row once per epoch; n ≥ batch_size), or
         ``batch_fn(step, generator) -> [batch, d_in]`` making a fresh batch from ``generator``, a
@@ -223,19 +217,19 @@ def train_sae(
     latents silent for the last dead_window inputs); "resample_step" and "n_resampled": when
     latents were resampled and how many; "activation_scale": [s] (1.0 without normalisation).
     """
-    if not isinstance(sae, SAE):
-        raise TypeError(f"sae must be an SAE from toykit.sae (make_sae), got {type(sae).__name__}")
+    check_sae(sae)
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
     _check_number("lr", lr, positive=True)
     _check_number("sparsity_coefficient", sparsity_coefficient)
     _check_number("aux_coefficient", aux_coefficient)
     for name, value in [("lr_warmup", lr_warmup), ("coefficient_warmup", coefficient_warmup)]:
-        _check_steps_arg(name, value)
+        check_non_negative_int(name, value)
     check_positive_int("dead_window", dead_window)
     if resample_every is not None:
         check_positive_int("resample_every", resample_every)
-    _check_steps_arg("resample_until", resample_until, allow_none=True)
+    if resample_until is not None:
+        check_non_negative_int("resample_until", resample_until)
     if init_b_dec not in ("mean", "zeros"):
         raise ValueError(f"init_b_dec must be 'mean' or 'zeros', got {init_b_dec!r}")
     if log_every is None:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from toykit.hooks import HookedRootModule, HookPoint, check_model
-from toykit.sae import SAE
-from toykit.sae_metrics import loss_recovered
+from toykit.sae.architectures import SAE, check_sae
+from toykit.sae.metrics import loss_recovered
 from toykit.validation import check_positive_int, check_tensor
 
 if TYPE_CHECKING:  # for annotations only: the splicing code needs just the hook core
@@ -40,14 +40,9 @@ __all__ = [
 HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
 
 
-def _check_sae(sae: object) -> None:
-    if not isinstance(sae, SAE):
-        raise TypeError(f"sae must be an SAE from toykit.sae, got {type(sae).__name__}")
-
-
 def sae_replacement_hook(sae: SAE) -> HookFn:
     """A forward hook replacing the activation [..., d_in] by the SAE's reconstruction."""
-    _check_sae(sae)
+    check_sae(sae)
 
     def replace_with_sae(activation: torch.Tensor, hook: HookPoint) -> torch.Tensor:
         return sae(activation)
@@ -80,7 +75,7 @@ def clamp_latent_hook(sae: SAE, latent: int, value: float, keep_error: bool = Tr
     The activation x becomes decode(f') + (x − x̂), where f' is f = encode(x) with f[latent] =
     value and x̂ = decode(f); with ``keep_error=False`` the error term x − x̂ is dropped.
     """
-    _check_sae(sae)
+    check_sae(sae)
     if not isinstance(latent, int) or isinstance(latent, bool) or not 0 <= latent < sae.d_sae:
         raise ValueError(f"latent must be an int in [0, d_sae={sae.d_sae}), got {latent!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -98,7 +93,7 @@ def clamp_latent_hook(sae: SAE, latent: int, value: float, keep_error: bool = Tr
 
 def run_with_sae(model: HookedRootModule, sae: SAE, *model_args: Any, hook_name: str, **model_kwargs: Any) -> Any:
     """Run ``model(*model_args, **model_kwargs)`` with the SAE spliced in at ``hook_name``."""
-    _check_sae(sae)
+    check_sae(sae)
     check_model(model, HookedRootModule, [hook_name])
     return model.run_with_hooks(*model_args, fwd_hooks=[(hook_name, sae_replacement_hook(sae))], **model_kwargs)
 
@@ -116,7 +111,7 @@ def spliced_losses(model: HookedRootModule, sae: SAE, tokens: torch.Tensor, hook
     "zero_ablation_loss", "mean_ablation_loss", "loss_recovered" (against zero ablation, as
     SAELens's ``ce_loss_score``), "loss_recovered_mean_ablation"}.
     """
-    _check_sae(sae)
+    check_sae(sae)
     check_model(model, HookedRootModule, [hook_name])
     check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
     check_positive_int("batch_size", batch_size)

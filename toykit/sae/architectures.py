@@ -1,4 +1,4 @@
-"""Sparse autoencoders (SAEs): an overcomplete, sparse code for a model's activations.
+"""SAE architectures: an overcomplete, sparse code for a model's activations.
 
 An SAE rewrites an activation x ∈ ℝ^d_in as a sparse, non-negative combination of d_sae ≫ d_in
 learned directions (the rows of W_dec), plus a bias:
@@ -28,8 +28,8 @@ Three architectures differ in σ and in how sparsity is paid for:
   rectangle kernel of width 1 and ε the bandwidth.
 
 ``make_sae(d_in=..., d_sae=..., architecture=...)`` builds one; ``sae.loss(x, ...)`` returns the
-loss with its parts (``SAELoss``). Training is in toykit.sae_training, metrics in
-toykit.sae_metrics, splicing an SAE into a transformer in toykit.sae_splicing.
+loss with its parts (``SAELoss``). Training is in toykit.sae.training, metrics in
+toykit.sae.metrics, splicing an SAE into a transformer in toykit.sae.splicing.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ __all__ = [
     "SAELoss",
     "StandardSAE",
     "TopKSAE",
+    "check_sae",
     "jumprelu",
     "jumprelu_threshold_grad",
     "make_sae",
@@ -476,6 +477,13 @@ class JumpReLUSAE(SAE):
 
 
 _CLASSES: dict[str, type[SAE]] = {"standard": StandardSAE, "topk": TopKSAE, "jumprelu": JumpReLUSAE}
+
+
+def check_sae(sae: object) -> SAE:
+    """Return ``sae`` if it is an SAE of this package; raise a TypeError naming it otherwise."""
+    if not isinstance(sae, SAE):
+        raise TypeError(f"sae must be an SAE from toykit.sae (make_sae), got {type(sae).__name__}")
+    return sae
 
 
 def make_sae(cfg: SAEConfig | None = None, **kwargs) -> SAE:
