@@ -372,6 +372,8 @@ def steering_sweep(
         ``patching.kl_divergence`` of the steered from the unsteered next-token distribution,
         at kl_pos (None: averaged over every position; an int or int tensor [m]: one).
     heldout: [k, pos''] text (e.g. TinyLang corpus rows) for the steered next-token loss.
+        Padding counts as text in both side effects: pass unpadded rows (``generate_corpus``
+        rows are), or read the KL at one position per prompt with kl_pos.
     positions: where to add the vector, the same for all three token sets: None (every
         position), an int or a slice; for an ActAdd block, the start position. (For one
         position per prompt, build ``steering_hook`` with a tensor yourself.)
