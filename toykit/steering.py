@@ -211,7 +211,8 @@ def actadd_vector(model: HookedTransformer, positive: torch.Tensor, negative: to
     """ActAdd's steering vector: the residual stream of positive minus that of negative, per position.
 
     positive, negative: [pos] (or [1, pos]) token ids of one contrast pair, of the same length
-        (Turner et al. pad the shorter prompt with spaces; pad yours with a neutral token).
+        (the authors' code pads the shorter prompt on the right with a space token; pad yours
+        with a neutral token).
     hook_name: blocks.{l}.hook_resid_pre / hook_resid_mid / hook_resid_post.
     Returns [pos, d_model] (Turner et al. 2023, Algorithm 1: h₊ - h₋ at the injection layer),
     on the model's device. Add it with ``steering_hook(vector, c, positions=a)`` (the whole
@@ -227,7 +228,7 @@ def actadd_vector(model: HookedTransformer, positive: torch.Tensor, negative: to
         rows.append(tokens)
     if rows[0].shape != rows[1].shape:
         raise ValueError(f"positive and negative must have the same length, got {rows[0].shape[1]} and "
-                         f"{rows[1].shape[1]} tokens: pad the shorter prompt (Turner et al. pad with spaces)")
+                         f"{rows[1].shape[1]} tokens: pad the shorter prompt on the right with a neutral token")
     acts = collect_activations(model, torch.cat(rows), [hook_name], device=model.device)[hook_name]  # [2, pos, d]
     return acts[0] - acts[1]
 
