@@ -43,6 +43,23 @@ def test_stop_layer_for(model):
     assert act.stop_layer_for(model, ["blocks.0.hook_resid_post", "ln_final.hook_scale"]) is None
 
 
+def test_cache_activations_stops_after_the_last_block_it_needs(model):
+    tokens = torch.randint(0, 30, (4, 6), generator=torch.Generator().manual_seed(2))
+    _, full = model.run_with_cache(tokens)
+    fired = []
+    with model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", lambda a, hook: fired.append(hook.name))]):
+        cache = act.cache_activations(model, tokens, ["hook_embed", "blocks.0.attn.hook_pattern"])
+    assert list(cache) == ["hook_embed", "blocks.0.attn.hook_pattern"]
+    assert fired == []  # block 1 never ran
+    torch.testing.assert_close(cache["blocks.0.attn.hook_pattern"], full["pattern", 0])
+    with model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", lambda a, hook: fired.append(hook.name))]):
+        cache = act.cache_activations(model, tokens, "blocks.1.hook_mlp_out")
+    assert fired == ["blocks.1.hook_resid_pre"]
+    torch.testing.assert_close(cache["blocks.1.hook_mlp_out"], full["mlp_out", 1])
+    with pytest.raises(KeyError, match="did you mean"):
+        act.cache_activations(model, tokens, ["blocks.0.hook_mlp_outt"])
+
+
 def test_select_positions():
     x = torch.randn(3, 4, 5, 6)  # [components, batch, pos, d]
     pos = torch.tensor([0, 4, 2, 1])

@@ -1,12 +1,13 @@
 """Collecting activations: run a model over many prompts and keep what an analysis needs.
 
 Every hook of a HookedTransformer has a batch axis first and one or two position axes
-(``position_axes``). The functions here keep one position per prompt (``select_positions``),
-run the model in chunks and stop it after the last block they need (``collect_activations``,
-``collect_resid``, ``stop_layer_for``). Probes (``toykit.probes``), patching
-(``toykit.patching``) and the logit lens (``toykit.logit_lens``) all read activations this way.
+(``position_axes``). ``select_positions`` keeps one position per prompt (e.g. each prompt's
+answer position). ``cache_activations`` caches a few hooks and stops the model after the last
+block they need (``stop_layer_for``); ``collect_activations`` and ``collect_resid`` do that over
+many prompts in chunks. Probes (``toykit.probes``), patching (``toykit.patching``) and the
+logit lens (``toykit.logit_lens``) read activations this way.
 
-Shapes: n = prompts, pos = positions, d_model = residual width, h = heads, e = d_head.
+Shapes: n = prompts, pos = positions (of one prompt), batch = prompts in one forward pass.
 
 >>> position_axes("blocks.0.hook_resid_post")
 (1,)
@@ -21,11 +22,19 @@ from typing import cast
 
 import torch
 
+from toykit.cache import ActivationCache
 from toykit.hooks import check_model
 from toykit.transformer import HookedTransformer
 from toykit.validation import check_positive_int, check_tensor
 
-__all__ = ["collect_activations", "collect_resid", "position_axes", "select_positions", "stop_layer_for"]
+__all__ = [
+    "cache_activations",
+    "collect_activations",
+    "collect_resid",
+    "position_axes",
+    "select_positions",
+    "stop_layer_for",
+]
 
 
 #: Hooks whose activation is an attention map [batch, n_heads, query_pos, key_pos].
@@ -125,14 +134,12 @@ def collect_activations(
     if isinstance(hook_names, str):
         hook_names = [hook_names]
     check_model(model, HookedTransformer, hook_names)
-    stop = stop_layer_for(model, hook_names)
-    kwargs = {"return_type": None} if stop is None else {"stop_at_layer": stop}
     rows: list[torch.Tensor] = []
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in hook_names}
     # Attention maps keep a key axis as long as the prompts: chunks must not be cut short.
     trim = all(len(position_axes(name)) == 1 for name in hook_names)
     for chunk_rows, chunk, chunk_pos in _chunks(tokens, pos, batch_size, trim):
-        _, cache = model.run_with_cache(chunk, names_filter=list(hook_names), **kwargs)
+        cache = cache_activations(model, chunk, hook_names)
         rows.append(chunk_rows)
         for name in hook_names:
             act = _at_positions(cache[name], name, chunk_pos)
@@ -174,6 +181,18 @@ def stop_layer_for(model, hook_names: Sequence[str]) -> int | None:
         elif name not in ("hook_embed", "hook_pos_embed"):
             return None  # ln_final and beyond
     return last + 1 if last + 1 < model.cfg.n_layers else None
+
+
+@torch.no_grad()
+def cache_activations(model, tokens: torch.Tensor, hook_names: Sequence[str]) -> ActivationCache:
+    """``model.run_with_cache(tokens)`` keeping only hook_names, and stopped after the last block
+    that one of them needs (``stop_layer_for``). tokens: [batch, pos]. No gradients."""
+    check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
+    names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
+    check_model(model, HookedTransformer, names)
+    stop = stop_layer_for(model, names)
+    kwargs = {"return_type": None} if stop is None else {"stop_at_layer": stop}
+    return model.run_with_cache(tokens, names_filter=names, **kwargs)[1]
 
 
 @torch.no_grad()

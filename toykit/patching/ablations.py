@@ -12,7 +12,7 @@ from typing import Any, cast
 import torch
 
 from toykit.ablation import MEAN_OVER, mean_activation
-from toykit.activations import position_axes, stop_layer_for
+from toykit.activations import cache_activations, position_axes
 from toykit.cache import ActivationCache
 from toykit.hooks import check_model
 from toykit.patching.inputs import Head, Patch, as_patches, check_heads, check_tokens
@@ -82,10 +82,7 @@ def ablation_hooks(
             raise ValueError(f"method={method!r} needs reference prompts (tokens or their ActivationCache)")
         if isinstance(reference, torch.Tensor):
             reference = check_tokens(model, "reference", reference)
-            stop = stop_layer_for(model, list(todo))
-            kwargs = {"return_type": None} if stop is None else {"stop_at_layer": stop}
-            with torch.no_grad():
-                _, reference = model.run_with_cache(reference, names_filter=list(todo), **kwargs)
+            reference = cache_activations(model, reference, list(todo))
         elif not isinstance(reference, Mapping):
             raise TypeError(f"reference must be tokens or an ActivationCache, got {type(reference).__name__}")
         cached = cast(Mapping[str, torch.Tensor], reference)  # tokens were run into a cache above

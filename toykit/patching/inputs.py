@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import torch
 
-from toykit.activations import position_axes, stop_layer_for
+from toykit.activations import cache_activations, position_axes
 from toykit.cache import ActivationCache
 from toykit.validation import check_tensor
 
@@ -67,10 +67,7 @@ def source_acts(model, tokens: torch.Tensor, source: ActivationCache | Mapping |
                 "the same shape (pair prompts of the same length, e.g. of the same template)")
         if not names:
             return {}
-        stop = stop_layer_for(model, names)
-        with torch.no_grad():
-            kwargs = {"return_type": None} if stop is None else {"stop_at_layer": stop}
-            _, source = model.run_with_cache(source, names_filter=names, **kwargs)
+        source = cache_activations(model, source, names)
     elif not isinstance(source, Mapping):
         raise TypeError(f"{source_name} must be an ActivationCache (or dict) of that run, or its tokens "
                         f"[batch, pos]; got {type(source).__name__}")
