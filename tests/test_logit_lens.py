@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from toykit.cache import ActivationCache
 from toykit.logit_lens import apply_final_norm, logit_lens, logit_lens_answer
 from toykit.transformer import HookedTransformer, TransformerConfig
 
@@ -67,6 +68,8 @@ def test_logit_lens_errors():
     _, cache = model.run_with_cache(TOKENS)
     with pytest.raises(TypeError, match="ActivationCache"):
         logit_lens({"a": torch.zeros(1)})
+    with pytest.raises(TypeError, match="HookedTransformer"):  # a cache that does not know its model
+        logit_lens(ActivationCache(dict(cache)))
     with pytest.raises(TypeError, match="pos"):
         logit_lens(cache, pos="last")
     with pytest.raises(ValueError, match="answer_ids"):

@@ -1,5 +1,5 @@
 """Linear probes, control tasks, difference-of-means directions and PCA, on data with a
-planted answer, plus collecting activations from a small random model."""
+planted answer, plus a probe on activations collected from a small random model."""
 
 import math
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from toykit import probes as pr
+from toykit.activations import collect_resid
 from toykit.transformer import HookedTransformer, TransformerConfig
 
 
@@ -260,7 +261,7 @@ def test_pca_sign_is_fixed():
     torch.testing.assert_close(a.components, b.components, atol=1e-5, rtol=0)
 
 
-# -- positions and collecting activations from a model -----------------------------------------------
+# -- a probe on a model's activations -----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -269,53 +270,11 @@ def model():
     return HookedTransformer(cfg)
 
 
-def test_select_positions():
-    x = torch.randn(3, 4, 5, 6)  # [components, batch, pos, d]
-    pos = torch.tensor([0, 4, 2, 1])
-    got = pr.select_positions(x, pos, dim=2)
-    assert got.shape == (3, 4, 6)
-    for b in range(4):
-        torch.testing.assert_close(got[:, b], x[:, b, pos[b]])
-    torch.testing.assert_close(pr.select_positions(x, -1, dim=2), x[:, :, -1])
-    assert pr.select_positions(x, None) is x
-    with pytest.raises(ValueError, match="out of range"):
-        pr.select_positions(x, 5, dim=2)
-    with pytest.raises(ValueError, match=r"lie in \[0, 5\)"):
-        pr.select_positions(x, torch.tensor([0, 5, 1, 1]), dim=2)
-    with pytest.raises(ValueError, match="pos must have shape"):
-        pr.select_positions(x, torch.tensor([0, 1]), dim=2)
-
-
-def test_collect_resid_matches_the_cache(model):
-    tokens = torch.randint(0, 30, (7, 9), generator=torch.Generator().manual_seed(0))
-    pos = torch.tensor([8, 3, 0, 5, 5, 2, 1])
-    acts, labels = pr.collect_resid(model, tokens, pos, batch_size=3)
-    _, cache = model.run_with_cache(tokens)
-    full, full_labels = cache.accumulated_resid(return_labels=True)
-    assert labels == full_labels == ["0_pre", "1_pre", "final_post"]
-    assert acts.shape == (3, 7, 16)
-    torch.testing.assert_close(acts, full[:, torch.arange(7), pos])
-    got = pr.collect_activations(model, tokens, ["blocks.0.attn.hook_pattern", "blocks.0.hook_mlp_out"], pos=-1,
-                                 batch_size=4)
-    torch.testing.assert_close(got["blocks.0.attn.hook_pattern"], cache["pattern", 0][:, :, -1])
-    torch.testing.assert_close(got["blocks.0.hook_mlp_out"], cache["mlp_out", 0][:, -1])
-    rows = torch.arange(7)
-    got = pr.collect_activations(model, tokens, ["blocks.1.attn.hook_pattern"], pos=pos, batch_size=3)
-    torch.testing.assert_close(got["blocks.1.attn.hook_pattern"], cache["pattern", 1][rows, :, pos])
-    got = pr.collect_activations(model, tokens, ["blocks.1.hook_resid_mid"], pos=pos, batch_size=3)
-    torch.testing.assert_close(got["blocks.1.hook_resid_mid"], cache["resid_mid", 1][rows, pos])
-    with pytest.raises(KeyError, match="did you mean"):
-        pr.collect_activations(model, tokens, ["blocks.0.hook_mlp_outt"])
-    with pytest.raises(ValueError, match="pos must have shape"):
-        pr.collect_resid(model, tokens, pos[:3])
-    assert not any(hp.has_hooks for hp in model.hook_points())
-
-
 def test_probe_on_model_activations_reads_the_current_token(model):
     """The embedding of the current token is in the residual stream at every layer: a probe
     for "is the token at this position below 15" is near-perfect on resid_pre of layer 0."""
     tokens = torch.randint(0, 30, (600, 6), generator=torch.Generator().manual_seed(1))
-    acts, labels = pr.collect_resid(model, tokens, pos=-1)
+    acts, labels = collect_resid(model, tokens, pos=-1)
     y = tokens[:, -1] < 15
     sweep = pr.probe_sweep(acts, y.long(), sites=labels)
     assert sweep.test_score[0] > 0.9

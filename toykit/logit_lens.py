@@ -21,17 +21,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from toykit.activations import select_positions
 from toykit.cache import ActivationCache
-from toykit.probes import select_positions
+from toykit.hooks import check_model
+from toykit.transformer import HookedTransformer
 from toykit.validation import check_tensor
 
 __all__ = ["apply_final_norm", "logit_lens", "logit_lens_answer"]
 
 
-def _model_of(cache: ActivationCache):
+def _model_of(cache: ActivationCache) -> HookedTransformer:
     if not isinstance(cache, ActivationCache):
         raise TypeError(f"cache must be an ActivationCache (from model.run_with_cache), got {type(cache).__name__}")
-    return cache._transformer()  # raises a clear error for caches of other models
+    return check_model(cache.model, HookedTransformer)  # the lens needs ln_final and the unembedding
 
 
 def apply_final_norm(model, resid: torch.Tensor) -> torch.Tensor:
