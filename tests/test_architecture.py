@@ -31,14 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "toykit"
 
-# (file, private name) pairs that still cross a module boundary: to be fixed by the parallel
-# branches; the lead empties this list after merging. The test also fails when a listed use no
-# longer exists, so the list cannot go stale.
-KNOWN_VIOLATIONS: set[tuple[str, str]] = {
-    ("toykit/logit_lens.py", "_transformer"),  # ActivationCache._transformer
-}
-
-
 def _is_private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__") and len(name) > 1
 
@@ -169,12 +161,9 @@ def _violations_in(module: Module, modules: dict[str, Module]) -> list[tuple[int
 def test_no_private_name_crosses_a_module_boundary():
     modules = _modules()
     violations = [(m.path, line, name) for m in modules.values() for line, name in _violations_in(m, modules)]
-    new = [f"{path}:{line} {name}" for path, line, name in violations if (path, name) not in KNOWN_VIOLATIONS]
-    stale = sorted(KNOWN_VIOLATIONS - {(path, name) for path, _, name in violations})
-    assert not new and not stale, (
-        f"{len(violations)} private cross-module uses ({len(new)} not allowed):\n"
-        + "\n".join(new)
-        + (f"\nno longer found, remove from KNOWN_VIOLATIONS: {stale}" if stale else "")
+    assert not violations, (
+        f"{len(violations)} private cross-module uses:\n"
+        + "\n".join(f"{path}:{line} {name}" for path, line, name in violations)
         + "\nGive what another module needs a public, documented name in its proper home."
     )
 

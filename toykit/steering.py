@@ -33,9 +33,10 @@ from typing import Any, cast
 
 import torch
 
+from toykit.activations import collect_activations
 from toykit.hooks import check_model
 from toykit.patching import kl_divergence, logit_diff
-from toykit.probes import collect_activations, mean_difference
+from toykit.probes import mean_difference
 from toykit.transformer import HookedTransformer
 from toykit.validation import check_tensor
 
