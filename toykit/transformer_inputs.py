@@ -17,19 +17,22 @@ if TYPE_CHECKING:
 __all__ = ["check_forward_args", "check_tokens"]
 
 
-def check_tokens(model: HookedTransformer, tokens: Any) -> torch.Tensor:
+def check_tokens(model: HookedTransformer, tokens: Any, name: str = "tokens") -> torch.Tensor:
     """``tokens`` as int64 [batch, pos] on the model's device (a 1-D [pos] becomes batch 1),
-    after checking that it is an integer tensor with pos <= n_ctx and values in [0, d_vocab)."""
+    after checking that it is an integer tensor with pos <= n_ctx and values in [0, d_vocab).
+
+    name: the argument's name in the caller, used in the error messages.
+    """
     if isinstance(tokens, torch.Tensor) and tokens.ndim == 1:
         tokens = tokens[None]
-    check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
+    check_tensor(name, tokens, ["batch", "pos"], dtype="int")
     if tokens.shape[1] > model.cfg.n_ctx:
         raise ValueError(
-            f"tokens has {tokens.shape[1]} positions, more than the model's context n_ctx={model.cfg.n_ctx}"
+            f"{name} has {tokens.shape[1]} positions, more than the model's context n_ctx={model.cfg.n_ctx}"
         )
     if tokens.numel() and (tokens.min() < 0 or tokens.max() >= model.cfg.d_vocab):
         raise ValueError(
-            f"tokens must lie in [0, d_vocab={model.cfg.d_vocab}), got values from "
+            f"{name} must lie in [0, d_vocab={model.cfg.d_vocab}), got values from "
             f"{tokens.min().item()} to {tokens.max().item()}"
         )
     return tokens.to(model.device, torch.long)

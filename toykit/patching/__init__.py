@@ -46,7 +46,7 @@ and ``attribution`` (attribution_patch, attribution_patch_blocks, attribution_pa
 
 # Inside this package a leading underscore means "used only in its own module"; a helper that
 # other submodules use has no underscore and lives in the submodule that owns its concept
-# (e.g. ``inputs.check_tokens``, ``sweeps.block_cells``). Code outside the package imports
+# (e.g. ``inputs.as_patches``, ``sweeps.block_cells``). Code outside the package imports
 # only the names below. ("X as X" re-exports names that are not in __all__ but were importable
 # from toykit.patching before it became a package: sweep activation names, the pass size, types.)
 

@@ -15,8 +15,9 @@ from toykit.ablation import MEAN_OVER, mean_activation
 from toykit.activations import cache_activations, position_axes
 from toykit.cache import ActivationCache
 from toykit.hooks import check_model
-from toykit.patching.inputs import Head, Patch, as_patches, check_heads, check_tokens
+from toykit.patching.inputs import Head, Patch, as_patches, check_heads
 from toykit.transformer import HookedTransformer
+from toykit.transformer_inputs import check_tokens
 
 
 def all_heads(model, exclude: Sequence[Head] = ()) -> list[Head]:
@@ -81,7 +82,7 @@ def ablation_hooks(
         if reference is None:
             raise ValueError(f"method={method!r} needs reference prompts (tokens or their ActivationCache)")
         if isinstance(reference, torch.Tensor):
-            reference = check_tokens(model, "reference", reference)
+            reference = check_tokens(model, reference, "reference")
             reference = cache_activations(model, reference, list(todo))
         elif not isinstance(reference, Mapping):
             raise TypeError(f"reference must be tokens or an ActivationCache, got {type(reference).__name__}")
@@ -145,7 +146,7 @@ def run_with_ablation(
     returns what the forward pass returns (logits by default). reference None = the same
     tokens (mean over this batch; resample within it)."""
     check_model(model, HookedTransformer)
-    tokens = check_tokens(model, "tokens", tokens)
+    tokens = check_tokens(model, tokens, "tokens")
     if reference is None and method != "zero":
         reference = tokens
     hooks = ablation_hooks(model, targets, method, reference, seed=seed, mean_over=mean_over)

@@ -9,11 +9,12 @@ import torch
 
 from toykit.cache import ActivationCache, get_act_name
 from toykit.hooks import check_model
-from toykit.patching.inputs import check_tokens, source_acts
+from toykit.patching.inputs import source_acts
 from toykit.patching.metrics import Metric
 from toykit.patching.result import PatchingResult
 from toykit.patching.sweeps import BLOCK_ACTS, HEAD_ACTS, act_names, block_cells, head_cells, layout
 from toykit.transformer import HookedTransformer
+from toykit.transformer_inputs import check_tokens
 
 
 def attribution_patch(
@@ -36,7 +37,7 @@ def attribution_patch(
     those elements together.
     """
     check_model(model, HookedTransformer)
-    tokens = check_tokens(model, "corrupted_tokens", corrupted_tokens)
+    tokens = check_tokens(model, corrupted_tokens, "corrupted_tokens")
     names = [hook_names] if isinstance(hook_names, str) else list(dict.fromkeys(hook_names))
     check_model(model, HookedTransformer, names)
     source = source_acts(model, tokens, clean, names, "clean", "corrupted_tokens")

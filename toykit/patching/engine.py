@@ -13,10 +13,11 @@ import torch
 
 from toykit.cache import ActivationCache
 from toykit.hooks import check_model
-from toykit.patching.inputs import Patch, as_patches, check_tokens, source_acts
+from toykit.patching.inputs import Patch, as_patches, source_acts
 from toykit.patching.metrics import Metric, metric_value
 from toykit.patching.result import PatchingResult
 from toykit.transformer import HookedTransformer
+from toykit.transformer_inputs import check_tokens
 from toykit.validation import check_positive_int
 
 #: With max_batch=None, a sweep's forward passes hold about this many tokens (sequences x positions).
@@ -122,7 +123,7 @@ def activation_patch(
         all applied together in one run (index: see ``toykit.patching``).
     """
     check_model(model, HookedTransformer)
-    tokens = check_tokens(model, "corrupted_tokens", corrupted_tokens)
+    tokens = check_tokens(model, corrupted_tokens, "corrupted_tokens")
     patches = as_patches(patches)
     check_model(model, HookedTransformer, [name for name, _ in patches])
     source = source_acts(model, tokens, clean, [name for name, _ in patches], "clean", "corrupted_tokens")
@@ -150,7 +151,7 @@ def patch_sweep(
     """
     check_model(model, HookedTransformer)
     check_max_batch(max_batch)
-    tokens = check_tokens(model, "corrupted_tokens", corrupted_tokens)
+    tokens = check_tokens(model, corrupted_tokens, "corrupted_tokens")
     parsed = [as_patches(c) for c in cells]
     names = [name for cell in parsed for name, _ in cell]
     check_model(model, HookedTransformer, names)

@@ -10,7 +10,7 @@ import torch
 
 from toykit.activations import cache_activations, position_axes
 from toykit.cache import ActivationCache
-from toykit.validation import check_tensor
+from toykit.transformer_inputs import check_tokens
 
 #: Where a patch goes: a tuple applied after the batch axis (ints and slices), or None (all).
 Index = tuple | None
@@ -18,12 +18,6 @@ Index = tuple | None
 Patch = tuple[str, Index]
 #: An attention head: (layer, head).
 Head = tuple[int, int]
-
-
-def check_tokens(model, name: str, tokens: object) -> torch.Tensor:
-    """tokens [batch, pos] (int), checked and moved to the model's device."""
-    check_tensor(name, tokens, ["batch", "pos"], dtype="int")
-    return cast(torch.Tensor, tokens).to(model.device)  # check_tensor raised for anything else
 
 
 def _check_index(index: object) -> tuple:
@@ -59,7 +53,7 @@ def source_acts(model, tokens: torch.Tensor, source: ActivationCache | Mapping |
     batch, n_pos = tokens.shape
     names = list(dict.fromkeys(names))
     if isinstance(source, torch.Tensor):
-        source = check_tokens(model, source_name, source)
+        source = check_tokens(model, source, source_name)
         if source.shape != tokens.shape:
             raise ValueError(
                 f"{source_name} has shape {list(source.shape)} but {tokens_name} has shape {list(tokens.shape)}: "

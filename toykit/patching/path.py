@@ -10,10 +10,11 @@ import torch
 from toykit.cache import ActivationCache
 from toykit.hooks import check_model
 from toykit.patching.engine import check_max_batch, copies_per_pass, replicas
-from toykit.patching.inputs import Head, check_heads, check_tokens, source_acts
+from toykit.patching.inputs import Head, check_heads, source_acts
 from toykit.patching.metrics import Metric, metric_value
 from toykit.patching.result import PatchingResult
 from toykit.transformer import HookedTransformer
+from toykit.transformer_inputs import check_tokens
 
 
 def _receiver_inputs(receiver_input: str | Sequence[str]) -> list[str]:
@@ -101,7 +102,7 @@ def _path_chunk(model, tokens: torch.Tensor, mask: torch.Tensor, clean_acts: dic
 def _path_args(model, clean_tokens, receivers, receiver_input, max_batch) -> tuple:
     check_model(model, HookedTransformer)
     check_max_batch(max_batch)
-    tokens = check_tokens(model, "clean_tokens", clean_tokens)
+    tokens = check_tokens(model, clean_tokens, "clean_tokens")
     if isinstance(receivers, str):
         if receivers != "logits":
             raise ValueError(f"receivers must be a list of (layer, head) pairs or 'logits', got {receivers!r}")

@@ -9,10 +9,10 @@ import torch
 from toykit.cache import ActivationCache, get_act_name
 from toykit.hooks import check_model
 from toykit.patching.engine import patch_sweep
-from toykit.patching.inputs import check_tokens
 from toykit.patching.metrics import Metric
 from toykit.patching.result import PatchingResult
 from toykit.transformer import HookedTransformer
+from toykit.transformer_inputs import check_tokens
 
 #: Activations of a block, [b, p, d_model].
 BLOCK_ACTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
@@ -93,7 +93,7 @@ def patch_blocks(
     """
     acts = act_names(act_name, BLOCK_ACTS, "patch_blocks")
     check_model(model, HookedTransformer)
-    tokens = check_tokens(model, "corrupted_tokens", corrupted_tokens)
+    tokens = check_tokens(model, corrupted_tokens, "corrupted_tokens")
     cells, dims, coords = block_cells(model, acts, by_pos, tokens.shape[1])
     dims, coords = layout(acts, dims, coords)
     desc = f"{'/'.join(acts)} by layer{' and position' if by_pos else ''}"
@@ -120,7 +120,7 @@ def patch_heads(
     """
     acts = act_names(act_name, HEAD_ACTS, "patch_heads")
     check_model(model, HookedTransformer)
-    tokens = check_tokens(model, "corrupted_tokens", corrupted_tokens)
+    tokens = check_tokens(model, corrupted_tokens, "corrupted_tokens")
     cells, dims, coords = head_cells(model, acts, by_pos, tokens.shape[1])
     dims, coords = layout(acts, dims, coords)
     desc = f"head {'/'.join(acts)}{' by position' if by_pos else ''}"
