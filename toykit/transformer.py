@@ -63,7 +63,7 @@ import torch.nn.functional as F
 
 from toykit.factored_matrix import FactoredMatrix
 from toykit.hooks import HookedRootModule, HookPoint
-from toykit.runtime import resolve_device
+from toykit.runtime import make_generator, resolve_device
 from toykit.sampling import sample_next_token
 from toykit.validation import (
     check_bool,
@@ -553,7 +553,7 @@ class HookedTransformer(HookedRootModule):
         seed: None uses cfg.seed. Draws happen on the CPU in a fixed order, so the same seed
         gives the same weights on every device.
         """
-        g = torch.Generator().manual_seed(self.cfg.seed if seed is None else seed)
+        g = make_generator(self.cfg.seed if seed is None else seed)
         for name, p in self.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
             if leaf.startswith("W_"):
