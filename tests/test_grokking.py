@@ -268,6 +268,10 @@ def test_old_keyword_names_and_extra_positional_arguments_are_refused():
         train_grokking(model, split, 1, warmup=0, progress=False)
     with pytest.raises(TypeError, match="positional argument"):
         train_grokking(model, split, 1, 1e-3)
+    recipe = RECIPES["grokking"]
+    for call in (lambda: recipe.train("cpu"), lambda: recipe.run("cpu"), lambda: save(recipe, None, "cpu")):
+        with pytest.raises(TypeError, match="positional argument"):
+            call()
 
 
 # -- the shipped-run recipe -------------------------------------------------------------------------

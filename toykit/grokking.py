@@ -506,7 +506,7 @@ class GrokkingRecipe:
     def split(self, device: str | torch.device | None = "cpu") -> ModularAdditionSplit:
         return paper_split(self.p, self.frac_train, self.data_seed).to(device)
 
-    def run(self, device: str | torch.device | None = None, seed: int | None = None,
+    def run(self, *, device: str | torch.device | None = None, seed: int | None = None,
             progress: bool = True) -> GrokkingRun:
         """Train from scratch and return the whole GrokkingRun. seed: None uses the recipe's
         (it sets the initial weights; the split always uses data_seed)."""
@@ -518,10 +518,10 @@ class GrokkingRecipe:
                               min_share=self.min_share, device=model.device, progress=progress,
                               cpu_threads=self.cpu_threads)
 
-    def train(self, device: str | torch.device | None = None, seed: int | None = None,
+    def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
               progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
         """``run`` as (model in eval mode, history); the snapshots are kept for extra_files."""
-        run = self.run(device, seed, progress)
+        run = self.run(device=device, seed=seed, progress=progress)
         _RUN_SNAPSHOTS[run.model] = run.snapshots
         return run.model, run.history
 

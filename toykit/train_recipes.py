@@ -1,6 +1,6 @@
 """How each shipped checkpoint is trained: ``toykit train NAME`` reruns a recipe.
 
-A recipe is any object with a ``name``, ``train(device=None, seed=None, progress=True) ->
+A recipe is any object with a ``name``, ``train(*, device=None, seed=None, progress=True) ->
 (model, history)``, ``final_metrics(model, history) -> dict`` and ``describe() -> dict``
 (its settings, stored in the manifest). ``RECIPES`` maps names to recipes; ``save`` trains
 one and writes its weights, history and manifest entry. A recipe for a new model (TinyLang,
@@ -114,7 +114,7 @@ class AttnOnlyRecipe:
             "loss_repeated_half": loss[:, repeated].mean().item(),
         }
 
-    def train(self, device: str | torch.device | None = None, seed: int | None = None,
+    def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
               progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
         """Train from scratch. seed: None uses the recipe's (it seeds the weights and the
         batches). Returns (model in eval mode, history)."""
@@ -232,7 +232,7 @@ class TinyLangRecipe:
                     out[f"{family}_{metric}"] = round(value, 5)
         return out
 
-    def train(self, device: str | torch.device | None = None, seed: int | None = None,
+    def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
               progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
         """Train from scratch. seed: None uses the recipe's (it seeds the weights; the data
         stream is fixed by data_seed). Returns (model in eval mode, history)."""
@@ -280,7 +280,7 @@ def _state_dict_bytes(model: HookedTransformer) -> bytes:
     return buffer.getvalue()
 
 
-def save(recipe: str | Any, out_dir: str | Path | None = None, device: str | torch.device | None = None,
+def save(recipe: str | Any, out_dir: str | Path | None = None, *, device: str | torch.device | None = None,
          seed: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train a recipe (a name in RECIPES, or a recipe object) and write its checkpoint.
 
