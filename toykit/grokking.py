@@ -48,7 +48,7 @@ from toykit.progress import tqdm
 from toykit.runtime import cpu_thread_count, resolve_device
 from toykit.tasks.modular_addition import ModularAdditionSplit, all_pairs, make_split
 from toykit.transformer import HookedTransformer, TransformerConfig, _per_head, copy_model
-from toykit.validation import check_positive_int, check_tensor
+from toykit.validation import check_non_negative_int, check_positive_int, check_tensor
 
 __all__ = [
     "GrokkingRecipe",
@@ -100,8 +100,7 @@ def paper_split(p: int = 113, frac_train: float = 0.3, seed: int = 0) -> Modular
 
     ``toykit.tasks.modular_addition.make_split`` draws another permutation (torch's) and rounds
     instead of truncating, so its sets differ."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_non_negative_int("seed", seed)
     base = make_split(p, frac_train, 0)  # validates p and frac_train, and holds every input
     order = list(range(p * p))
     random.Random(seed).shuffle(order)  # random.seed(seed); random.shuffle(pairs) in the paper's code
