@@ -107,8 +107,8 @@ def _step_fn(forward, params, tokens: torch.Tensor, labels: torch.Tensor, epochs
     settings: logits [b, n_classes], float64 cross-entropy, AdamW, then the warm-up schedule."""
     r = RECIPE
     optimiser = torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay, betas=r.betas, foreach=False)
-    schedule = (torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(step / r.warmup, 1.0))
-                if r.warmup else None)
+    schedule = (torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(step / r.lr_warmup, 1.0))
+                if r.lr_warmup else None)
 
     def run() -> None:
         for _ in range(epochs):
@@ -164,7 +164,7 @@ def run(quick: bool = False) -> dict:
     n_epochs, r = (20 if quick else 200), RECIPE
     loop = interleaved({"train_grokking": lambda: train_grokking(
         grokking_model(P, d_model=D_MODEL, n_heads=N_HEADS, d_mlp=D_MLP, seed=r.seed, device="cpu"), split,
-        n_epochs, lr=r.lr, weight_decay=r.weight_decay, betas=r.betas, warmup=r.warmup,
+        n_epochs, lr=r.lr, weight_decay=r.weight_decay, betas=r.betas, lr_warmup=r.lr_warmup,
         train_mlp_biases=r.train_mlp_biases, n_classes=r.n_classes, log_every=r.log_every, measures=False,
         progress=False, device="cpu")}, rounds=1 if quick else 2, warmup=0)["train_grokking"]
     loop_eps = n_epochs / median(loop)
@@ -173,7 +173,7 @@ def run(quick: bool = False) -> dict:
     figures.append(figure(f"implied time of the shipped run ({r.epochs} epochs)", r.epochs / loop_eps / 60,
                           "min", note=f"at this thread count; the recipe uses cpu_threads={r.cpu_threads}"))
     details = {"config": {"p": P, "frac_train": r.frac_train, "d_model": D_MODEL, "n_heads": N_HEADS, "d_mlp": D_MLP,
-                          "n_classes": N_CLASSES, "train_mlp_biases": r.train_mlp_biases, "warmup": r.warmup,
+                          "n_classes": N_CLASSES, "train_mlp_biases": r.train_mlp_biases, "lr_warmup": r.lr_warmup,
                           "split": "paper_split"},
                "seconds_per_epoch": {k: round(1 / v, 5) for k, v in eps.items()},
                "torch_threads": torch.get_num_threads(), "epochs_per_round": epochs, "rounds": rounds}

@@ -202,7 +202,7 @@ def test_repeated_tokens_layout():
     assert torch.equal(generate_repeated_tokens(5, 6, 11, bos=3, generator=g), tokens)
     with pytest.raises(ValueError, match="bos must be None or an int in"):
         generate_repeated_tokens(1, 4, 10, bos=10)
-    with pytest.raises(ValueError, match="either generator or seed"):
+    with pytest.raises(ValueError, match="pass either seed or generator, not both"):
         generate_repeated_tokens(1, 4, 10, seed=0, generator=g)
 
 

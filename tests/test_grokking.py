@@ -210,7 +210,7 @@ def test_warmup_follows_the_papers_schedule():
     run = _short_run(snapshot_epochs=(0, 1, 2), measures=False)
     assert all(torch.equal(run.snapshots[0][k], run.snapshots[1][k]) for k in run.snapshots[0])
     assert not torch.equal(run.snapshots[1]["embed.W_E"], run.snapshots[2]["embed.W_E"])
-    cold = _short_run(snapshot_epochs=(0, 1), measures=False, warmup=0)
+    cold = _short_run(snapshot_epochs=(0, 1), measures=False, lr_warmup=0)
     assert not torch.equal(cold.snapshots[0]["embed.W_E"], cold.snapshots[1]["embed.W_E"])
 
 
@@ -252,7 +252,7 @@ def test_training_without_measures():
     (dict(snapshot_epochs=(61,)), ValueError, "snapshot_epochs"),
     (dict(split="data"), TypeError, "ModularAdditionSplit"),
     (dict(split=make_split(19, 0.5)), ValueError, "d_vocab"),
-    (dict(warmup=-1), ValueError, "warmup"),
+    (dict(lr_warmup=-1), ValueError, "lr_warmup must be an int >= 0"),
     (dict(n_classes=25), ValueError, "n_classes"),
 ])
 def test_training_rejects_bad_arguments(kwargs, error, match):
@@ -260,6 +260,18 @@ def test_training_rejects_bad_arguments(kwargs, error, match):
                 progress=False)
     with pytest.raises(error, match=match):
         train_grokking(**{**args, **kwargs})
+
+
+def test_old_keyword_names_and_extra_positional_arguments_are_refused():
+    model, split = grokking_model(23, **SMALL, device="cpu"), make_split(23, 0.5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'warmup'"):
+        train_grokking(model, split, 1, warmup=0, progress=False)
+    with pytest.raises(TypeError, match="positional argument"):
+        train_grokking(model, split, 1, 1e-3)
+    recipe = RECIPES["grokking"]
+    for call in (lambda: recipe.train("cpu"), lambda: recipe.run("cpu"), lambda: save(recipe, None, "cpu")):
+        with pytest.raises(TypeError, match="positional argument"):
+            call()
 
 
 # -- the shipped-run recipe -------------------------------------------------------------------------
@@ -272,7 +284,7 @@ def test_recipe_is_registered_with_the_papers_settings():
                                                                                           (0.9, 0.98))
     assert (recipe.d_model, recipe.n_heads, recipe.d_mlp) == (128, 4, 512)
     # The paper's code: 10-step warm-up, trained MLP biases, a softmax over all p + 1 tokens, its split.
-    assert (recipe.warmup, recipe.train_mlp_biases, recipe.n_classes) == (10, True, None)
+    assert (recipe.lr_warmup, recipe.train_mlp_biases, recipe.n_classes) == (10, True, None)
     assert torch.equal(recipe.split().train_index, paper_split(113, 0.3, recipe.data_seed).train_index)
     assert 8 <= len(recipe.snapshot_epochs) <= 12 and recipe.snapshot_epochs[-1] == recipe.epochs
     json.dumps(recipe.describe())

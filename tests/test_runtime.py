@@ -3,7 +3,7 @@ import random
 import pytest
 import torch
 
-from toykit import get_device, set_seed
+from toykit import get_device, make_generator, set_seed
 from toykit.runtime import deterministic_algorithms, resolve_device
 
 
@@ -35,6 +35,49 @@ def test_set_seed_makes_all_generators_repeatable():
         set_seed(-1)
     with pytest.raises(ValueError, match="non-negative int"):
         set_seed(1.5)
+
+
+def test_make_generator_seeds_a_cpu_generator():
+    a, b = make_generator(3), make_generator(seed=3)
+    assert a.device == torch.device("cpu")
+    assert torch.equal(torch.rand(5, generator=a), torch.rand(5, generator=b))
+    plain = torch.Generator().manual_seed(3)  # a seed means the same draws as a plainly seeded generator
+    assert torch.equal(torch.rand(5, generator=make_generator(3)), torch.rand(5, generator=plain))
+    assert not torch.equal(torch.rand(5, generator=make_generator(3)), torch.rand(5, generator=make_generator(4)))
+    g = torch.Generator().manual_seed(0)
+    assert make_generator(generator=g) is g  # a given generator's stream continues
+    assert make_generator() is None  # neither: torch's global generator
+    assert torch.equal(torch.rand(2, generator=set_seed(5)), torch.rand(2, generator=make_generator(5)))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(seed=1, generator=torch.Generator()), ValueError, "seed and generator were both given"),
+    (dict(seed=-1), ValueError, "seed must be a non-negative int, got -1"),
+    (dict(seed=1.5), ValueError, "seed must be a non-negative int, got 1.5"),
+    (dict(seed=True), ValueError, "seed must be a non-negative int"),
+    (dict(seed="0"), ValueError, "seed must be a non-negative int"),
+    (dict(seed=2**64), ValueError, "seed must be below 2\\*\\*64"),
+    (dict(generator=0), TypeError, "generator must be None or a torch.Generator, got int"),
+])
+def test_make_generator_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_generator(**kwargs)
+
+
+class _GeneratorOnCuda(torch.Generator):
+    """A CPU generator that reports a CUDA device: the check reads only ``device``, so this
+    stands in for a real CUDA generator on machines without a GPU."""
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda:0")
+
+
+def test_make_generator_refuses_a_generator_off_the_cpu():
+    generators = [_GeneratorOnCuda()] + ([torch.Generator(device="cuda")] if torch.cuda.is_available() else [])
+    for generator in generators:
+        with pytest.raises(ValueError, match="generator must be a CPU torch.Generator.*got one on cuda"):
+            make_generator(generator=generator)
 
 
 def test_cpu_thread_count_restores_the_old_count_even_after_an_error():

@@ -255,6 +255,13 @@ def test_training_argument_errors(kwargs, match):
         sp.train_toy_model(torch.nn.Linear(2, 2), progress=False)
 
 
+def test_training_settings_after_steps_are_keyword_only():
+    with pytest.raises(TypeError, match="positional argument"):
+        sp.train_toy_model(sp.ToyModel(1, 3, 2, device="cpu"), 2, 64)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'schedule'"):
+        sp.train_toy_model(sp.ToyModel(1, 3, 2, device="cpu"), 2, schedule="cosine")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_is_reproducible_and_stays_on_device():
     def run():

@@ -57,7 +57,7 @@ def test_same_seed_repeats_exactly_and_another_seed_differs():
     def run(seed):
         model = tiny_model()
         history = train_lm(model, periodic_batches, steps=30, log_every=10, seed=seed, progress=False, device="cpu",
-                           warmup=5, schedule="cosine")
+                           lr_warmup=5, lr_schedule="cosine")
         return model.state_dict(), history
 
     (a, ha), (b, hb), (_, hc) = run(0), run(0), run(1)
@@ -103,7 +103,9 @@ def test_cpu_threads_are_restored():
         ({"lr": 0}, ValueError, "lr must be a positive number"),
         ({"steps": 0}, ValueError, "steps must be a positive int"),
         ({"weight_decay": -1.0}, ValueError, "weight_decay must be"),
-        ({"schedule": "step"}, ValueError, "schedule must be one of"),
+        ({"lr_schedule": "step"}, ValueError, "schedule must be one of"),
+        ({"lr_warmup": -1}, ValueError, "lr_warmup must be an int >= 0"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative int"),
         ({"eval_fn": lambda m, s: {"loss": 1.0}}, ValueError, "reserved key 'loss'"),
         ({"eval_fn": lambda m, s: 1.0}, TypeError, "eval_fn must return a dict"),
         ({"data": lambda step, g: torch.zeros(3)}, ValueError, r"batch_fn\(step, generator\) must have shape"),
@@ -113,6 +115,17 @@ def test_input_errors(kwargs, error, match):
     args = {"data": periodic_batches, "steps": 2, "progress": False, "device": "cpu", **kwargs}
     with pytest.raises(error, match=match):
         train_lm(tiny_model(), **args)
+
+
+@pytest.mark.parametrize("kwargs", [{"warmup": 5}, {"schedule": "cosine"}])
+def test_old_keyword_names_are_refused(kwargs):
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        train_lm(tiny_model(), periodic_batches, 2, progress=False, device="cpu", **kwargs)
+
+
+def test_settings_after_steps_are_keyword_only():
+    with pytest.raises(TypeError, match="positional argument"):
+        train_lm(tiny_model(), periodic_batches, 2, 32)
 
 
 def test_model_type_is_checked():

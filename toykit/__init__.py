@@ -3,7 +3,7 @@
 from toykit.cache import ActivationCache, get_act_name
 from toykit.factored_matrix import FactoredMatrix
 from toykit.hooks import HookedRootModule, HookPoint
-from toykit.runtime import get_device, set_seed
+from toykit.runtime import get_device, make_generator, set_seed
 from toykit.transformer import HookedTransformer, TransformerConfig
 
 __version__ = "0.1.0"
@@ -17,6 +17,7 @@ __all__ = [
     "HookedRootModule",
     "get_act_name",
     "get_device",
+    "make_generator",
     "set_seed",
     "__version__",
 ]

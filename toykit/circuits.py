@@ -61,9 +61,10 @@ import torch
 from toykit.ablation import head_ablation_hook
 from toykit.factored_matrix import FactoredMatrix
 from toykit.hooks import check_model
+from toykit.runtime import make_generator
 from toykit.tasks.repeated_tokens import generate_repeated_tokens
 from toykit.transformer import HookedTransformer
-from toykit.validation import check_positive_int, check_tensor
+from toykit.validation import check_non_negative_int, check_positive_int, check_tensor
 
 __all__ = [
     "ablated_loss_by_position",
@@ -349,7 +350,7 @@ def composition_score_baseline(d_model: int, d_head: int, n_samples: int = 200, 
     check_positive_int("d_model", d_model)
     check_positive_int("d_head", d_head)
     check_positive_int("n_samples", n_samples)
-    g = torch.Generator().manual_seed(seed)
+    g = make_generator(check_non_negative_int("seed", seed))
 
     def random_circuit() -> FactoredMatrix:
         return FactoredMatrix(torch.randn(n_samples, d_model, d_head, generator=g),

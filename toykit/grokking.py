@@ -49,7 +49,7 @@ from toykit.runtime import cpu_thread_count, resolve_device
 from toykit.tasks.modular_addition import ModularAdditionSplit, all_pairs, make_split
 from toykit.transformer import HookedTransformer, TransformerConfig, copy_model, per_head_linear
 from toykit.transformer_inputs import check_tokens
-from toykit.validation import check_positive_int, check_tensor
+from toykit.validation import check_non_negative_int, check_positive_int, check_tensor
 
 __all__ = [
     "GrokkingRecipe",
@@ -101,8 +101,7 @@ def paper_split(p: int = 113, frac_train: float = 0.3, seed: int = 0) -> Modular
 
     ``toykit.tasks.modular_addition.make_split`` draws another permutation (torch's) and rounds
     instead of truncating, so its sets differ."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_non_negative_int("seed", seed)
     base = make_split(p, frac_train, 0)  # validates p and frac_train, and holds every input
     order = list(range(p * p))
     random.Random(seed).shuffle(order)  # random.seed(seed); random.shuffle(pairs) in the paper's code
@@ -257,7 +256,7 @@ def train_grokking(
     lr: float = 1e-3,
     weight_decay: float = 1.0,
     betas: tuple[float, float] = (0.9, 0.98),
-    warmup: int = 10,
+    lr_warmup: int = 10,
     train_mlp_biases: bool = True,
     n_classes: int | None = None,
     log_every: int = 100,
@@ -273,7 +272,7 @@ def train_grokking(
     model: a HookedTransformer with d_vocab = split.p + 1 and n_ctx >= 3 (``grokking_model``).
     epochs: full-batch AdamW steps. lr, weight_decay, betas: AdamW's settings (the paper's by
         default). Weight decay applies to every trained parameter, embeddings included.
-    warmup: the learning rate is lr * min(step / warmup, 1) at optimiser step 0, 1, 2, ...
+    lr_warmup: the learning rate is lr * min(step / lr_warmup, 1) at optimiser step 0, 1, 2, ...
         (the paper's code: torch's LambdaLR, so the first step has lr 0); 0 means no warm-up.
     train_mlp_biases: train b_in and b_out as well as the weight matrices W_* (the paper's
         code). The other biases (attention, unembedding) stay at their values: the paper's
@@ -315,8 +314,8 @@ def train_grokking(
         raise ValueError(f"snapshot_epochs must be ints in [0, epochs={epochs}], got {snapshot_epochs}")
     if cpu_threads is not None:
         check_positive_int("cpu_threads", cpu_threads)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    if isinstance(lr_warmup, bool) or not isinstance(lr_warmup, int) or lr_warmup < 0:
+        raise ValueError(f"lr_warmup must be an int >= 0, got {lr_warmup!r}")
     n_classes = model.cfg.d_vocab if n_classes is None else check_positive_int("n_classes", n_classes)
     if not split.p <= n_classes <= model.cfg.d_vocab:
         raise ValueError(f"n_classes must be in [p={split.p}, d_vocab={model.cfg.d_vocab}], got {n_classes}")
@@ -325,7 +324,7 @@ def train_grokking(
     model.to(device)
     split = split.to(device)
     with cpu_thread_count(cpu_threads, device):
-        history, snapshots, states = _train(model, split, epochs, lr, weight_decay, betas, warmup,
+        history, snapshots, states = _train(model, split, epochs, lr, weight_decay, betas, lr_warmup,
                                             bool(train_mlp_biases), n_classes, log_every, set(snapshot_epochs),
                                             measures, progress)
         freqs: list[int] = []
@@ -343,7 +342,7 @@ def is_trained(name: str, train_mlp_biases: bool) -> bool:
 
 
 def _train(model: HookedTransformer, split: ModularAdditionSplit, epochs: int, lr: float, weight_decay: float,
-           betas: tuple[float, float], warmup: int, train_mlp_biases: bool, n_classes: int, log_every: int,
+           betas: tuple[float, float], lr_warmup: int, train_mlp_biases: bool, n_classes: int, log_every: int,
            snapshot_epochs: set[int], keep_states: bool,
            progress: bool) -> tuple[dict[str, list], dict[int, dict], list[dict]]:
     weights = [p for n, p in model.named_parameters() if is_trained(n, train_mlp_biases)]
@@ -351,9 +350,9 @@ def _train(model: HookedTransformer, split: ModularAdditionSplit, epochs: int, l
     was_trainable = [p.requires_grad for p in others]
     # foreach=False: the same per-parameter kernels on every device (see toykit.training).
     optimiser = torch.optim.AdamW(weights, lr=lr, weight_decay=weight_decay, betas=betas, foreach=False)
-    # The paper's warm-up: LambdaLR sets lr * min(0 / warmup, 1) = 0 now, then steps once per epoch.
-    schedule = (torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(step / warmup, 1.0))
-                if warmup else None)
+    # The paper's warm-up: LambdaLR sets lr * min(0 / lr_warmup, 1) = 0 now, then steps once per epoch.
+    schedule = (torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(step / lr_warmup, 1.0))
+                if lr_warmup else None)
     tokens, labels = split.train_tokens, split.train_labels
     check_tensor("split.train_tokens", tokens, [None, 3], dtype="int")
     history: dict[str, list] = {"epoch": []}
@@ -468,7 +467,7 @@ class GrokkingRecipe:
 
     Data: paper_split(p, frac_train, data_seed). Model: grokking_model(p, d_model, n_heads,
     d_mlp, seed). Training: train_grokking for ``epochs`` full-batch steps with lr,
-    weight_decay, betas, warmup, train_mlp_biases and n_classes, logging every log_every
+    weight_decay, betas, lr_warmup, train_mlp_biases and n_classes, logging every log_every
     epochs, keeping the weights at snapshot_epochs, key frequencies with share >= min_share,
     on cpu_threads threads.
 
@@ -489,7 +488,7 @@ class GrokkingRecipe:
     lr: float = 1e-3
     weight_decay: float = 1.0
     betas: tuple[float, float] = (0.9, 0.98)
-    warmup: int = 10
+    lr_warmup: int = 10
     train_mlp_biases: bool = True
     n_classes: int | None = None
     log_every: int = 100
@@ -506,22 +505,22 @@ class GrokkingRecipe:
     def split(self, device: str | torch.device | None = "cpu") -> ModularAdditionSplit:
         return paper_split(self.p, self.frac_train, self.data_seed).to(device)
 
-    def run(self, device: str | torch.device | None = None, seed: int | None = None,
+    def run(self, *, device: str | torch.device | None = None, seed: int | None = None,
             progress: bool = True) -> GrokkingRun:
         """Train from scratch and return the whole GrokkingRun. seed: None uses the recipe's
         (it sets the initial weights; the split always uses data_seed)."""
         model = grokking_model(self.p, d_model=self.d_model, n_heads=self.n_heads, d_mlp=self.d_mlp,
                                seed=self.seed if seed is None else seed, device=device)
         return train_grokking(model, self.split(), self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                              betas=self.betas, warmup=self.warmup, train_mlp_biases=self.train_mlp_biases,
+                              betas=self.betas, lr_warmup=self.lr_warmup, train_mlp_biases=self.train_mlp_biases,
                               n_classes=self.n_classes, log_every=self.log_every, snapshot_epochs=self.snapshot_epochs,
                               min_share=self.min_share, device=model.device, progress=progress,
                               cpu_threads=self.cpu_threads)
 
-    def train(self, device: str | torch.device | None = None, seed: int | None = None,
+    def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
               progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
         """``run`` as (model in eval mode, history); the snapshots are kept for extra_files."""
-        run = self.run(device, seed, progress)
+        run = self.run(device=device, seed=seed, progress=progress)
         _RUN_SNAPSHOTS[run.model] = run.snapshots
         return run.model, run.history
 

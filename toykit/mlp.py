@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toykit.hooks import HookedRootModule, HookPoint
-from toykit.runtime import resolve_device
-from toykit.validation import check_positive_int, check_tensor
+from toykit.runtime import make_generator, resolve_device
+from toykit.validation import check_non_negative_int, check_positive_int, check_tensor
 
 ACT_FNS = {
     "relu": torch.relu,
@@ -92,8 +92,7 @@ class TinyMLP(HookedRootModule):
             check_positive_int(name, value)
         if act_fn not in ACT_FNS:
             raise ValueError(f"act_fn must be one of {sorted(ACT_FNS)}, got {act_fn!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        check_non_negative_int("seed", seed)
         self.d_in, self.d_hidden, self.d_out = d_in, d_hidden, d_out
         self.n_layers, self.act_fn, self.seed = n_layers, act_fn, seed
 
@@ -111,7 +110,7 @@ class TinyMLP(HookedRootModule):
 
     @torch.no_grad()
     def _init_weights(self, seed: int) -> None:
-        g = torch.Generator().manual_seed(seed)
+        g = make_generator(seed)
         # He scaling keeps activations O(1) through ReLU layers; small non-zero biases make
         # each neuron's threshold (and the readout's offset) visible in the chapter.
         for block in cast("list[MLPBlock]", self.blocks):  # an nn.ModuleList of MLPBlocks

@@ -9,8 +9,8 @@ The rule every toykit function follows:
 - Data generators produce on the CPU, so a seed gives the same data on every machine; the
   caller moves the batch to the model's device.
 - A public function that draws random numbers takes either ``seed`` (an int) or ``generator``
-  (a ``torch.Generator``), never both. Seeds are set in every notebook; a result may not
-  depend on luck.
+  (a ``torch.Generator``), never both; ``make_generator`` applies this rule. Seeds are set in
+  every notebook; a result may not depend on luck.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ import random
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import overload
 
 import numpy as np
 import torch
+
+from toykit.validation import check_non_negative_int
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -61,15 +64,44 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device must be None, a torch.device or a string like 'cpu', got {device!r}") from e
 
 
+@overload
+def make_generator(seed: int, generator: None = None) -> torch.Generator: ...
+@overload
+def make_generator(seed: None = None, *, generator: torch.Generator) -> torch.Generator: ...
+@overload
+def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator | None: ...
+def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator | None:
+    """The CPU generator to draw from, given a function's ``seed`` and ``generator`` arguments.
+
+    seed: a non-negative int; returns a new CPU generator seeded with it.
+    generator: a CPU torch.Generator; returned as it is, so draws continue its stream.
+    Give one of them, not both. With neither, returns None: torch's global generator is used.
+    Data are drawn on the CPU so that a seed gives the same numbers on every machine.
+    """
+    if seed is not None and generator is not None:
+        raise ValueError("seed and generator were both given; pass either seed or generator, not both")
+    if seed is not None:
+        check_non_negative_int("seed", seed)
+        if seed >= 2**64:  # torch.Generator.manual_seed's limit
+            raise ValueError(f"seed must be below 2**64, got {seed!r}")
+        return torch.Generator().manual_seed(seed)
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
+        if generator.device.type != "cpu":
+            raise ValueError(f"generator must be a CPU torch.Generator (random data are drawn on the CPU), "
+                             f"got one on {generator.device}")
+    return generator
+
+
 def set_seed(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices). Returns a CPU generator seeded the same."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"set_seed: seed must be a non-negative int, got {seed!r}")
+    generator = make_generator(check_non_negative_int("seed", seed))
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    return torch.Generator().manual_seed(seed)
+    return generator
 
 
 @contextmanager

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 
 from toykit.hooks import HookedRootModule, HookPoint
 from toykit.progress import tqdm
-from toykit.runtime import cpu_thread_count, resolve_device
+from toykit.runtime import cpu_thread_count, make_generator, resolve_device
 from toykit.schedules import lr_factor
-from toykit.validation import check_positive_int, check_probability, check_tensor
+from toykit.validation import check_non_negative_int, check_positive_int, check_probability, check_tensor
 
 __all__ = [
     "STICKY_FRACTIONS",
@@ -212,7 +212,7 @@ def toy_forward(
 def _init_W(n_instances: int, n_hidden: int, n_features: int, seed: int) -> torch.Tensor:
     # Xavier-normal per instance, drawn on the CPU so that a seed gives the same start on
     # every device.
-    gen = torch.Generator().manual_seed(seed)
+    gen = make_generator(seed)
     std = math.sqrt(2.0 / (n_hidden + n_features))
     return torch.randn(n_instances, n_hidden, n_features, generator=gen) * std
 
@@ -268,8 +268,7 @@ class ToyModel(HookedRootModule):
                 f"{n_anticorrelated_pairs} need {2 * (n_correlated_pairs + n_anticorrelated_pairs)}"
                 f" features, but n_features={n_features}"
             )
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        check_non_negative_int("seed", seed)
         self.n_instances, self.n_features, self.n_hidden = n_instances, n_features, n_hidden
         self.n_correlated_pairs = n_correlated_pairs
         self.n_anticorrelated_pairs = n_anticorrelated_pairs
@@ -414,6 +413,7 @@ def importance_weighted_loss(
 def train_toy_model(
     model: ToyModel,
     steps: int = 5_000,
+    *,
     batch_size: int = 1024,
     lr: float = 1e-3,
     lr_schedule: str | Callable[[int, int], float] = "constant",
@@ -451,8 +451,7 @@ def train_toy_model(
     if log_every is None:
         log_every = max(1, steps // 100)
     check_positive_int("log_every", log_every)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_non_negative_int("seed", seed)
     try:
         lr_factor(lr_schedule, 0, steps)  # fail early on a bad schedule
     except ValueError as err:
@@ -470,6 +469,8 @@ def train_toy_model(
 def _train(model: ToyModel, steps: int, batch_size: int, lr: float,
            lr_schedule: str | Callable[[int, int], float], log_every: int,
            device: torch.device, seed: int, progress: bool) -> dict[str, list]:
+    # Batches are drawn on the model's device (fast on a GPU); runtime.make_generator's CPU
+    # generators are for data meant to be identical on every machine.
     generator = torch.Generator(device=device).manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     history: dict[str, list] = {"step": [], "loss": [], "lr": []}

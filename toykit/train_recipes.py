@@ -1,6 +1,6 @@
 """How each shipped checkpoint is trained: ``toykit train NAME`` reruns a recipe.
 
-A recipe is any object with a ``name``, ``train(device=None, seed=None, progress=True) ->
+A recipe is any object with a ``name``, ``train(*, device=None, seed=None, progress=True) ->
 (model, history)``, ``final_metrics(model, history) -> dict`` and ``describe() -> dict``
 (its settings, stored in the manifest). ``RECIPES`` maps names to recipes; ``save`` trains
 one and writes its weights, history and manifest entry. A recipe for a new model (TinyLang,
@@ -56,7 +56,7 @@ class AttnOnlyRecipe:
     Model: n_layers, d_model, n_heads, d_vocab, n_ctx, normalization_type (cfg.seed = seed).
     Data: each training row is [BOS] + a block of period p ~ U[min_period, max_period]
         repeated to n_ctx tokens.
-    Training: train_lm with steps, batch_size, lr, weight_decay, warmup, schedule.
+    Training: train_lm with steps, batch_size, lr, weight_decay, lr_warmup, lr_schedule.
     Logging: every log_every steps, on a fixed batch of eval_batch repeated sequences with
         block length eval_seq_len (drawn with eval_seed, never seen in training): every
         head's prefix-matching, previous-token and duplicate-token scores, and the mean loss
@@ -76,8 +76,8 @@ class AttnOnlyRecipe:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup: int = 0
-    schedule: str = "constant"
+    lr_warmup: int = 0
+    lr_schedule: str = "constant"
     log_every: int = 25
     eval_batch: int = 64
     eval_seq_len: int = 32
@@ -114,7 +114,7 @@ class AttnOnlyRecipe:
             "loss_repeated_half": loss[:, repeated].mean().item(),
         }
 
-    def train(self, device: str | torch.device | None = None, seed: int | None = None,
+    def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
               progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
         """Train from scratch. seed: None uses the recipe's (it seeds the weights and the
         batches). Returns (model in eval mode, history)."""
@@ -127,7 +127,7 @@ class AttnOnlyRecipe:
 
         history = train_lm(
             model, batch_fn, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, warmup=self.warmup, schedule=self.schedule,
+            weight_decay=self.weight_decay, lr_warmup=self.lr_warmup, lr_schedule=self.lr_schedule,
             log_every=self.log_every, eval_fn=lambda m, step: self.evaluate(m), device=model.device,
             seed=seed, progress=progress, cpu_threads=self.cpu_threads,
         )
@@ -179,7 +179,7 @@ class TinyLangRecipe:
     Data: a fresh batch every step, ``generate_corpus(batch_size, n_ctx, seed=data_seed + step,
         mix=mix, split="train")`` (None: the default mix), so no sequence is seen twice and the
         held-out IOI names and agreement nouns are never seen.
-    Training: train_lm with steps, lr, weight_decay, warmup, schedule, betas.
+    Training: train_lm with steps, lr, weight_decay, lr_warmup, lr_schedule, betas.
     Logging: the training loss every log_every steps; every eval_every steps (and at the end),
         ``toykit.tasks.tinylang.evaluate(model, eval_n)`` on held-out examples, stored as
         ``eval_step`` and ``<family>_<metric>`` lists.
@@ -198,8 +198,8 @@ class TinyLangRecipe:
     lr: float = 2e-3
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.99)
-    warmup: int = 200
-    schedule: str = "cosine"
+    lr_warmup: int = 200
+    lr_schedule: str = "cosine"
     log_every: int = 50
     eval_every: int = 500
     eval_n: int = 200
@@ -232,7 +232,7 @@ class TinyLangRecipe:
                     out[f"{family}_{metric}"] = round(value, 5)
         return out
 
-    def train(self, device: str | torch.device | None = None, seed: int | None = None,
+    def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
               progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
         """Train from scratch. seed: None uses the recipe's (it seeds the weights; the data
         stream is fixed by data_seed). Returns (model in eval mode, history)."""
@@ -245,8 +245,8 @@ class TinyLangRecipe:
 
         with deterministic_algorithms():  # repeatable bit for bit with cpu_threads > 1 too
             history = train_lm(
-                model, batch_fn, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                weight_decay=self.weight_decay, warmup=self.warmup, schedule=self.schedule, betas=self.betas,
+                model, batch_fn, steps=self.steps, batch_size=self.batch_size, lr=self.lr, betas=self.betas,
+                weight_decay=self.weight_decay, lr_warmup=self.lr_warmup, lr_schedule=self.lr_schedule,
                 log_every=self.log_every, eval_fn=self.evaluate, device=model.device, seed=seed,
                 progress=progress, cpu_threads=self.cpu_threads,
             )
@@ -280,7 +280,7 @@ def _state_dict_bytes(model: HookedTransformer) -> bytes:
     return buffer.getvalue()
 
 
-def save(recipe: str | Any, out_dir: str | Path | None = None, device: str | torch.device | None = None,
+def save(recipe: str | Any, out_dir: str | Path | None = None, *, device: str | torch.device | None = None,
          seed: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train a recipe (a name in RECIPES, or a recipe object) and write its checkpoint.
 

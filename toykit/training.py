@@ -16,10 +16,10 @@ import torch
 
 from toykit.hooks import check_model
 from toykit.progress import tqdm
-from toykit.runtime import cpu_thread_count, resolve_device
+from toykit.runtime import cpu_thread_count, make_generator, resolve_device
 from toykit.schedules import lr_factor
 from toykit.transformer import HookedTransformer
-from toykit.validation import check_positive_int, check_tensor
+from toykit.validation import check_non_negative_int, check_positive_int, check_tensor
 
 __all__ = ["lr_factor", "train_lm"]
 
@@ -40,11 +40,12 @@ def train_lm(
     model: HookedTransformer,
     data: torch.Tensor | BatchFn,
     steps: int,
+    *,
     batch_size: int = 32,
     lr: float = 1e-3,
     weight_decay: float = 0.01,
-    warmup: int = 0,
-    schedule: str | Callable[[int, int], float] = "constant",
+    lr_warmup: int = 0,
+    lr_schedule: str | Callable[[int, int], float] = "constant",
     log_every: int = 25,
     eval_fn: EvalFn | None = None,
     device: str | torch.device | None = None,
@@ -64,7 +65,8 @@ def train_lm(
     steps: number of optimiser steps.
     lr, weight_decay, betas: AdamW's settings. Weight decay applies to weight matrices only
         (W_*), not to biases or LayerNorm weights.
-    warmup, schedule: see ``lr_factor``; the learning rate of step s is lr * lr_factor(...).
+    lr_warmup, lr_schedule: see ``lr_factor``; the learning rate of step s is
+        lr * lr_factor(lr_schedule, s, steps, lr_warmup).
     log_every: log at steps 0, log_every, 2 * log_every, ... and at the last step.
     eval_fn: ``eval_fn(model, step) -> dict`` called (under torch.no_grad, in eval mode) at
         each logged step; each key becomes a list in the history.
@@ -85,17 +87,16 @@ def train_lm(
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
         raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
-    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(lr_warmup, int) or isinstance(lr_warmup, bool) or lr_warmup < 0:
+        raise ValueError(f"lr_warmup must be an int >= 0, got {lr_warmup!r}")
+    generator = make_generator(check_non_negative_int("seed", seed))
     if grad_clip is not None and (not isinstance(grad_clip, (int, float)) or grad_clip <= 0):
         raise ValueError(f"grad_clip must be None or a positive number, got {grad_clip!r}")
     if eval_fn is not None and not callable(eval_fn):
         raise TypeError(f"eval_fn must be None or a callable eval_fn(model, step) -> dict, got {eval_fn!r}")
     if cpu_threads is not None:
         check_positive_int("cpu_threads", cpu_threads)
-    lr_factor(schedule, 0, steps, warmup)  # fail early on a bad schedule
+    lr_factor(lr_schedule, 0, steps, lr_warmup)  # fail early on a bad schedule
     if isinstance(data, torch.Tensor):
         check_tensor("data", data, ["n_sequences", "pos"], dtype="int")
         if data.shape[0] == 0 or data.shape[1] < 2:
@@ -110,24 +111,23 @@ def train_lm(
     device = resolve_device(device)
     model.to(device)
     with cpu_thread_count(cpu_threads, device):
-        return _train(model, batch_fn, steps, lr, weight_decay, betas, warmup, schedule, log_every, eval_fn,
-                      device, seed, progress, grad_clip)
+        return _train(model, batch_fn, steps, lr, weight_decay, betas, lr_warmup, lr_schedule, log_every, eval_fn,
+                      device, generator, progress, grad_clip)
 
 
 def _train(model: HookedTransformer, batch_fn: BatchFn, steps: int, lr: float, weight_decay: float,
-           betas: tuple[float, float], warmup: int, schedule: str | Callable, log_every: int,
-           eval_fn: EvalFn | None, device: torch.device, seed: int, progress: bool,
+           betas: tuple[float, float], lr_warmup: int, lr_schedule: str | Callable, log_every: int,
+           eval_fn: EvalFn | None, device: torch.device, generator: torch.Generator, progress: bool,
            grad_clip: float | None) -> dict[str, list]:
     decay = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1].startswith("W_")]
     no_decay = [p for n, p in model.named_parameters() if not n.rsplit(".", 1)[-1].startswith("W_")]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # foreach=False: the same per-parameter kernels on every device and torch build.
     optimiser = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas, foreach=False)
-    generator = torch.Generator().manual_seed(seed)
     history: dict[str, list] = {"step": [], "loss": [], "lr": []}
     bar = tqdm(range(steps), disable=not progress, desc="training", dynamic_ncols=True)
     for step in bar:
-        step_lr = lr * lr_factor(schedule, step, steps, warmup)
+        step_lr = lr * lr_factor(lr_schedule, step, steps, lr_warmup)
         for group in optimiser.param_groups:
             group["lr"] = step_lr
         tokens = batch_fn(step, generator)

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 
 from toykit.hook_switches import HOOK_SWITCHES, HookSwitches
 from toykit.hooks import HookPoint
-from toykit.runtime import resolve_device
+from toykit.runtime import make_generator, resolve_device
 from toykit.sampling import generate
 from toykit.transformer_config import ACT_FNS, NORMALIZATION_TYPES, TransformerConfig
 from toykit.transformer_inputs import check_forward_args
@@ -426,7 +426,7 @@ class HookedTransformer(WeightViews, HookSwitches):
         seed: None uses cfg.seed. Draws happen on the CPU in a fixed order, so the same seed
         gives the same weights on every device.
         """
-        g = torch.Generator().manual_seed(self.cfg.seed if seed is None else seed)
+        g = make_generator(self.cfg.seed if seed is None else seed)
         for name, p in self.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
             if leaf.startswith("W_"):

@@ -20,7 +20,7 @@ from typing import Any
 import einops
 import torch
 
-from toykit.exercises.checking import Case, CheckFailure, ExerciseTable, Mistake, describe, run_check
+from toykit.exercises.checking import Case, CheckFailure, ExerciseTable, Mistake, describe, rng, run_check
 from toykit.hooks import HookedRootModule, HookPoint
 from toykit.mlp import TinyMLP
 from toykit.validation import check_tensor
@@ -102,7 +102,7 @@ def batched_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _randn(seed: int, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(*shape, generator=rng(seed))
 
 
 # -- cache_hidden ----------------------------------------------------------------------------

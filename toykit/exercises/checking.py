@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from toykit.runtime import make_generator
+
 NOT_IMPLEMENTED_HINT = (
     "this exercise is not done yet: replace `raise NotImplementedError()` with your code"
 )
@@ -86,7 +88,7 @@ _RESULTS: list[CheckResult] = []  # the one piece of global state graders read
 def rng(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed``. Checks build their cases from their own generators,
     so they are the same every time and never move the learner's global random state."""
-    return torch.Generator().manual_seed(seed)
+    return make_generator(seed)
 
 
 @contextlib.contextmanager

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from toykit.runtime import resolve_device
-from toykit.validation import check_positive_int
+from toykit.runtime import make_generator, resolve_device
+from toykit.validation import check_non_negative_int, check_positive_int
 
 __all__ = ["ModularAdditionSplit", "all_pairs", "make_split"]
 
@@ -108,13 +108,12 @@ def make_split(p: int = 113, frac_train: float = 0.3, seed: int = 0,
     _check_p(p)
     if isinstance(frac_train, bool) or not isinstance(frac_train, (int, float)) or not 0 < frac_train < 1:
         raise ValueError(f"frac_train must be a number in (0, 1), got {frac_train!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    generator = make_generator(check_non_negative_int("seed", seed))
     n = p * p
     n_train = round(frac_train * n)
     if not 0 < n_train < n:
         raise ValueError(f"frac_train={frac_train} leaves an empty train or test set for p={p} ({n} inputs)")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(n, generator=generator)
     # Sorted indices keep each set in (a, b) order, which makes the rows easy to read.
     train, test = order[:n_train].sort().values, order[n_train:].sort().values
     tokens, labels = all_pairs(p, "cpu")

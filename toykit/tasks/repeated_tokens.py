@@ -23,22 +23,10 @@ from __future__ import annotations
 
 import torch
 
+from toykit.runtime import make_generator
 from toykit.validation import check_positive_int
 
 __all__ = ["generate_periodic_tokens", "generate_random_tokens", "generate_repeated_tokens", "repeated_half_slices"]
-
-
-def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator | None:
-    if generator is not None and seed is not None:
-        raise ValueError("give either generator or seed, not both")
-    if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        return torch.Generator().manual_seed(seed)
-    if generator is not None and generator.device.type != "cpu":
-        raise ValueError(f"generator must be a CPU torch.Generator (tokens are drawn on the CPU), "
-                         f"got one on {generator.device}")
-    return generator
 
 
 def _check_bos(bos: int | None, d_vocab: int) -> None:
@@ -94,7 +82,7 @@ def generate_repeated_tokens(
     """
     check_positive_int("batch", batch)
     check_positive_int("seq_len", seq_len)
-    gen = _generator(generator, seed)
+    gen = make_generator(seed, generator)
     block = generate_random_tokens((batch, seq_len), d_vocab, bos, gen)
     return _with_bos(torch.cat([block, block], dim=1), bos).to(device)
 
@@ -127,7 +115,7 @@ def generate_periodic_tokens(
     body = n_tokens - (bos is not None)
     if body < 1:
         raise ValueError(f"n_tokens={n_tokens} leaves no room after the bos token")
-    gen = _generator(generator, seed)
+    gen = make_generator(seed, generator)
     periods = torch.randint(min_period, max_period + 1, (batch, 1), generator=gen)
     blocks = generate_random_tokens((batch, max_period), d_vocab, bos, gen)
     index = torch.arange(body)[None, :] % periods  # [batch, body]

@@ -26,7 +26,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from toykit.validation import check_positive_int
+from toykit.runtime import make_generator
+from toykit.validation import check_non_negative_int, check_positive_int
 
 __all__ = ["SyntheticFeatures"]
 
@@ -55,10 +56,8 @@ class SyntheticFeatures:
                                 ("correlation", correlation, lambda v: 0 <= v < 1)]:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
                 raise ValueError(f"{name} has an invalid value {value!r} (see the SyntheticFeatures docstring)")
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        generator = make_generator(check_non_negative_int("seed", seed))
         self.d, self.n_true, self.correlation, self.seed = d, n_true, float(correlation), seed
-        generator = torch.Generator().manual_seed(seed)
         self.features = F.normalize(torch.randn(n_true, d, generator=generator), dim=1)
         self.probabilities = _decaying_probabilities(n_true, avg_active, probability_decay)
         # Row i of the loadings says which hidden factors feature i follows.
@@ -74,10 +73,7 @@ class SyntheticFeatures:
         Pass ``seed`` or a CPU ``generator`` for reproducible draws (one of them, not both).
         """
         check_positive_int("n", n)
-        if seed is not None and generator is not None:
-            raise ValueError("pass seed or generator, not both")
-        if seed is not None:
-            generator = torch.Generator().manual_seed(seed)
+        generator = make_generator(seed, generator)
         noise = torch.randn(n, self.n_true, generator=generator)
         if self.correlation > 0:
             shared = torch.randn(n, self._loadings.shape[1], generator=generator) @ self._loadings.T
