@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from toykit.runtime import make_generator
 from toykit.validation import check_positive_int, check_tensor
 
 __all__ = [
@@ -338,7 +339,7 @@ def train_test_split(n: int, test_frac: float = 0.2, seed: int = 0) -> tuple[tor
     if n < 2:
         raise ValueError(f"need at least 2 examples to split into train and test, got n={n}")
     n_test = min(max(1, round(n * test_frac)), n - 1)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(n, generator=make_generator(seed))
     return perm[n_test:].sort().values, perm[:n_test].sort().values
 
 
@@ -435,7 +436,7 @@ def control_labels(types: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> 
     uniq, inverse = torch.unique(types.cpu(), return_inverse=True)
     freq = torch.bincount(labels.cpu().long()).double()
     per_type = torch.multinomial(freq / freq.sum(), len(uniq), replacement=True,
-                                 generator=torch.Generator().manual_seed(seed))
+                                 generator=make_generator(seed))
     return per_type[inverse].to(labels.device)
 
 

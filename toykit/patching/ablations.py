@@ -16,6 +16,7 @@ from toykit.activations import cache_activations, position_axes
 from toykit.cache import ActivationCache
 from toykit.hooks import check_model
 from toykit.patching.inputs import Head, Patch, as_patches, check_heads
+from toykit.runtime import make_generator
 from toykit.transformer import HookedTransformer
 from toykit.transformer_inputs import check_tokens
 
@@ -100,7 +101,7 @@ def ablation_hooks(
                                  "positions on axes 2 and 3: use mean_over='batch'")
             ref[name] = mean_activation(act, mean_over=mean_over)
     draws: dict[int, torch.Tensor] = {}
-    gen = torch.Generator().manual_seed(seed)
+    gen = make_generator(seed)
 
     def ablate(act: torch.Tensor, hook) -> torch.Tensor:
         act = act.clone()

@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toykit.hooks import HookedRootModule, HookPoint
-from toykit.runtime import resolve_device
+from toykit.runtime import make_generator, resolve_device
 from toykit.validation import check_positive_int, check_tensor
 
 __all__ = [
@@ -267,7 +267,7 @@ class SAE(HookedRootModule):
                              f"got {cfg.architecture!r}; make_sae(cfg) picks the right class")
         self.cfg = cfg
         device = resolve_device(cfg.device)
-        generator = torch.Generator().manual_seed(cfg.seed)
+        generator = make_generator(cfg.seed)
         W_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=generator, dtype=torch.float64)
         W_dec = W_dec * (cfg.decoder_init_norm / W_dec.norm(dim=1, keepdim=True))
         W_dec = W_dec.to(device=device, dtype=cfg.dtype)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from toykit.progress import tqdm
-from toykit.runtime import cpu_thread_count, resolve_device
+from toykit.runtime import cpu_thread_count, make_generator, resolve_device
 from toykit.sae.architectures import SAE, JumpReLUSAE, check_sae
 from toykit.sae.metrics import explained_variance, l0, mse
 from toykit.schedules import lr_factor
@@ -252,7 +252,7 @@ def train_sae(
         sample = data[:N_ESTIMATE]
     elif callable(data):
         batch_fn = data
-        sample = _checked_batch(batch_fn(0, torch.Generator().manual_seed(seed + 1)), sae.d_in)
+        sample = _checked_batch(batch_fn(0, make_generator(seed + 1)), sae.d_in)
     else:
         raise TypeError(f"data must be activations [n, d_in] or a callable batch_fn(step, generator), "
                         f"got {type(data).__name__}")
@@ -299,7 +299,7 @@ def _train(sae: SAE, batch_fn: BatchFn, device: torch.device, *, steps: int, lr:
     # overhead of the per-tensor version dominates the step.
     fused = device.type in ("cpu", "cuda")
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr, betas=betas, fused=fused)
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed)
     keys = ("step", "loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "sparsity_coefficient",
             "resample_step", "n_resampled")
     history: dict[str, list] = {key: [] for key in keys}
