@@ -22,12 +22,20 @@ the *unit* vector). ``steering_hook`` turns a vector into a TransformerLens-styl
 ``model.hooks(...)`` or ``run_with_hooks``, on any ``blocks.{l}.hook_resid_pre`` /
 ``hook_resid_mid`` / ``hook_resid_post``. ``steering_sweep`` measures, for each coefficient,
 how often steering works and what it costs: the KL divergence from the unsteered model on
-unrelated prompts, and the loss on held-out text.
+unrelated prompts, and the loss on held-out text. ``intervention_sweep`` measures the same for
+any hook built from a strength, e.g. an SAE latent clamped to a value
+(``toykit.sae.clamp_latent_hook``; Templeton et al. 2024, "Scaling Monosemanticity", feature
+steering).
+
+Methods differ in how far one unit of strength moves the model, so their coefficients cannot be
+compared. ``match_kl`` compares them at the same cost instead: for each method, the strength at
+which its KL on unrelated prompts reaches a target, and its success rate there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -42,10 +50,14 @@ from toykit.validation import check_tensor
 
 __all__ = [
     "RESID_HOOKS",
+    "MatchedKL",
     "SteeringSweep",
     "actadd_vector",
     "add_steering_vector",
     "caa_vector",
+    "intervention_sweep",
+    "match_kl",
+    "position_mask",
     "steer_resid",
     "steering_hook",
     "steering_sweep",
@@ -153,21 +165,41 @@ def add_steering_vector(resid: torch.Tensor, vector: torch.Tensor, coeff: float 
         return resid + pad
     if positions is None:
         return resid + delta
+    return resid + position_mask(positions, dims["batch"], n_pos, like=resid) * delta
+
+
+def position_mask(positions: Positions, batch: int, n_pos: int, like: torch.Tensor | None = None) -> torch.Tensor:
+    """[batch, n_pos, 1]: 1 at the positions an intervention touches, 0 elsewhere.
+
+    positions: None (every position), an int (that position in every prompt; negative counts
+        from the end), a slice (e.g. ``slice(k, None)``) or an int tensor [batch] (one position
+        per prompt). like: a tensor whose dtype and device the mask takes (default float32, CPU).
+    Multiply an edit [batch, n_pos, d] by it to apply the edit only there.
+
+    >>> position_mask(-1, 2, 3)[..., 0]
+    tensor([[0., 0., 1.],
+            [0., 0., 1.]])
+    """
+    _check_positions(positions, block=False)
+    dtype = like.dtype if like is not None else torch.float32
+    device = like.device if like is not None else None
+    mask = torch.zeros(batch, n_pos, 1, dtype=dtype, device=device)
+    if positions is None:
+        return mask + 1
     if isinstance(positions, int):
         if not -n_pos <= positions < n_pos:
             raise ValueError(f"positions={positions} is out of range for {n_pos} positions")
         positions = slice(positions % n_pos, positions % n_pos + 1)
     if isinstance(positions, slice):
-        mask = torch.zeros(n_pos, 1, dtype=resid.dtype, device=resid.device)
-        mask[positions] = 1
-        return resid + mask * delta
+        mask[:, positions] = 1
+        return mask
     pos = positions
-    check_tensor("positions", pos, [dims["batch"]], dtype="int")
+    check_tensor("positions", pos, [batch], dtype="int")
     if pos.numel() and (pos.min() < -n_pos or pos.max() >= n_pos):
         raise ValueError(f"positions must lie in [-{n_pos}, {n_pos}), got values from {pos.min().item()} "
                          f"to {pos.max().item()}")
-    one_hot = torch.nn.functional.one_hot(pos.to(resid.device) % n_pos, n_pos).to(resid)  # [batch, pos]
-    return resid + one_hot[..., None] * delta
+    mask[torch.arange(batch, device=mask.device), pos.to(mask.device) % n_pos] = 1
+    return mask
 
 
 def steering_hook(vector: torch.Tensor, coeff: float = 1.0, positions: Positions = None) -> HookFn:
@@ -293,17 +325,17 @@ class SteeringSweep:
                 f"loss {self.clean_loss:.4f})\n" + "\n".join(rows))
 
 
-def _check_coeffs(coeffs: object) -> torch.Tensor:
+def _check_coeffs(coeffs: object, name: str = "coeffs") -> torch.Tensor:
     if isinstance(coeffs, torch.Tensor):
         values = coeffs
     elif isinstance(coeffs, Sequence) and not isinstance(coeffs, str) and all(
             isinstance(c, (int, float)) and not isinstance(c, bool) for c in coeffs):
         values = torch.tensor([float(c) for c in coeffs], dtype=torch.float64)
     else:
-        raise TypeError(f"coeffs must be a sequence of numbers or a 1-D tensor, got {coeffs!r}")
-    check_tensor("coeffs", values, ["n_coeffs"], dtype="float")
+        raise TypeError(f"{name} must be a sequence of numbers or a 1-D tensor, got {coeffs!r}")
+    check_tensor(name, values, ["n_coeffs"], dtype="float")
     if values.numel() == 0 or not torch.isfinite(values).all():
-        raise ValueError(f"coeffs must be a non-empty list of finite numbers, got {values.tolist()}")
+        raise ValueError(f"{name} must be a non-empty list of finite numbers, got {values.tolist()}")
     return values.detach().double().cpu()
 
 
@@ -380,7 +412,8 @@ def steering_sweep(
         position), an int or a slice; for an ActAdd block, the start position. (For one
         position per prompt, build ``steering_hook`` with a tensor yourself.)
     Returns a ``SteeringSweep``. The hook is attached only for each forward pass and removed
-    afterwards even if the model or a metric raises.
+    afterwards even if the model or a metric raises. ``intervention_sweep`` does the same for
+    any hook (an SAE latent clamped with ``toykit.sae.clamp_latent_hook``, say).
     """
     check_model(model, HookedTransformer)
     _check_resid_hook(model, hook_name)
@@ -391,6 +424,49 @@ def steering_sweep(
                         "steering_hook(vector, coeff, positions=tensor) directly")
     _check_positions(positions, vector.ndim == 2)
     values = _check_coeffs(coeffs)
+
+    def make_hook(coeff: float) -> HookFn:
+        return steering_hook(vector, coeff, positions)
+
+    return intervention_sweep(model, make_hook, hook_name, values, prompts, unrelated=unrelated, heldout=heldout,
+                              success=success, target_ids=target_ids, baseline_ids=baseline_ids,
+                              answer_pos=answer_pos, kl_pos=kl_pos)
+
+
+@torch.no_grad()
+def intervention_sweep(
+    model: HookedTransformer,
+    make_hook: Callable[[float], HookFn],
+    hook_name: str,
+    strengths: Sequence[float] | torch.Tensor,
+    prompts: torch.Tensor,
+    *,
+    unrelated: torch.Tensor,
+    heldout: torch.Tensor,
+    success: Callable[[torch.Tensor], Any] | None = None,
+    target_ids: torch.Tensor | int | None = None,
+    baseline_ids: torch.Tensor | int | None = None,
+    answer_pos: int | torch.Tensor = -1,
+    kl_pos: int | torch.Tensor | None = None,
+) -> SteeringSweep:
+    """``steering_sweep`` for any intervention: ``make_hook(strength)`` builds the hook to attach
+    at hook_name, for each strength in turn.
+
+    make_hook: strength (a float) -> a hook ``(act, hook) -> new act`` that must not modify act
+        in place, e.g. ``lambda v: toykit.sae.clamp_latent_hook(sae, latent, v)`` (clamping an
+        SAE latent to v) or ``lambda c: steering_hook(vector, c)`` (what steering_sweep does).
+    hook_name: any hook point of the model.
+    strengths: the strengths to try, in the order that goes from weak to strong (``match_kl``
+        reads them in this order). They land in the result's ``coeffs``.
+    The other arguments and the result are those of ``steering_sweep``. The unsteered baselines
+    (``clean_loss``, ``clean_success_rate``, the KL reference) are the model with no hook, so
+    an intervention that is not the identity at any strength (clamping to 0 ablates the latent)
+    has a KL above 0 everywhere.
+    """
+    check_model(model, HookedTransformer, [hook_name])
+    if not callable(make_hook):
+        raise TypeError(f"make_hook must be a function strength -> hook, got {type(make_hook).__name__}")
+    values = _check_coeffs(strengths, name="strengths")
     d_vocab = model.cfg.d_vocab
     prompts = _check_token_set("prompts", prompts, d_vocab)
     unrelated = _check_token_set("unrelated", unrelated, d_vocab)
@@ -404,8 +480,11 @@ def steering_sweep(
     clean_loss = model(heldout, return_type="loss").item()
     clean_rate = succeeded(clean_prompt_logits).mean().item()
     rates, kls, losses = [], [], []
-    for coeff in values.tolist():
-        with model.hooks(fwd_hooks=[(hook_name, steering_hook(vector, coeff, positions))]):
+    for strength in values.tolist():
+        hook = make_hook(strength)
+        if not callable(hook):
+            raise TypeError(f"make_hook({strength}) must return a hook function, got {type(hook).__name__}")
+        with model.hooks(fwd_hooks=[(hook_name, hook)]):
             prompt_logits = model(prompts)
             unrelated_logits = model(unrelated)
             loss = model(heldout, return_type="loss").item()
@@ -420,4 +499,92 @@ def steering_sweep(
         clean_loss=clean_loss,
         clean_success_rate=clean_rate,
         hook_name=hook_name,
+    )
+
+
+# -- comparing methods at the same side effect ----------------------------------------------------
+
+
+@dataclass
+class MatchedKL:
+    """Several interventions compared at the same side effect (one entry per method).
+
+    target_kl: the KL on unrelated prompts that every method was brought to.
+    methods: the methods' names, in the order given.
+    strength: [n_methods] the strength (coefficient or clamp value) at which each method's KL
+        reaches target_kl, linearly interpolated between the two swept strengths around it.
+    success_rate, loss: [n_methods] the success rate and held-out loss there, interpolated the
+        same way (an estimate: run the method at that strength to measure it).
+    clean_success_rate: [n_methods] each sweep's unsteered success rate (the baseline).
+    """
+
+    target_kl: float
+    methods: list[str]
+    strength: torch.Tensor
+    success_rate: torch.Tensor
+    loss: torch.Tensor
+    clean_success_rate: torch.Tensor
+
+    def __repr__(self) -> str:
+        width = max(len(m) for m in self.methods)
+        rows = [f"  {m:<{width}}  strength {st:+.4g}  success {su:.3f} (unsteered {c:.3f})  loss {lo:.4f}"
+                for m, st, su, c, lo in zip(self.methods, self.strength.tolist(), self.success_rate.tolist(),
+                                            self.clean_success_rate.tolist(), self.loss.tolist())]
+        return f"MatchedKL at KL = {self.target_kl:.4g}\n" + "\n".join(rows)
+
+
+def _crossing(sweep: SteeringSweep, target_kl: float, method: str) -> tuple[float, float, float]:
+    """(strength, success rate, loss) where sweep.kl first reaches target_kl, in sweep order."""
+    kl = sweep.kl.tolist()
+    above = [i for i, k in enumerate(kl) if k >= target_kl]
+    if not above:
+        raise ValueError(f"target_kl={target_kl:.4g} is above the KL that method {method!r} reaches in its sweep "
+                         f"(at most {max(kl):.4g}): sweep stronger strengths")
+    j = above[0]
+    if j == 0:
+        if kl[0] == target_kl:
+            return sweep.coeffs[0].item(), sweep.success_rate[0].item(), sweep.loss[0].item()
+        raise ValueError(f"target_kl={target_kl:.4g} is below the KL of method {method!r}'s first (weakest) "
+                         f"strength ({kl[0]:.4g}): start its sweep at a weaker strength")
+    t = (target_kl - kl[j - 1]) / (kl[j] - kl[j - 1])  # kl[j - 1] < target <= kl[j]
+
+    def at(values: torch.Tensor) -> float:
+        return values[j - 1].item() + t * (values[j].item() - values[j - 1].item())
+
+    return at(sweep.coeffs), at(sweep.success_rate), at(sweep.loss)
+
+
+def match_kl(sweeps: Mapping[str, SteeringSweep], target_kl: float) -> MatchedKL:
+    """Compare interventions at the same side effect: each method's success where its KL reaches target_kl.
+
+    sweeps: {method name: its ``SteeringSweep``} (from ``steering_sweep`` or
+        ``intervention_sweep``), each swept from weak to strong on the same unrelated prompts.
+    target_kl: the side effect to match, a KL in nats (> 0).
+    For each method, walk its sweep in the order given and find the first pair of neighbouring
+    strengths whose KL brackets target_kl (KL below it, then at or above it); the strength, the
+    success rate and the loss are interpolated linearly between the two. The KL need not be
+    monotone over the whole sweep (clamping a latent to 0 ablates it, which costs KL too); the
+    first crossing is the weakest strength that reaches the target.
+    Raises a ValueError naming the method when target_kl lies outside its swept range.
+
+    A method that succeeds more at the same KL steers more precisely: comparing the raw
+    coefficients instead would compare vectors of different lengths.
+    """
+    if not isinstance(sweeps, Mapping) or not sweeps:
+        raise TypeError(f"sweeps must be a non-empty dict {{method name: SteeringSweep}}, got {sweeps!r}")
+    for name, sweep in sweeps.items():
+        if not isinstance(name, str) or not isinstance(sweep, SteeringSweep):
+            raise TypeError(f"sweeps must map method names (str) to SteeringSweep results, got {name!r}: "
+                            f"{type(sweep).__name__}")
+    if isinstance(target_kl, bool) or not isinstance(target_kl, (int, float)) or not 0 < target_kl < math.inf:
+        raise ValueError(f"target_kl must be a positive finite number (a KL in nats), got {target_kl!r}")
+    rows = [_crossing(sweep, float(target_kl), name) for name, sweep in sweeps.items()]
+    strength, success, loss = (torch.tensor(col, dtype=torch.float64) for col in zip(*rows))
+    return MatchedKL(
+        target_kl=float(target_kl),
+        methods=list(sweeps),
+        strength=strength,
+        success_rate=success,
+        loss=loss,
+        clean_success_rate=torch.tensor([s.clean_success_rate for s in sweeps.values()], dtype=torch.float64),
     )

@@ -6,9 +6,10 @@ HookedRootModule, e.g. a HookedTransformer at ``blocks.1.hook_resid_post``:
 - ``sae_replacement_hook(sae)``: the activation x becomes x̂ = sae(x). Comparing the model's
   loss with the SAE spliced in, clean, and with the activation zeroed or replaced by its mean
   gives the *loss recovered* against either baseline (``spliced_losses``).
-- ``clamp_latent_hook(sae, latent, value)``: steering. The activation becomes
+- ``clamp_latent_hook(sae, latent, value, positions=...)``: steering. The activation becomes
   x − x̂ + decode(f with latent set to value): the SAE's error term x − x̂ is kept, so the only
-  change to the model is the one latent's contribution.
+  change to the model is the one latent's contribution (Templeton et al. 2024, "Scaling
+  Monosemanticity", feature steering). ``toykit.steering.intervention_sweep`` sweeps the value.
 - ``run_with_sae`` and ``generate_with_clamped_latent`` wrap the two for one call.
 """
 
@@ -17,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import math
+
 import torch
 
 from toykit.hooks import HookedRootModule, HookPoint, check_model
 from toykit.sae.architectures import SAE, check_sae
 from toykit.sae.metrics import loss_recovered
+from toykit.steering import Positions, position_mask
 from toykit.validation import check_positive_int, check_tensor
 
 if TYPE_CHECKING:  # for annotations only: the splicing code needs just the hook core
@@ -69,24 +73,57 @@ def mean_ablation_hook(mean_activation: torch.Tensor) -> HookFn:
     return replace_with_mean
 
 
-def clamp_latent_hook(sae: SAE, latent: int, value: float, keep_error: bool = True) -> HookFn:
-    """A forward hook that sets one SAE latent to ``value`` at every position.
+def clamp_latent_hook(sae: SAE, latent: int, value: float | torch.Tensor, keep_error: bool = True,
+                      positions: Positions = None) -> HookFn:
+    """A forward hook that sets one SAE latent to ``value`` at the chosen positions.
 
-    The activation x becomes decode(f') + (x − x̂), where f' is f = encode(x) with f[latent] =
-    value and x̂ = decode(f); with ``keep_error=False`` the error term x − x̂ is dropped.
+    The activation x [batch, pos, d_in] becomes decode(f') + (x − x̂), where f' is
+    f = encode(x) with f[latent] = value and x̂ = decode(f). decode is affine, so this is
+    x + (value − f[latent]) · W_dec[latent]: keeping the SAE's error term x − x̂ means that
+    the one latent is the only thing that changes. With ``keep_error=False`` the error term is
+    dropped and x becomes decode(f') (the SAE's reconstruction, edited).
+    value: a number, or a one-element tensor. Templeton et al. (2024, "Scaling
+        Monosemanticity", feature steering) clamp a feature to a multiple of its maximum
+        activation (the Golden Gate Bridge feature at 10×), keeping the error term:
+        ``value = 10 * sae.encode(acts)[..., latent].max()`` over a dataset's activations.
+    positions: where to clamp, as in ``toykit.steering.add_steering_vector``: None (every
+        position, as in the paper), an int, a slice or an int tensor [batch]. Elsewhere the
+        activation passes through unchanged. Then x must be [batch, pos, d_in]; with None any
+        [..., d_in] works.
+    The hook never modifies its input in place. Use it in a sweep with
+    ``toykit.steering.intervention_sweep(model, lambda v: clamp_latent_hook(sae, i, v), ...)``.
     """
     check_sae(sae)
     if not isinstance(latent, int) or isinstance(latent, bool) or not 0 <= latent < sae.d_sae:
         raise ValueError(f"latent must be an int in [0, d_sae={sae.d_sae}), got {latent!r}")
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"value must be a number, got {type(value).__name__}")
+        raise TypeError(f"value must be a number (or a one-element float tensor), got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"value must be finite, got {value!r}")
+    if not isinstance(keep_error, bool):
+        raise TypeError(f"keep_error must be True or False, got {keep_error!r}")
+    if isinstance(positions, bool) or not isinstance(positions, (int, slice, torch.Tensor, type(None))):
+        raise TypeError(f"positions must be None, an int, a slice or an int tensor [batch], "
+                        f"got {type(positions).__name__}")
+    if isinstance(positions, torch.Tensor):  # its length is checked against the batch when the hook runs
+        check_tensor("positions", positions, ["batch"], dtype="int")
+    clamp_to = float(value)
 
     def clamp_latent(activation: torch.Tensor, hook: HookPoint) -> torch.Tensor:
         acts = sae.encode(activation)
-        error = activation - sae.decode(acts) if keep_error else 0.0
-        acts = acts.clone()
-        acts[..., latent] = value
-        return sae.decode(acts) + error
+        if keep_error:  # x + (value − f_i) W_dec,i, the same as decode(f') + (x − x̂)
+            clamped = activation + (clamp_to - acts[..., latent:latent + 1]) * sae.W_dec[latent]
+        else:
+            acts = acts.clone()
+            acts[..., latent] = clamp_to
+            clamped = sae.decode(acts)
+        if positions is None:
+            return clamped
+        check_tensor("activation", activation, ["batch", "pos", "d_in"], dtype="float")
+        mask = position_mask(positions, activation.shape[0], activation.shape[1], like=activation)
+        return torch.where(mask.bool(), clamped, activation)
 
     return clamp_latent
 
