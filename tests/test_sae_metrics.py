@@ -177,6 +177,37 @@ def test_clamping_a_latent_adds_its_decoder_row(model):
         clamp_latent_hook(sae, latent=16, value=1.0)
 
 
+def test_clamping_a_latent_at_chosen_positions_leaves_the_others_untouched():
+    sae = make_sae(d_in=8, d_sae=16, device="cpu", seed=1)
+    x = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0))
+    before = x.clone()
+    everywhere = clamp_latent_hook(sae, latent=5, value=3.0)(x, None)
+    value = torch.tensor(3.0)  # e.g. 10 * acts.max(): a one-element tensor works too
+    for positions, rows in [(-1, [[3], [3]]), (slice(1, 3), [[1, 2], [1, 2]]), (torch.tensor([0, 2]), [[0], [2]])]:
+        out = clamp_latent_hook(sae, latent=5, value=value, positions=positions)(x, None)
+        for b in range(2):
+            for p in range(4):
+                expected = everywhere[b, p] if p in rows[b] else x[b, p]
+                assert torch.equal(out[b, p], expected), (positions, b, p)
+    no_error = clamp_latent_hook(sae, latent=5, value=3.0, keep_error=False, positions=0)(x, None)
+    f = sae.encode(x[:, 0])
+    f[:, 5] = 3.0
+    assert torch.allclose(no_error[:, 0], sae.decode(f), atol=1e-6) and torch.equal(no_error[:, 1:], x[:, 1:])
+    assert torch.equal(x, before), "clamp_latent_hook modified its input"
+    with pytest.raises(TypeError, match="positions must be None, an int"):
+        clamp_latent_hook(sae, 5, 1.0, positions=[0, 1])
+    with pytest.raises(TypeError, match="positions"):
+        clamp_latent_hook(sae, 5, 1.0, positions=torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="positions=4 is out of range"):
+        clamp_latent_hook(sae, 5, 1.0, positions=4)(x, None)
+    with pytest.raises(ValueError, match="value must be finite"):
+        clamp_latent_hook(sae, 5, float("inf"))
+    with pytest.raises(TypeError, match="value must be a number"):
+        clamp_latent_hook(sae, 5, torch.ones(2))
+    with pytest.raises(TypeError, match="keep_error must be True or False"):
+        clamp_latent_hook(sae, 5, 1.0, keep_error=1)
+
+
 def test_generate_with_clamped_latent(model):
     sae = identity_sae(8)
     prompt = torch.tensor([[1, 2, 3]])

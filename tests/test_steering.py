@@ -6,10 +6,16 @@ import torch
 
 from toykit import pretrained, steering
 from toykit.patching import kl_divergence
+from toykit.sae import clamp_latent_hook, make_sae
 from toykit.steering import (
+    MatchedKL,
+    SteeringSweep,
     actadd_vector,
     add_steering_vector,
     caa_vector,
+    intervention_sweep,
+    match_kl,
+    position_mask,
     steer_resid,
     steering_hook,
     steering_sweep,
@@ -363,6 +369,134 @@ def test_caa_steers_tinylang_agreement_where_a_random_vector_of_the_same_norm_do
     assert by_caa.kl[1] < by_random.kl[1]
 
 
+# -- any intervention, and comparing methods at the same side effect --------------------------------------
+
+
+def test_position_mask_marks_the_chosen_positions():
+    assert torch.equal(position_mask(None, 2, 3), torch.ones(2, 3, 1))
+    assert position_mask(1, 2, 3)[..., 0].tolist() == [[0, 1, 0], [0, 1, 0]]
+    assert position_mask(slice(1, None), 1, 3)[..., 0].tolist() == [[0, 1, 1]]
+    assert position_mask(torch.tensor([0, -1]), 2, 3)[..., 0].tolist() == [[1, 0, 0], [0, 0, 1]]
+    like = torch.zeros(1, dtype=torch.float64)
+    assert position_mask(0, 1, 2, like=like).dtype == torch.float64
+    with pytest.raises(ValueError, match="out of range"):
+        position_mask(3, 2, 3)
+    with pytest.raises(ValueError, match="positions must lie in"):
+        position_mask(torch.tensor([0, 5]), 2, 3)
+    with pytest.raises(TypeError, match="positions must be None, an int"):
+        position_mask("last", 2, 3)
+
+
+def test_intervention_sweep_with_a_steering_hook_is_steering_sweep(model):
+    prompts, unrelated, heldout = sweep_inputs()
+    v = torch.randn(D, generator=torch.Generator().manual_seed(11))
+    kw = dict(unrelated=unrelated, heldout=heldout, target_ids=3, baseline_ids=5)
+    by_vector = steering_sweep(model, v, "blocks.0.hook_resid_post", [0.0, 2.0, 8.0], prompts, positions=-1, **kw)
+    by_hook = intervention_sweep(model, lambda c: steering_hook(v, c, positions=-1), "blocks.0.hook_resid_post",
+                                 [0.0, 2.0, 8.0], prompts, **kw)
+    for field in ("coeffs", "success_rate", "kl", "loss"):
+        assert torch.equal(getattr(by_vector, field), getattr(by_hook, field)), field
+    assert no_hooks_left(model)
+
+
+def test_intervention_sweep_clamps_an_sae_latent_and_leaves_no_hook(model):
+    """Clamping a latent with the error term kept adds (v - f) times its decoder row: at a value far
+    above its activations it costs KL that grows with v; inputs stay as they were."""
+    prompts, unrelated, heldout = sweep_inputs()
+    sae = make_sae(d_in=D, d_sae=64, device="cpu", seed=4)
+    hook = "blocks.1.hook_resid_pre"
+    saved = [t.clone() for t in (prompts, unrelated, heldout)]
+    sweep = intervention_sweep(model, lambda v: clamp_latent_hook(sae, 3, v), hook, [2.0, 20.0, 200.0], prompts,
+                               unrelated=unrelated, heldout=heldout, target_ids=3, baseline_ids=5)
+    assert all(torch.equal(a, b) for a, b in zip(saved, (prompts, unrelated, heldout)))
+    assert no_hooks_left(model)
+    assert sweep.kl[0] < sweep.kl[1] < sweep.kl[2]
+    with model.hooks(fwd_hooks=[(hook, clamp_latent_hook(sae, 3, 20.0))]):
+        steered = model(unrelated)
+    assert sweep.kl[1].item() == pytest.approx(kl_divergence(steered, model(unrelated), pos=None).item(), rel=1e-5)
+    with pytest.raises(TypeError, match="make_hook must be a function"):
+        intervention_sweep(model, 3.0, hook, [1.0], prompts, unrelated=unrelated, heldout=heldout, target_ids=3,
+                           baseline_ids=5)
+    with pytest.raises(TypeError, match=r"make_hook\(1.0\) must return a hook"):
+        intervention_sweep(model, lambda v: v, hook, [1.0], prompts, unrelated=unrelated, heldout=heldout,
+                           target_ids=3, baseline_ids=5)
+    with pytest.raises(ValueError, match="strengths must be a non-empty"):
+        intervention_sweep(model, lambda v: clamp_latent_hook(sae, 3, v), hook, [], prompts, unrelated=unrelated,
+                           heldout=heldout, target_ids=3, baseline_ids=5)
+    with pytest.raises(KeyError):
+        intervention_sweep(model, lambda v: clamp_latent_hook(sae, 3, v), "blocks.7.hook_resid_pre", [1.0],
+                           prompts, unrelated=unrelated, heldout=heldout, target_ids=3, baseline_ids=5)
+    assert no_hooks_left(model)
+
+
+def fake_sweep(coeffs, kl, success, loss=None):
+    n = len(coeffs)
+    return SteeringSweep(coeffs=torch.tensor(coeffs, dtype=torch.float64),
+                         success_rate=torch.tensor(success, dtype=torch.float64),
+                         kl=torch.tensor(kl, dtype=torch.float64),
+                         loss=torch.tensor(loss if loss is not None else [1.0] * n, dtype=torch.float64),
+                         clean_loss=1.0, clean_success_rate=success[0], hook_name="blocks.0.hook_resid_pre")
+
+
+def test_match_kl_interpolates_each_method_at_the_target():
+    a = fake_sweep([0.0, 1.0, 2.0, 4.0], [0.0, 0.1, 0.3, 0.9], [0.0, 0.2, 0.6, 1.0], loss=[1.0, 1.1, 1.3, 2.0])
+    # Not monotone: clamping to 0 ablates (KL 0.05), the KL dips at the natural value, then rises.
+    b = fake_sweep([0.0, 1.0, 5.0, 10.0], [0.05, 0.01, 0.2, 0.6], [0.0, 0.0, 0.1, 0.9])
+    matched = match_kl({"caa": a, "clamp": b}, 0.2)
+    assert isinstance(matched, MatchedKL) and matched.methods == ["caa", "clamp"]
+    # caa: between c=1 (KL 0.1) and c=2 (KL 0.3), halfway.
+    assert matched.strength[0].item() == pytest.approx(1.5)
+    assert matched.success_rate[0].item() == pytest.approx(0.4)
+    assert matched.loss[0].item() == pytest.approx(1.2)
+    # clamp: the first crossing is between v=1 (0.01) and v=5 (0.2), exactly at v=5.
+    assert matched.strength[1].item() == pytest.approx(5.0)
+    assert matched.success_rate[1].item() == pytest.approx(0.1)
+    assert matched.clean_success_rate.tolist() == [0.0, 0.0]
+    assert match_kl({"clamp": b}, 0.03).strength.item() == pytest.approx(1.0 + 4.0 * (0.02 / 0.19))
+    assert "caa" in repr(matched) and "KL = 0.2" in repr(matched)
+
+
+def test_match_kl_refuses_a_target_outside_a_methods_swept_range():
+    a = fake_sweep([0.0, 1.0, 2.0], [0.0, 0.1, 0.3], [0.0, 0.5, 1.0])
+    b = fake_sweep([1.0, 2.0], [0.2, 0.4], [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"above the KL that method 'a' reaches.*at most 0\.3"):
+        match_kl({"a": a}, 0.5)
+    with pytest.raises(ValueError, match=r"below the KL of every strength in method 'b'.*at least 0\.2"):
+        match_kl({"a": a, "b": b}, 0.1)
+    falling = fake_sweep([4.0, 2.0, 1.0], [0.3, 0.1, 0.0], [1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="order the strengths from weak to strong"):
+        match_kl({"falling": falling}, 0.2)
+    assert match_kl({"b": b}, 0.2).strength.item() == 1.0  # exactly the first point is inside
+    with pytest.raises(ValueError, match="target_kl must be a positive finite number"):
+        match_kl({"a": a}, 0.0)
+    with pytest.raises(ValueError, match="target_kl must be a positive finite number"):
+        match_kl({"a": a}, float("nan"))
+    with pytest.raises(TypeError, match="sweeps must be a non-empty dict"):
+        match_kl({}, 0.1)
+    with pytest.raises(TypeError, match="sweeps must map method names"):
+        match_kl({"a": "sweep"}, 0.1)
+
+
+def test_at_the_matched_strength_each_method_really_costs_the_target_kl(model):
+    """Interpolating a fine sweep is a good estimate: re-running each method at its matched strength
+    gives a KL close to the target (a coarse two-point sweep gives a worse one)."""
+    prompts, unrelated, heldout = sweep_inputs()
+    g = torch.Generator().manual_seed(12)
+    hook = "blocks.0.hook_resid_post"
+    vectors = {"long": 3.0 * torch.randn(D, generator=g), "short": 0.5 * torch.randn(D, generator=g)}
+    coeffs = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0]
+    kw = dict(unrelated=unrelated, heldout=heldout, target_ids=3, baseline_ids=5)
+    sweeps = {name: steering_sweep(model, v, hook, coeffs, prompts, **kw) for name, v in vectors.items()}
+    target = 0.2
+    matched = match_kl(sweeps, target)
+    assert matched.strength[0] < matched.strength[1]  # the longer vector needs a smaller coefficient
+    for name, strength in zip(matched.methods, matched.strength.tolist()):
+        again = steering_sweep(model, vectors[name], hook, [strength], prompts, **kw)
+        assert again.kl.item() == pytest.approx(target, rel=0.1), name
+    assert no_hooks_left(model)
+
+
 def test_module_names_are_exported():
     assert set(steering.__all__) >= {"steer_resid", "actadd_vector", "caa_vector", "steering_hook",
-                                     "steering_sweep", "SteeringSweep", "add_steering_vector"}
+                                     "steering_sweep", "SteeringSweep", "add_steering_vector",
+                                     "intervention_sweep", "match_kl", "MatchedKL", "position_mask"}

@@ -534,19 +534,22 @@ class MatchedKL:
 
 
 def _crossing(sweep: SteeringSweep, target_kl: float, method: str) -> tuple[float, float, float]:
-    """(strength, success rate, loss) where sweep.kl first reaches target_kl, in sweep order."""
+    """(strength, success rate, loss) where sweep.kl first rises to target_kl, in sweep order."""
     kl = sweep.kl.tolist()
-    above = [i for i, k in enumerate(kl) if k >= target_kl]
-    if not above:
+    if max(kl) < target_kl:
         raise ValueError(f"target_kl={target_kl:.4g} is above the KL that method {method!r} reaches in its sweep "
                          f"(at most {max(kl):.4g}): sweep stronger strengths")
-    j = above[0]
-    if j == 0:
-        if kl[0] == target_kl:
-            return sweep.coeffs[0].item(), sweep.success_rate[0].item(), sweep.loss[0].item()
-        raise ValueError(f"target_kl={target_kl:.4g} is below the KL of method {method!r}'s first (weakest) "
-                         f"strength ({kl[0]:.4g}): start its sweep at a weaker strength")
-    t = (target_kl - kl[j - 1]) / (kl[j] - kl[j - 1])  # kl[j - 1] < target <= kl[j]
+    if min(kl) > target_kl:
+        raise ValueError(f"target_kl={target_kl:.4g} is below the KL of every strength in method {method!r}'s "
+                         f"sweep (at least {min(kl):.4g}): add weaker strengths")
+    if kl[0] == target_kl:
+        return sweep.coeffs[0].item(), sweep.success_rate[0].item(), sweep.loss[0].item()
+    ups = [j for j in range(1, len(kl)) if kl[j - 1] < target_kl <= kl[j]]
+    if not ups:
+        raise ValueError(f"method {method!r}'s KL never rises to target_kl={target_kl:.4g} along its sweep (it "
+                         f"only falls through it): order the strengths from weak to strong")
+    j = ups[0]
+    t = (target_kl - kl[j - 1]) / (kl[j] - kl[j - 1])
 
     def at(values: torch.Tensor) -> float:
         return values[j - 1].item() + t * (values[j].item() - values[j - 1].item())
@@ -561,11 +564,13 @@ def match_kl(sweeps: Mapping[str, SteeringSweep], target_kl: float) -> MatchedKL
         ``intervention_sweep``), each swept from weak to strong on the same unrelated prompts.
     target_kl: the side effect to match, a KL in nats (> 0).
     For each method, walk its sweep in the order given and find the first pair of neighbouring
-    strengths whose KL brackets target_kl (KL below it, then at or above it); the strength, the
-    success rate and the loss are interpolated linearly between the two. The KL need not be
-    monotone over the whole sweep (clamping a latent to 0 ablates it, which costs KL too); the
-    first crossing is the weakest strength that reaches the target.
-    Raises a ValueError naming the method when target_kl lies outside its swept range.
+    strengths where the KL rises through target_kl (below it, then at or above it); the
+    strength, the success rate and the loss are interpolated linearly between the two. The KL
+    need not be monotone over the whole sweep: clamping a latent to 0 ablates it, which costs
+    KL too, so a clamp sweep from 0 up may dip before it rises. The first rising crossing is the
+    weakest strength that reaches the target.
+    Raises a ValueError naming the method when target_kl lies outside its swept KL range, or
+    when its KL only ever falls through the target (a sweep ordered from strong to weak).
 
     A method that succeeds more at the same KL steers more precisely: comparing the raw
     coefficients instead would compare vectors of different lengths.

@@ -15,10 +15,9 @@ HookedRootModule, e.g. a HookedTransformer at ``blocks.1.hook_resid_post``:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import math
 
 import torch
 
@@ -28,7 +27,7 @@ from toykit.sae.metrics import loss_recovered
 from toykit.steering import Positions, position_mask
 from toykit.validation import check_positive_int, check_tensor
 
-if TYPE_CHECKING:  # for annotations only: the splicing code needs just the hook core
+if TYPE_CHECKING:  # for annotations only
     from toykit.transformer import HookedTransformer
 
 __all__ = [
