@@ -10,9 +10,9 @@ run on the same prompts, and their activations are compared. Three views, from c
 - ``latent_firing_diff``: an SAE trained on model A's activations at one hook, run on both
   models' activations there. A latent that fires much more often under B than under A is a
   feature that B computes and A does not. This is the first step of Bricken et al. 2024,
-  "Stage-Wise Model Diffing" (Anthropic circuits update, December 2024), which starts from a
-  dictionary trained on the base model; they then fine-tune that dictionary on the new model
-  and track how each feature moves, which we do not do here.
+  "Stage-Wise Model Diffing" (transformer-circuits.pub), which starts from a dictionary trained
+  on the base model; they then fine-tune that dictionary on the new model and track how each
+  feature moves, which we do not do here.
 - ``paired_activations`` and ``relative_decoder_norm``: a *crosscoder* (Lindsey et al. 2024,
   "Sparse Crosscoders for Cross-Layer Features and Model Diffing", section "Model Diffing") is
   an SAE trained on the concatenation [a_A ; a_B] of the two models' activations on the same
@@ -24,10 +24,10 @@ run on the same prompts, and their activations are compared. Three views, from c
 Choice for the crosscoder: we train toykit's TopK SAE on the concatenation
 (``make_sae(d_in=2 * d_model, architecture="topk", k=...)`` and ``train_sae``). Lindsey et al.
 use an L1 penalty weighted by the *sum* of the per-model decoder norms; Minder et al. 2025
-("Robustly identifying concepts introduced during chat fine-tuning using crosscoders", section 3)
-show that this L1 penalty invents "exclusive" latents (a shared concept whose decoder half
-shrinks to zero in one model) and that a (Batch)TopK crosscoder, with no L1 at all, avoids most
-of them. toykit's TopK keeps k latents per input rather than per batch.
+("Robustly identifying concepts introduced during chat fine-tuning using crosscoders") show
+that this L1 penalty invents "exclusive" latents (a shared concept whose decoder half shrinks to
+zero in one model) and that a (Batch)TopK crosscoder, with no L1 at all, avoids most of them.
+toykit's TopK keeps k latents per input rather than per batch.
 
 Shapes: n = prompts, pos = positions, d = d_model, d_sae = latents.
 """
