@@ -185,6 +185,13 @@ def activation_diff(model_a: HookedTransformer, model_b: HookedTransformer, toke
 # -- SAE latents that fire in one model and not the other ---------------------------------------------
 
 
+def _rows(model: HookedTransformer, tokens: torch.Tensor, hook_name: str, pos: int | torch.Tensor | None,
+          batch_size: int) -> torch.Tensor:
+    """[n_inputs, d]: the activation at hook_name for every token pos selects, one row each (on the CPU)."""
+    x = collect_activations(model, tokens.to(model.device), [hook_name], pos=pos, batch_size=batch_size)[hook_name]
+    return x.reshape(-1, x.shape[-1])
+
+
 @dataclass
 class LatentDiff:
     """How often each SAE latent fires on model A's and on model B's activations at one hook.
@@ -252,12 +259,10 @@ def latent_firing_diff(sae: SAE, model_a: HookedTransformer, model_b: HookedTran
     freqs = []
     n_inputs = 0
     for model in (model_a, model_b):
-        acts = collect_activations(model, tokens.to(model.device), [hook_name], pos=pos, batch_size=batch_size)
-        x = acts[hook_name]
+        x = _rows(model, tokens, hook_name, pos, batch_size)
         if x.shape[-1] != sae.d_in:
             raise ValueError(f"sae has d_in={sae.d_in}, but the activations at {hook_name} have "
                              f"{x.shape[-1]} entries on their last axis")
-        x = x.reshape(-1, sae.d_in)
         fired = torch.zeros(sae.d_sae, dtype=torch.float64)
         for rows in x.split(4096):  # the latents of every token at once could be large
             fired += (sae.encode(rows.to(sae.device, sae.W_dec.dtype)) > 0).sum(dim=0).double().cpu()
@@ -282,12 +287,8 @@ def paired_activations(model_a: HookedTransformer, model_b: HookedTransformer, t
     model_a, model_b = _check_pair(model_a, model_b)
     tokens = _check_tokens_pair(model_a, tokens)
     check_model(model_a, HookedTransformer, [hook_name])
-    halves = []
-    for model in (model_a, model_b):
-        acts = collect_activations(model, tokens.to(model.device), [hook_name], pos=pos, batch_size=batch_size)
-        x = acts[hook_name]
-        halves.append(x.reshape(-1, x.shape[-1]))
-    return torch.cat(halves, dim=1)
+    check_positive_int("batch_size", batch_size)
+    return torch.cat([_rows(model, tokens, hook_name, pos, batch_size) for model in (model_a, model_b)], dim=1)
 
 
 def relative_decoder_norm(crosscoder: SAE) -> torch.Tensor:
