@@ -206,6 +206,20 @@ def test_rome_at_layer_0_rewrites_one_fact_and_beats_the_layer_2_baseline(tinyla
     assert no_hooks_left(tinylang) and no_hooks_left(edit.model)
 
 
+def test_a_random_key_edit_does_not_change_the_fact(tinylang, covariances):
+    fact = tl.FACTS[0]
+    corpus = tl.generate_corpus(2, seed=1)
+    _, cache = tinylang.run_with_cache(corpus, names_filter="blocks.0.mlp.hook_post")
+    random_key = cache["blocks.0.mlp.hook_post"][1, 17]  # a key from some corpus token
+    edit = edit_fact(tinylang, fact, "london", 0, covariances[0], key=random_key)
+    torch.testing.assert_close(random_key @ edit.model.blocks[0].mlp.W_out + edit.model.blocks[0].mlp.b_out,
+                               edit.value, rtol=1e-4, atol=1e-4)  # v* went in, under the wrong key
+    scores = edit_scores(tinylang, edit, n_contexts=10, n_per_family=20)
+    assert scores["efficacy"] == 0.0 and scores["generalisation"] <= 0.1
+    with pytest.raises(ValueError, match="key"):
+        edit_fact(tinylang, fact, "london", 0, covariances[0], key=random_key[:5])
+
+
 def test_edit_fact_rejects_bad_input(tinylang, covariances):
     fact = tl.FACTS[0]
     with pytest.raises(ValueError, match="new_object"):

@@ -128,16 +128,17 @@ def compute_value(
     preserve_tokens: torch.Tensor | None = None,
     preserve_subject_pos: torch.Tensor | None = None,
     preserve_answer_pos: torch.Tensor | None = None,
-    kl_weight: float = 1.0,
+    kl_weight: float = 0.3,
     weight_decay: float = 0.1,
-    steps: int = 20,
+    steps: int = 50,
     lr: float = 0.5,
 ) -> torch.Tensor:
     """v*: the MLP output [d_model] at the last subject token that makes the new object win.
 
     The output ``blocks.{layer}.hook_mlp_out`` at ``subject_pos`` is *replaced* by one vector z in
-    every prompt (Eq. 4), and z is trained with Adam (``steps``, ``lr``; 20 steps at 0.5 as in
-    the paper's code for GPT-2 XL) from the mean clean output z0 to minimise
+    every prompt (Eq. 4), and z is trained with Adam (``steps``, ``lr``; the paper's code uses
+    20 steps at 0.5 for GPT-2 XL, TinyLang needs about 50) from the mean clean output z0 to
+    minimise
 
         mean_i -log P(new object | tokens_i at answer_pos_i)
         + kl_weight * mean_j KL(P_orig || P_z) at the preserve prompts' answer positions
@@ -320,6 +321,7 @@ def edit_fact(
     n_prefixes: int = 10,
     preserve: bool = True,
     seed: int = 0,
+    key: torch.Tensor | None = None,
     **value_kwargs: Any,
 ) -> FactEdit:
     """ROME on one TinyLang fact: an edited copy of ``model`` where ``fact`` gives ``new_object``.
@@ -331,6 +333,8 @@ def edit_fact(
         only "<bos> alice", so it is the same for all of alice's relations: without this term
         the edit rewrites what the model says about alice everywhere. These facts are then part
         of the objective, so ``edit_scores`` reports them apart from the other subjects.
+    key: None (ROME: k* from ``compute_key``), or a [d_mlp] key to write v* under instead, for
+        the random-key baseline: the same update, aimed at a key the prompt does not produce.
     value_kwargs: passed to ``compute_value`` (kl_weight, weight_decay, steps, lr).
     """
     model = check_model(model, HookedTransformer)
@@ -338,7 +342,10 @@ def edit_fact(
     fact, new_id = _check_fact(fact, new_object)
     check_tensor("covariance", covariance, [model.cfg.d_mlp, model.cfg.d_mlp], dtype="float")
     tokens, subject, answer = _prompt_batch(fact, rome_prefixes(n_prefixes, seed))
-    key = compute_key(model, layer, tokens, subject)
+    if key is None:
+        key = compute_key(model, layer, tokens, subject)
+    else:
+        check_tensor("key", key, [model.cfg.d_mlp], dtype="float")
     kwargs: dict[str, Any] = {}
     others = [f for f in FACTS if f.subject == fact.subject and f != fact]
     if preserve and others:
