@@ -197,7 +197,7 @@ def test_rome_at_layer_0_rewrites_one_fact_and_beats_the_layer_2_baseline(tinyla
     base = edit_scores(tinylang, baseline, n_contexts=10, n_per_family=20)
     assert scores["efficacy"] == 1.0
     assert scores["generalisation"] >= 0.5
-    assert scores["specificity_other_subjects"] >= 0.9  # measured 0.94 to 1.0 over six edits
+    assert scores["specificity_other_subjects"] >= 0.9  # measured 0.985 to 1.0 over six edits
     assert scores["family_accuracy_drop"] <= 0.05
     # Layer 2's MLP output at the subject token never reaches the last position: the baseline
     # edit cannot change the fact, whatever v* is.

@@ -24,7 +24,10 @@ v* here is the whole MLP output, bias included (``rank_one_update``).
 
 ``edit_fact`` does all three steps for one TinyLang fact and returns an edited **copy**
 (``toykit.transformer.copy_model``); the model passed in is never changed. ``edit_scores``
-measures the edit: efficacy, generalisation, specificity (see its docstring).
+measures the edit: efficacy, generalisation, specificity (see its docstring). Two baselines
+use the same code: the edit at a layer the causal trace says does not carry the fact
+(``layer=``), and the edit written under a random key (``key=``, e.g. the MLP's hidden
+activation at some corpus token) instead of k*.
 """
 
 from __future__ import annotations
