@@ -198,13 +198,13 @@ def causal_trace(
     def run(restore: Sequence[str], n_copies: int) -> torch.Tensor:
         """P(answer), averaged over samples, with copy c restoring position c of ``restore``."""
         def hook(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            out = act.view(n_copies, n_samples * B, P, -1).clone()
+            out = act.reshape(n_copies, n_samples * B, P, -1).clone()  # a copy: act is not modified
             if hook.name == "hook_embed":
                 out = out + eps
             if hook.name in restore:
                 for c in range(n_copies):
                     out[c, :, c] = clean[hook.name][:, c]
-            return out.view(act.shape)
+            return out.reshape(act.shape)
 
         hooked = sorted({"hook_embed", *restore})
         batch = tokens.repeat(n_copies * n_samples, 1)

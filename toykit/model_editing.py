@@ -84,7 +84,7 @@ def key_covariance(model: HookedTransformer, layer: int, tokens: torch.Tensor, b
     hidden activation ``blocks.{layer}.mlp.hook_post`` over a corpus (Section 3.1; the paper uses
     Wikipedia text, a TinyLang chapter uses ``generate_corpus``).
 
-    tokens: [batch, pos] corpus ids; ``<pad>`` positions are left out.
+    tokens: [batch, pos] corpus ids; positions holding TinyLang's ``<pad>`` id (0) are left out.
     """
     model = check_model(model, HookedTransformer)
     layer = _check_layer(model, layer)
