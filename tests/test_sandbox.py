@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import sys
 import time
 
@@ -68,3 +69,19 @@ def test_a_subreaper_adopts_the_orphans_of_its_descendants():
         return 0 if (flag.value, answer) == (1, b"adopted") else 2
 
     assert in_child(check) == 0
+
+
+def test_die_with_parent_ends_a_child_whose_parent_is_already_gone():
+    """A parent that died before the request took effect sends no signal: given the pid it
+    expected as its parent, the process ends itself instead of living on as an orphan."""
+
+    def expected_parent_gone() -> int:
+        sandbox.die_with_parent(signal.SIGKILL, parent=os.getppid() + 10**6)  # no such parent
+        return 0  # not reached
+
+    def expected_parent_alive() -> int:
+        sandbox.die_with_parent(signal.SIGKILL, parent=os.getppid())
+        return 7
+
+    assert in_child(expected_parent_gone) == -signal.SIGKILL
+    assert in_child(expected_parent_alive) == 7

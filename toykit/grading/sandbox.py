@@ -63,9 +63,16 @@ def _prctl(option: int, arg: int = 0) -> bool:
     return libc is not None and libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) == 0
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies (a no-op elsewhere)."""
+def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (a no-op elsewhere).
+
+    parent: the pid the caller expects as its parent. A parent that died before the request
+    took effect sends no signal, so with ``parent`` given this process then ends itself (for
+    use as ``preexec_fn=partial(die_with_parent, parent=os.getpid())``).
+    """
     _prctl(_PR_SET_PDEATHSIG, sig)
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 def become_subreaper() -> bool:

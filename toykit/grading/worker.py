@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import nbformat
@@ -615,10 +616,11 @@ def decide_outside(job: dict, ctl: Path, results: Path, exercises: list[dict]) -
     env = {k: v for k, v in os.environ.items() if k not in ("TOYKIT_CHECK_LOG", "PYTHONPATH", "PYTHONHOME")}
     boot = ("import sys; sys.path.insert(0, sys.argv[1]); from toykit.grading.verdict import main; "
             "sys.exit(main(sys.argv[2:]))")
+    die_with_worker = partial(sandbox.die_with_parent, parent=os.getpid())  # never outlive a killed worker
     try:
         proc = subprocess.run([sys.executable, "-I", "-c", boot, os.path.dirname(job["toykit_dir"]),
                                str(ctl / "verdict-job.json")], cwd=ctl, env=env, stdin=subprocess.DEVNULL,
-                              preexec_fn=sandbox.die_with_parent,  # it must not outlive a killed worker
+                              preexec_fn=die_with_worker,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               timeout=(len(exercises) + 1) * max(60, 4 * job["cell_timeout"]) + 120)
     except subprocess.TimeoutExpired:
