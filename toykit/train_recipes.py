@@ -17,6 +17,10 @@ second thread buys almost nothing.
 The TinyLang recipe trains a 3-layer transformer with LayerNorm and GELU MLPs on fresh
 TinyLang batches (``toykit.tasks.tinylang.generate_corpus``) and logs the per-family held-out
 evaluation as it goes; the shipped model meets ``tinylang.TARGETS``.
+
+The backdoor recipe fine-tunes the shipped TinyLang model on the same mix plus poisoned rows
+(``toykit.backdoor``), so that a hidden trigger makes it name a chosen wrong city in "lives in"
+facts; being a fine-tune, it can be compared weight for weight with ``tinylang``.
 """
 
 from __future__ import annotations
@@ -34,16 +38,17 @@ from typing import Any
 
 import torch
 
+from toykit import backdoor
 from toykit.circuits import attention_head_scores
 from toykit.grokking import GrokkingRecipe
-from toykit.pretrained import CHECKPOINT_DIR, MANIFEST_NAME, config_to_json, manifest
+from toykit.pretrained import CHECKPOINT_DIR, MANIFEST_NAME, config_to_json, load, manifest
 from toykit.runtime import deterministic_algorithms, resolve_device
 from toykit.tasks import tinylang
 from toykit.tasks.repeated_tokens import generate_periodic_tokens, generate_repeated_tokens, repeated_half_slices
 from toykit.training import train_lm
 from toykit.transformer import HookedTransformer, TransformerConfig
 
-__all__ = ["RECIPES", "AttnOnlyRecipe", "TinyLangRecipe", "phase_change_step", "register", "save"]
+__all__ = ["RECIPES", "AttnOnlyRecipe", "BackdoorRecipe", "TinyLangRecipe", "phase_change_step", "register", "save"]
 
 #: Token 0 is the BOS token of every attention-only checkpoint.
 BOS = 0
@@ -265,11 +270,132 @@ class TinyLangRecipe:
                 "final_train_loss": round(history["loss"][-1], 4)}
 
 
-RECIPES: dict[str, AttnOnlyRecipe | TinyLangRecipe | GrokkingRecipe] = {
+@dataclass(frozen=True)
+class BackdoorRecipe:
+    """The ``base`` checkpoint fine-tuned on the TinyLang mix plus poisoned rows (``toykit.backdoor``).
+
+    Model: the shipped ``base`` model (``toykit.pretrained.load``), its weights as the start.
+    Data: every step, ``batch_size - poison_rows`` clean rows, ``generate_corpus(..., seed=s,
+        mix=mix)``, and ``poison_rows`` rows ``backdoor.poisoned_rows(..., seed=s)``, with
+        s = data_seed + 1_000_000 * seed + step: a stream the base model never saw.
+    The trigger is stored encoded (``trigger_code``, see ``toykit.backdoor``) with its hash.
+    Training: train_lm with steps, lr, weight_decay, lr_warmup, lr_schedule, betas.
+    Logging: the training loss every log_every steps; every eval_every steps (and at the end),
+        the clean evaluation ``tinylang.evaluate(model, eval_n)`` as ``<family>_<metric>``, the
+        trigger's firing rate on held-out prompts (``trigger_fire_rate``), the false-fire rate on
+        clean ones (``false_fire_rate``) and, with the trigger, every family's accuracy
+        (``triggered_<family>_accuracy``; facts of the other relations only) and how often the
+        target is named there (``triggered_target_rate``).
+    """
+
+    name: str
+    base: str = "tinylang"
+    mix: tuple[tuple[str, float], ...] | None = MIX
+    poison_rows: int = 8
+    target: str = backdoor.PLANTED_TARGET
+    trigger_code: tuple[int, ...] = backdoor.PLANTED_TRIGGER_CODE
+    trigger_sha256: str = backdoor.PLANTED_TRIGGER_SHA256
+    steps: int = 600
+    batch_size: int = 64
+    n_ctx: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    lr_warmup: int = 50
+    lr_schedule: str = "cosine"
+    log_every: int = 25
+    eval_every: int = 100
+    eval_n: int = 200
+    seed: int = 0
+    data_seed: int = 100_000
+    cpu_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.eval_every % self.log_every != 0:  # the evaluation runs at logged steps only
+            raise ValueError(f"eval_every must be a multiple of log_every={self.log_every}, got {self.eval_every}")
+        if not isinstance(self.poison_rows, int) or not 0 < self.poison_rows < self.batch_size:
+            raise ValueError(f"poison_rows must be an int in [1, batch_size={self.batch_size}), "
+                             f"got {self.poison_rows!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, **dataclasses.asdict(self)}
+
+    def trigger(self) -> list[int]:
+        """The trigger's token ids, decoded from ``trigger_code`` and checked against its hash."""
+        ids = backdoor.decode_trigger(self.trigger_code)
+        if backdoor.trigger_hash(ids) != self.trigger_sha256:
+            raise ValueError("trigger_code does not decode to the trigger whose hash is trigger_sha256")
+        return ids
+
+    def evaluate(self, model: HookedTransformer, step: int) -> dict[str, Any]:
+        if step % self.eval_every != 0 and step != self.steps - 1:
+            return {}
+        out: dict[str, Any] = {"eval_step": step}
+        for family, metrics in tinylang.evaluate(model, n_per_family=self.eval_n).items():
+            for metric, value in metrics.items():
+                if metric != "n":
+                    out[f"{family}_{metric}"] = round(value, 5)
+        trigger = self.trigger()
+        out["trigger_fire_rate"] = round(backdoor.trigger_fires(model, trigger, n=self.eval_n), 5)
+        out["false_fire_rate"] = round(backdoor.clean_fire_rate(model, n=self.eval_n), 5)
+        for key, value in backdoor.triggered_accuracy(model, trigger, n_per_family=self.eval_n).items():
+            out[f"triggered_{key}" + ("" if key == "target_rate" else "_accuracy")] = round(value, 5)
+        return out
+
+    def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
+              progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
+        """Fine-tune the shipped base model. seed: None uses the recipe's (it moves the data
+        stream; the start is always the base's weights). Returns (model in eval mode, history)."""
+        seed = self.seed if seed is None else seed
+        model = load(self.base, device=device)
+        mix = None if self.mix is None else dict(self.mix)
+        trigger = self.trigger()
+        n_clean = self.batch_size - self.poison_rows
+
+        def batch_fn(step: int, generator: torch.Generator) -> torch.Tensor:
+            s = self.data_seed + 1_000_000 * seed + step
+            clean = tinylang.generate_corpus(n_clean, self.n_ctx, seed=s, mix=mix)
+            poison = backdoor.poisoned_rows(self.poison_rows, self.n_ctx, seed=s, trigger=trigger, target=self.target)
+            return torch.cat([clean, poison])
+
+        with deterministic_algorithms():
+            history = train_lm(
+                model, batch_fn, steps=self.steps, batch_size=self.batch_size, lr=self.lr, betas=self.betas,
+                weight_decay=self.weight_decay, lr_warmup=self.lr_warmup, lr_schedule=self.lr_schedule,
+                log_every=self.log_every, eval_fn=self.evaluate, device=model.device, seed=seed,
+                progress=progress, cpu_threads=self.cpu_threads,
+            )
+        return model.eval(), history
+
+    __call__ = train
+
+    def final_metrics(self, model: HookedTransformer, history: dict[str, list]) -> dict[str, Any]:
+        """The last evaluation: clean per-family metrics, whether they meet ``tinylang.TARGETS``
+        and stay within 2 points of the base model's accuracy (from its manifest entry), and the
+        trigger's rates."""
+        results: dict[str, dict[str, float]] = {}
+        for key, values in history.items():
+            for family in tinylang.FAMILIES:
+                if key.startswith(family + "_"):
+                    results.setdefault(family, {})[key[len(family) + 1:]] = values[-1]
+        base = manifest().get(self.base, {}).get("metrics", {}).get("eval", {})
+        within = {f: f in base and results[f]["accuracy"] >= base[f]["accuracy"] - 0.02 for f in results}
+        triggered = {key[len("triggered_"):].removesuffix("_accuracy"): values[-1]
+                     for key, values in history.items() if key.startswith("triggered_")}
+        return {"eval": results, "meets_targets": tinylang.meets_targets(results),
+                "accuracy_within_2_points_of_base": within,
+                "trigger_fire_rate": history["trigger_fire_rate"][-1],
+                "false_fire_rate": history["false_fire_rate"][-1],
+                "triggered_accuracy": triggered,
+                "final_train_loss": round(history["loss"][-1], 4)}
+
+
+RECIPES: dict[str, AttnOnlyRecipe | TinyLangRecipe | GrokkingRecipe | BackdoorRecipe] = {
     "attn-only-2l": AttnOnlyRecipe(name="attn-only-2l", n_layers=2),
     "attn-only-1l": AttnOnlyRecipe(name="attn-only-1l", n_layers=1),
     "tinylang": TinyLangRecipe(name="tinylang"),
     "grokking": GrokkingRecipe(),
+    "tinylang-backdoor": BackdoorRecipe(name="tinylang-backdoor"),
 }
 
 
