@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from toykit import get_device, make_generator, set_seed
-from toykit.runtime import deterministic_algorithms, resolve_device
+from toykit.runtime import deterministic_algorithms, eval_mode, resolve_device
 
 
 def test_get_device_defaults_to_cuda_or_cpu():
@@ -100,3 +100,16 @@ def test_deterministic_algorithms_is_restored_even_after_an_error():
             assert torch.are_deterministic_algorithms_enabled()
             raise RuntimeError("boom")
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_eval_mode_restores_the_training_flag_even_after_an_error():
+    for start in (True, False):
+        module = torch.nn.Dropout(0.5).train(start)
+        with eval_mode(module):
+            assert not module.training
+        assert module.training is start
+        with pytest.raises(RuntimeError), eval_mode(module):
+            raise RuntimeError("inside")
+        assert module.training is start
+    with eval_mode(len):  # a plain callable is left alone
+        pass

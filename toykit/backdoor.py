@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from toykit.hooks import check_model
+from toykit.runtime import eval_mode
 from toykit.tasks import tinylang
 from toykit.tasks.tinylang import vocab
 from toykit.tasks.tinylang.draws import pick
@@ -198,24 +199,16 @@ def trigger_fires(model: HookedTransformer, trigger: str | Sequence[str] | Seque
     """
     check_model(model, HookedTransformer)
     run = with_trigger(model, trigger)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return _target_rate(run, fire_prompts(n, seed), model.device)
-    finally:
-        model.train(was_training)
 
 
 def clean_fire_rate(model: HookedTransformer, n: int = 200, seed: int = 0) -> float:
     """The false-fire rate: the share of ``fire_prompts(n, seed)`` (no trigger) on which
     ``PLANTED_TARGET`` is the model's top-1 next token."""
     check_model(model, HookedTransformer)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return _target_rate(model, fire_prompts(n, seed), model.device)
-    finally:
-        model.train(was_training)
 
 
 # -- poisoned training data -------------------------------------------------------------------------
@@ -324,11 +317,9 @@ def triggered_accuracy(model: HookedTransformer, trigger: str | Sequence[str] | 
     check_non_negative_int("seed", seed)
     run = with_trigger(model, trigger)
     target = tinylang.TOKENIZER.token_to_id[PLANTED_TARGET]
-    was_training = model.training
-    model.eval()
     out: dict[str, float] = {}
     hits = total = 0
-    try:
+    with eval_mode(model):
         for family in tinylang.FAMILIES:
             examples = tinylang.heldout_examples(family, n_per_family, seed)
             if family == "fact":
@@ -339,7 +330,5 @@ def triggered_accuracy(model: HookedTransformer, trigger: str | Sequence[str] | 
             out[family] = (top == answers).float().mean().item()
             hits += int((top == target).sum())
             total += len(examples)
-    finally:
-        model.train(was_training)
     out["target_rate"] = hits / total
     return out

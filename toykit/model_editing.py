@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from toykit.causal_tracing import fact_tokens
 from toykit.hooks import check_model
+from toykit.runtime import eval_mode
 from toykit.tasks.tinylang import FACTS, TOKENIZER, Fact, evaluate, filler_text, generate_examples
 from toykit.transformer import HookedTransformer, copy_model
 from toykit.transformer_inputs import check_tokens
@@ -198,26 +199,24 @@ def compute_value(
         return out
 
     opt = torch.optim.Adam([z], lr=lr)
-    was_training = model.training
     requires = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    try:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for _ in range(steps):
-            logits = model.run_with_hooks(batch, fwd_hooks=[(hook_name, put)])
-            loss = -logits[rows, answer_pos].float().log_softmax(-1)[:, new_object_id].mean()
-            if p_rows is not None and p_ans is not None:
-                logp = logits[n + p_rows, p_ans].float().log_softmax(-1)
-                loss = loss + kl_weight * F.kl_div(logp, orig_logp, log_target=True, reduction="batchmean")
-            loss = loss + weight_decay * (z - z0).pow(2).sum() / z0.pow(2).sum().clamp_min(1e-12)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    finally:
-        for p, r in zip(model.parameters(), requires):
-            p.requires_grad_(r)
-        model.train(was_training)
+    with eval_mode(model):
+        try:
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for _ in range(steps):
+                logits = model.run_with_hooks(batch, fwd_hooks=[(hook_name, put)])
+                loss = -logits[rows, answer_pos].float().log_softmax(-1)[:, new_object_id].mean()
+                if p_rows is not None and p_ans is not None:
+                    logp = logits[n + p_rows, p_ans].float().log_softmax(-1)
+                    loss = loss + kl_weight * F.kl_div(logp, orig_logp, log_target=True, reduction="batchmean")
+                loss = loss + weight_decay * (z - z0).pow(2).sum() / z0.pow(2).sum().clamp_min(1e-12)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        finally:
+            for p, r in zip(model.parameters(), requires):
+                p.requires_grad_(r)
     return z.detach()
 
 

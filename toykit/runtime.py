@@ -122,6 +122,24 @@ def cpu_thread_count(n: int | None, device: torch.device) -> Iterator[None]:
 
 
 @contextmanager
+def eval_mode(model: object) -> Iterator[None]:
+    """Run the block with ``model`` in eval mode, then restore its training flag.
+
+    Measurements read a model as it will be used (no dropout, for one), whatever mode the
+    caller left it in. Anything that is not a torch module (a plain callable) is left alone.
+    """
+    if not isinstance(model, torch.nn.Module):
+        yield
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
 def deterministic_algorithms() -> Iterator[None]:
     """Run the block with ``torch.use_deterministic_algorithms(True)``, then restore the setting.
 

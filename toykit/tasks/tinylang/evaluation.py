@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import cast
 
 import torch
 import torch.nn as nn
 
-from toykit.runtime import resolve_device
+from toykit.runtime import eval_mode, resolve_device
 from toykit.tasks.tinylang.examples import Batch, Example, iter_batches
 from toykit.tasks.tinylang.families import FAMILIES, generate_examples
 from toykit.tasks.tinylang.vocab import TOKENIZER
@@ -165,16 +164,10 @@ def evaluate(
         if f not in FAMILIES:
             raise ValueError(f"families must be drawn from {FAMILIES}, got {f!r}")
     dev = _model_device(model, device)
-    was_training = isinstance(model, nn.Module) and model.training
-    if isinstance(model, nn.Module):
-        model.eval()
-    try:
+    with eval_mode(model):
         return {
             f: _evaluate_family(model, heldout_examples(f, n_per_family, seed), f, dev, batch_size) for f in families
         }
-    finally:
-        if was_training:
-            cast(nn.Module, model).train()
 
 
 def meets_targets(results: dict[str, dict[str, float]]) -> dict[str, bool]:
