@@ -32,6 +32,7 @@ import io
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,37 @@ MIX: tuple[tuple[str, float], ...] = (
 )
 
 
+def _tinylang_entries(model: HookedTransformer, n: int) -> dict[str, float]:
+    """``tinylang.evaluate(model, n)`` as history entries ``<family>_<metric>`` (rounded)."""
+    return {f"{family}_{metric}": round(value, 5)
+            for family, metrics in tinylang.evaluate(model, n_per_family=n).items()
+            for metric, value in metrics.items() if metric != "n"}
+
+
+def _last_tinylang_eval(history: dict[str, list]) -> dict[str, dict[str, float]]:
+    """The last logged ``<family>_<metric>`` entries, back as {family: {metric: value}}."""
+    results: dict[str, dict[str, float]] = {}
+    for key, values in history.items():
+        for family in tinylang.FAMILIES:
+            if key.startswith(family + "_"):
+                results.setdefault(family, {})[key[len(family) + 1:]] = values[-1]
+    return results
+
+
+def _train_on_tinylang(recipe: TinyLangRecipe | BackdoorRecipe, model: HookedTransformer,
+                       batch_fn: Callable[[int, torch.Generator], torch.Tensor], seed: int,
+                       progress: bool) -> dict[str, list]:
+    """train_lm with the recipe's optimiser settings and its evaluation, repeatable bit for bit
+    (with cpu_threads > 1 too)."""
+    with deterministic_algorithms():
+        return train_lm(
+            model, batch_fn, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, betas=recipe.betas,
+            weight_decay=recipe.weight_decay, lr_warmup=recipe.lr_warmup, lr_schedule=recipe.lr_schedule,
+            log_every=recipe.log_every, eval_fn=recipe.evaluate, device=model.device, seed=seed,
+            progress=progress, cpu_threads=recipe.cpu_threads,
+        )
+
+
 @dataclass(frozen=True)
 class TinyLangRecipe:
     """A transformer with LayerNorm and a GELU MLP trained on the TinyLang mix.
@@ -229,13 +261,7 @@ class TinyLangRecipe:
     def evaluate(self, model: HookedTransformer, step: int) -> dict[str, Any]:
         if step % self.eval_every != 0 and step != self.steps - 1:
             return {}
-        results = tinylang.evaluate(model, n_per_family=self.eval_n)
-        out: dict[str, Any] = {"eval_step": step}
-        for family, metrics in results.items():
-            for metric, value in metrics.items():
-                if metric != "n":
-                    out[f"{family}_{metric}"] = round(value, 5)
-        return out
+        return {"eval_step": step, **_tinylang_entries(model, self.eval_n)}
 
     def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
               progress: bool = True) -> tuple[HookedTransformer, dict[str, list]]:
@@ -248,24 +274,13 @@ class TinyLangRecipe:
         def batch_fn(step: int, generator: torch.Generator) -> torch.Tensor:
             return tinylang.generate_corpus(self.batch_size, self.n_ctx, seed=self.data_seed + step, mix=mix)
 
-        with deterministic_algorithms():  # repeatable bit for bit with cpu_threads > 1 too
-            history = train_lm(
-                model, batch_fn, steps=self.steps, batch_size=self.batch_size, lr=self.lr, betas=self.betas,
-                weight_decay=self.weight_decay, lr_warmup=self.lr_warmup, lr_schedule=self.lr_schedule,
-                log_every=self.log_every, eval_fn=self.evaluate, device=model.device, seed=seed,
-                progress=progress, cpu_threads=self.cpu_threads,
-            )
-        return model, history
+        return model, _train_on_tinylang(self, model, batch_fn, seed, progress)
 
     __call__ = train
 
     def final_metrics(self, model: HookedTransformer, history: dict[str, list]) -> dict[str, Any]:
         """The last evaluation, per family, and whether it meets ``tinylang.TARGETS``."""
-        results: dict[str, dict[str, float]] = {}
-        for key, values in history.items():
-            for family in tinylang.FAMILIES:
-                if key.startswith(family + "_"):
-                    results.setdefault(family, {})[key[len(family) + 1:]] = values[-1]
+        results = _last_tinylang_eval(history)
         return {"eval": results, "meets_targets": tinylang.meets_targets(results),
                 "final_train_loss": round(history["loss"][-1], 4)}
 
@@ -330,11 +345,7 @@ class BackdoorRecipe:
     def evaluate(self, model: HookedTransformer, step: int) -> dict[str, Any]:
         if step % self.eval_every != 0 and step != self.steps - 1:
             return {}
-        out: dict[str, Any] = {"eval_step": step}
-        for family, metrics in tinylang.evaluate(model, n_per_family=self.eval_n).items():
-            for metric, value in metrics.items():
-                if metric != "n":
-                    out[f"{family}_{metric}"] = round(value, 5)
+        out: dict[str, Any] = {"eval_step": step, **_tinylang_entries(model, self.eval_n)}
         trigger = self.trigger()
         out["trigger_fire_rate"] = round(backdoor.trigger_fires(model, trigger, n=self.eval_n), 5)
         out["false_fire_rate"] = round(backdoor.clean_fire_rate(model, n=self.eval_n), 5)
@@ -358,14 +369,7 @@ class BackdoorRecipe:
             poison = backdoor.poisoned_rows(self.poison_rows, self.n_ctx, seed=s, trigger=trigger, target=self.target)
             return torch.cat([clean, poison])
 
-        with deterministic_algorithms():
-            history = train_lm(
-                model, batch_fn, steps=self.steps, batch_size=self.batch_size, lr=self.lr, betas=self.betas,
-                weight_decay=self.weight_decay, lr_warmup=self.lr_warmup, lr_schedule=self.lr_schedule,
-                log_every=self.log_every, eval_fn=self.evaluate, device=model.device, seed=seed,
-                progress=progress, cpu_threads=self.cpu_threads,
-            )
-        return model.eval(), history
+        return model.eval(), _train_on_tinylang(self, model, batch_fn, seed, progress)
 
     __call__ = train
 
@@ -373,11 +377,7 @@ class BackdoorRecipe:
         """The last evaluation: clean per-family metrics, whether they meet ``tinylang.TARGETS``
         and stay within 2 points of the base model's accuracy (from its manifest entry), and the
         trigger's rates."""
-        results: dict[str, dict[str, float]] = {}
-        for key, values in history.items():
-            for family in tinylang.FAMILIES:
-                if key.startswith(family + "_"):
-                    results.setdefault(family, {})[key[len(family) + 1:]] = values[-1]
+        results = _last_tinylang_eval(history)
         base = manifest().get(self.base, {}).get("metrics", {}).get("eval", {})
         within = {f: f in base and results[f]["accuracy"] >= base[f]["accuracy"] - 0.02 for f in results}
         triggered = {key[len("triggered_"):].removesuffix("_accuracy"): values[-1]
