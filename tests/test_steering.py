@@ -331,7 +331,7 @@ def test_sweep_rejects_bad_input(model):
     with pytest.raises(ValueError, match=r"success must return a tensor \[batch\]"):
         steering_sweep(model, torch.ones(D), hook, [1.0], prompts, unrelated=unrelated, heldout=heldout,
                        success=lambda logits: logits.argmax(-1))
-    with pytest.raises(ValueError, match="unrelated must hold token ids"):
+    with pytest.raises(ValueError, match=r"unrelated must lie in \[0, d_vocab=24\)"):
         steering_sweep(model, torch.ones(D), hook, [1.0], prompts, unrelated=unrelated + VOCAB, heldout=heldout,
                        target_ids=3, baseline_ids=5)
     assert no_hooks_left(model)

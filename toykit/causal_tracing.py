@@ -41,7 +41,7 @@ from toykit.hooks import check_model
 from toykit.runtime import make_generator
 from toykit.tasks.tinylang import FACTS, RELATIONS, TOKENIZER, Fact
 from toykit.transformer import HookedTransformer
-from toykit.transformer_inputs import check_tokens
+from toykit.transformer_inputs import check_token_ids, check_tokens
 from toykit.validation import check_non_negative_int, check_one_of, check_positive_int, check_tensor
 
 __all__ = [
@@ -130,8 +130,9 @@ def noise_scale(model: HookedTransformer, subject_ids: torch.Tensor, multiplier:
     """
     model = check_model(model, HookedTransformer)
     check_tensor("subject_ids", subject_ids, ["n"], dtype="int")
-    if subject_ids.numel() < 1 or subject_ids.min() < 0 or subject_ids.max() >= model.cfg.d_vocab:
-        raise ValueError(f"subject_ids must be non-empty with values in [0, d_vocab={model.cfg.d_vocab})")
+    if subject_ids.numel() < 1:
+        raise ValueError("subject_ids must not be empty")
+    check_token_ids(model, subject_ids, "subject_ids")
     if not isinstance(multiplier, (int, float)) or isinstance(multiplier, bool) or not multiplier >= 0:
         raise ValueError(f"multiplier must be a non-negative number, got {multiplier!r}")
     emb = model.W_E.detach()[subject_ids.to(model.W_E.device)]  # [n, d_model]
@@ -176,8 +177,7 @@ def causal_trace(
     mask = _check_mask(subject_mask, tokens)
     check_tensor("answer_ids", answer_ids, [tokens.shape[0]], dtype="int")
     answer_ids = answer_ids.to(tokens.device, torch.long)
-    if answer_ids.numel() and (answer_ids.min() < 0 or answer_ids.max() >= model.cfg.d_vocab):
-        raise ValueError(f"answer_ids must lie in [0, d_vocab={model.cfg.d_vocab})")
+    check_token_ids(model, answer_ids, "answer_ids")
     if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise >= 0 or noise == float("inf"):
         raise ValueError(f"noise must be a finite non-negative number, got {noise!r}")
     rows = site_names(model, kind, window)

@@ -83,13 +83,6 @@ def _check_pair(model_a: object, model_b: object) -> tuple[HookedTransformer, Ho
     return model_a, model_b
 
 
-def _check_tokens_pair(model: HookedTransformer, tokens: object) -> torch.Tensor:
-    tokens = check_tokens(model, tokens).cpu()
-    if tokens.numel() == 0:
-        raise ValueError(f"tokens must hold at least one prompt and position, got shape {list(tokens.shape)}")
-    return tokens
-
-
 # -- activation differences ------------------------------------------------------------------------
 
 
@@ -156,7 +149,7 @@ def activation_diff(model_a: HookedTransformer, model_b: HookedTransformer, toke
     A model compared with itself gives exactly 0 everywhere.
     """
     model_a, model_b = _check_pair(model_a, model_b)
-    tokens = _check_tokens_pair(model_a, tokens)
+    tokens = check_tokens(model_a, tokens, nonempty=True).cpu()
     check_bool("per_position", per_position)
     check_positive_int("batch_size", batch_size)
     if hook_names is None:
@@ -253,7 +246,7 @@ def latent_firing_diff(sae: SAE, model_a: HookedTransformer, model_b: HookedTran
     """
     check_sae(sae)
     model_a, model_b = _check_pair(model_a, model_b)
-    tokens = _check_tokens_pair(model_a, tokens)
+    tokens = check_tokens(model_a, tokens, nonempty=True).cpu()
     check_model(model_a, HookedTransformer, [hook_name])
     check_positive_int("batch_size", batch_size)
     freqs = []
@@ -285,7 +278,7 @@ def paired_activations(model_a: HookedTransformer, model_b: HookedTransformer, t
     then read ``relative_decoder_norm`` (see the module docstring for why TopK).
     """
     model_a, model_b = _check_pair(model_a, model_b)
-    tokens = _check_tokens_pair(model_a, tokens)
+    tokens = check_tokens(model_a, tokens, nonempty=True).cpu()
     check_model(model_a, HookedTransformer, [hook_name])
     check_positive_int("batch_size", batch_size)
     return torch.cat([_rows(model, tokens, hook_name, pos, batch_size) for model in (model_a, model_b)], dim=1)

@@ -46,6 +46,7 @@ from toykit.hooks import check_model
 from toykit.patching import kl_divergence, logit_diff
 from toykit.probes import mean_difference
 from toykit.transformer import HookedTransformer
+from toykit.transformer_inputs import check_tokens
 from toykit.validation import check_tensor
 
 __all__ = [
@@ -367,16 +368,6 @@ def _success_fn(success: Callable[[torch.Tensor], Any] | None, target_ids: torch
     return target_beats_baseline
 
 
-def _check_token_set(name: str, tokens: object, d_vocab: int) -> torch.Tensor:
-    check_tensor(name, tokens, ["batch", "pos"], dtype="int")
-    tokens = cast(torch.Tensor, tokens)
-    if tokens.numel() == 0:
-        raise ValueError(f"{name} must not be empty, got shape {list(tokens.shape)}")
-    if tokens.min() < 0 or tokens.max() >= d_vocab:
-        raise ValueError(f"{name} must hold token ids in [0, d_vocab={d_vocab})")
-    return tokens
-
-
 @torch.no_grad()
 def steering_sweep(
     model: HookedTransformer,
@@ -468,10 +459,9 @@ def intervention_sweep(
     if not callable(make_hook):
         raise TypeError(f"make_hook must be a function strength -> hook, got {type(make_hook).__name__}")
     values = _check_coeffs(strengths, name="strengths")
-    d_vocab = model.cfg.d_vocab
-    prompts = _check_token_set("prompts", prompts, d_vocab)
-    unrelated = _check_token_set("unrelated", unrelated, d_vocab)
-    heldout = _check_token_set("heldout", heldout, d_vocab)
+    prompts = check_tokens(model, prompts, "prompts", nonempty=True)
+    unrelated = check_tokens(model, unrelated, "unrelated", nonempty=True)
+    heldout = check_tokens(model, heldout, "heldout", nonempty=True)
     if heldout.shape[1] < 2:
         raise ValueError(f"heldout needs at least 2 positions for a next-token loss, got {list(heldout.shape)}")
     succeeded = _success_fn(success, target_ids, baseline_ids, answer_pos)

@@ -14,14 +14,26 @@ from toykit.validation import check_tensor
 if TYPE_CHECKING:
     from toykit.transformer import HookedTransformer
 
-__all__ = ["check_forward_args", "check_tokens"]
+__all__ = ["check_forward_args", "check_token_ids", "check_tokens"]
 
 
-def check_tokens(model: HookedTransformer, tokens: Any, name: str = "tokens") -> torch.Tensor:
+def check_token_ids(model: HookedTransformer, ids: torch.Tensor, name: str = "ids") -> None:
+    """Raise a ValueError naming ``name`` unless every id in the integer tensor ``ids`` (any
+    shape) lies in [0, d_vocab)."""
+    if ids.numel() and (ids.min() < 0 or ids.max() >= model.cfg.d_vocab):
+        raise ValueError(
+            f"{name} must lie in [0, d_vocab={model.cfg.d_vocab}), got values from "
+            f"{ids.min().item()} to {ids.max().item()}"
+        )
+
+
+def check_tokens(model: HookedTransformer, tokens: Any, name: str = "tokens", *,
+                 nonempty: bool = False) -> torch.Tensor:
     """``tokens`` as int64 [batch, pos] on the model's device (a 1-D [pos] becomes batch 1),
     after checking that it is an integer tensor with pos <= n_ctx and values in [0, d_vocab).
 
     name: the argument's name in the caller, used in the error messages.
+    nonempty: also require at least one prompt and one position.
     """
     if isinstance(tokens, torch.Tensor) and tokens.ndim == 1:
         tokens = tokens[None]
@@ -30,11 +42,9 @@ def check_tokens(model: HookedTransformer, tokens: Any, name: str = "tokens") ->
         raise ValueError(
             f"{name} has {tokens.shape[1]} positions, more than the model's context n_ctx={model.cfg.n_ctx}"
         )
-    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= model.cfg.d_vocab):
-        raise ValueError(
-            f"{name} must lie in [0, d_vocab={model.cfg.d_vocab}), got values from "
-            f"{tokens.min().item()} to {tokens.max().item()}"
-        )
+    if nonempty and tokens.numel() == 0:
+        raise ValueError(f"{name} must hold at least one prompt and position, got shape {list(tokens.shape)}")
+    check_token_ids(model, tokens, name)
     return tokens.to(model.device, torch.long)
 
 
