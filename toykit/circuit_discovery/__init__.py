@@ -12,6 +12,10 @@ One module per idea:
 - ``acdc``: Conmy et al. (2023)'s greedy pruning (``acdc``, ``acdc_sweep``).
 - ``eap``: edge attribution patching (Syed et al. 2023) and its integrated-gradients version
   (Hanna et al. 2024): ``eap``, ``eap_ig``.
+- ``evaluation``: a ranking of edges against a ground truth (ROC, AUC, precision at k), and a
+  circuit against the model (faithfulness by size; Wang et al. 2022's completeness and minimality).
+- ``planted``: ground truths: a hand-set induction circuit whose edge set is exact, and the
+  circuits the course found by hand in ``attn-only-2l`` (Chapter 04) and TinyLang IOI (Chapter 06).
 
 Scores and edge masks are tensors [n_edges] aligned with ``graph.edges``.
 """
@@ -19,7 +23,28 @@ Scores and edge masks are tensors [n_edges] aligned with ``graph.edges``.
 from toykit.circuit_discovery.acdc import ACDCResult, acdc, acdc_sweep
 from toykit.circuit_discovery.eap import eap, eap_ig, edge_scores, receiver_gradients
 from toykit.circuit_discovery.edge_patching import EdgePatcher, graph_switches, patch_edges, sender_outputs
+from toykit.circuit_discovery.evaluation import (
+    all_subsets,
+    faithfulness_curve,
+    incompleteness_scores,
+    minimality_score,
+    precision_recall_at_k,
+    random_subsets,
+    rank_edges,
+    roc_auc,
+    roc_curve,
+)
 from toykit.circuit_discovery.graph import CircuitGraph, Edge, Graph, edge_count
+from toykit.circuit_discovery.planted import (
+    PLANTED_INDUCTION_HEAD,
+    PLANTED_PREVIOUS_TOKEN_HEAD,
+    GroundTruth,
+    PlantedCircuit,
+    attn_only_2l_induction_truth,
+    induction_predictions,
+    planted_induction_circuit,
+    tinylang_ioi_truth,
+)
 
 __all__ = [
     "ACDCResult",
@@ -27,14 +52,31 @@ __all__ = [
     "Edge",
     "EdgePatcher",
     "Graph",
+    "GroundTruth",
+    "PLANTED_INDUCTION_HEAD",
+    "PLANTED_PREVIOUS_TOKEN_HEAD",
+    "PlantedCircuit",
     "acdc",
     "acdc_sweep",
+    "all_subsets",
+    "attn_only_2l_induction_truth",
     "eap",
     "eap_ig",
     "edge_count",
     "edge_scores",
+    "faithfulness_curve",
     "graph_switches",
+    "incompleteness_scores",
+    "induction_predictions",
+    "minimality_score",
     "patch_edges",
+    "planted_induction_circuit",
+    "precision_recall_at_k",
+    "random_subsets",
+    "rank_edges",
     "receiver_gradients",
+    "roc_auc",
+    "roc_curve",
     "sender_outputs",
+    "tinylang_ioi_truth",
 ]
