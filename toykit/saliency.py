@@ -20,6 +20,9 @@ def gradient_x_input(model, tokens: torch.Tensor, answer_ids: torch.Tensor) -> t
     last position is differentiated with respect to the token embeddings (hook_embed, without
     the positional embedding); the saliency of token t is Σ_d grad[t, d] · embed[t, d].
     Returns [batch, pos].
+
+    For images (the gradient with respect to the pixels themselves, one number per pixel and
+    channel, for any image classifier) see ``toykit.attribution.gradient_x_input``.
     """
     dims = check_tensor("tokens", tokens, ["batch", "pos"], dtype="int")
     check_tensor("answer_ids", answer_ids, ["batch"], dtype="int", dims=dims)
