@@ -47,6 +47,7 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("imports", "import time and checkpoint loading (issue 8)"),
     ("transformer", "toykit's transformer against a plain PyTorch GPT (issues 3, 8)"),
     ("toy_models", "toy models of superposition (issue 8)"),
+    ("shapes", "the shapes image generator (issue 20)"),
     ("sae", "sparse autoencoder training (issue 4)"),
     ("probes", "probe fitting (issue 5)"),
     ("patching", "the residual patching sweep (issue 5)"),

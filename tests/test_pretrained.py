@@ -21,7 +21,7 @@ from toykit.tasks.repeated_tokens import generate_repeated_tokens, repeated_half
 from toykit.train_recipes import RECIPES, AttnOnlyRecipe, TinyLangRecipe, phase_change_step, register, save
 from toykit.transformer import HookedTransformer
 
-SHIPPED = ["attn-only-1l", "attn-only-2l", "grokking", "tinylang", "tinylang-backdoor"]
+SHIPPED = ["attn-only-1l", "attn-only-2l", "grokking", "shapes-cnn", "tinylang", "tinylang-backdoor"]
 SEQ_LEN = 32
 
 

@@ -14,6 +14,9 @@ but tensors and plain containers, so a checkpoint file cannot run code.
 rewrites its files and manifest entry; with the same code, torch build and thread count the
 new file has the same sha256. An entry's optional "note" says where a shipped checkpoint
 differs from what the current code trains (tinylang predates the fused attention kernel).
+
+Most checkpoints are HookedTransformers; an entry whose config says ``"architecture": "cnn"``
+is a ``toykit.cnn.HookedCNN`` (``shapes-cnn``), and ``load`` builds that instead.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
+from toykit.cnn import CNNConfig, HookedCNN
 from toykit.runtime import resolve_device
 from toykit.transformer import HookedTransformer, TransformerConfig
 
@@ -110,10 +114,11 @@ def _read_verified(name: str, root: Path, file: str, expected: str) -> bytes:
 # -- config <-> JSON ------------------------------------------------------------------------------
 
 
-def config_to_json(cfg: TransformerConfig) -> dict[str, Any]:
-    """A TransformerConfig as a JSON-ready dict (dtype as its name; device left out)."""
-    out: dict[str, Any] = {}
-    for field in TransformerConfig.__dataclass_fields__:
+def config_to_json(cfg: TransformerConfig | CNNConfig) -> dict[str, Any]:
+    """A TransformerConfig or CNNConfig as a JSON-ready dict (dtype as its name; device left
+    out). A CNNConfig's dict starts with ``"architecture": "cnn"``."""
+    out: dict[str, Any] = {"architecture": "cnn"} if isinstance(cfg, CNNConfig) else {}
+    for field in type(cfg).__dataclass_fields__:
         if field == "device":
             continue
         value = getattr(cfg, field)
@@ -121,18 +126,35 @@ def config_to_json(cfg: TransformerConfig) -> dict[str, Any]:
     return out
 
 
-def config_from_json(data: dict[str, Any], device: str | torch.device | None = None) -> TransformerConfig:
+def config_from_json(data: dict[str, Any], device: str | torch.device | None = None
+                     ) -> TransformerConfig | CNNConfig:
     """The inverse of ``config_to_json``; the model will live on ``device`` (None: auto)."""
     data = dict(data)
     dtype = getattr(torch, data.pop("dtype", "float32"))
-    return TransformerConfig(**data, dtype=dtype, device=resolve_device(device))
+    kind = CNNConfig if data.pop("architecture", "transformer") == "cnn" else TransformerConfig
+    return kind(**data, dtype=dtype, device=resolve_device(device))
+
+
+def _transformer_config(name: str, entry: dict[str, Any], device: str | torch.device | None) -> TransformerConfig:
+    cfg = config_from_json(entry["config"], device)
+    if not isinstance(cfg, TransformerConfig):
+        raise CheckpointError(f"checkpoint {name!r} is a {type(cfg).__name__} model, not a transformer")
+    return cfg
 
 
 # -- loading ------------------------------------------------------------------------------------
 
 
-def load(name: str, device: str | torch.device | None = None, root: str | Path | None = None) -> HookedTransformer:
-    """The shipped model ``name`` (see ``available()``), in eval mode.
+# The CNN is picked out by its name; every other name is a transformer.
+@overload
+def load(name: Literal["shapes-cnn"], device: str | torch.device | None = None,  # type: ignore[overload-overlap]
+         root: str | Path | None = None) -> HookedCNN: ...
+@overload
+def load(name: str, device: str | torch.device | None = None, root: str | Path | None = None) -> HookedTransformer: ...
+def load(name: str, device: str | torch.device | None = None,
+         root: str | Path | None = None) -> HookedTransformer | HookedCNN:
+    """The shipped model ``name`` (see ``available()``), in eval mode: a HookedTransformer, or
+    a HookedCNN for a CNN checkpoint (``shapes-cnn``).
 
     The weights file's sha256 is checked against the manifest before anything is unpickled,
     and it is unpickled with ``weights_only=True``.
@@ -152,7 +174,7 @@ def load(name: str, device: str | torch.device | None = None, root: str | Path |
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {name!r}: {root / entry['file']} does not hold a state dict of tensors")
     cfg = config_from_json(entry["config"], device)
-    model = HookedTransformer(cfg)
+    model = HookedCNN(cfg) if isinstance(cfg, CNNConfig) else HookedTransformer(cfg)
     try:
         model.load_state_dict({k: v.to(cfg.dtype) for k, v in state.items()})
     except RuntimeError as e:
@@ -200,7 +222,7 @@ def load_snapshots(name: str, device: str | torch.device | None = None,
     except Exception as e:  # torch raises several types for a damaged zip or pickle
         raise CheckpointError(f"checkpoint {name!r}: {root / file} could not be read as snapshots "
                               f"({type(e).__name__}: {e})") from e
-    cfg = config_from_json(entry["config"], device)
+    cfg = _transformer_config(name, entry, device)
     models = {}
     for i, epoch in enumerate(epochs):
         model = HookedTransformer(cfg)

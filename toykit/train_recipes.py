@@ -21,6 +21,9 @@ evaluation as it goes; the shipped model meets ``tinylang.TARGETS``.
 The backdoor recipe fine-tunes the shipped TinyLang model on the same mix plus poisoned rows
 (``toykit.backdoor``), so that a hidden trigger makes it name a chosen wrong city in "lives in"
 facts; being a fine-tune, it can be compared weight for weight with ``tinylang``.
+
+The shapes-CNN recipe trains a small ``toykit.cnn.HookedCNN`` on fresh batches of
+``toykit.tasks.shapes`` images every step and logs its accuracy on held-out images.
 """
 
 from __future__ import annotations
@@ -35,21 +38,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from toykit import backdoor
 from toykit.circuits import attention_head_scores
+from toykit.cnn import CNNConfig, HookedCNN
+from toykit.cnn_training import train_cnn
 from toykit.grokking import GrokkingRecipe
 from toykit.pretrained import CHECKPOINT_DIR, MANIFEST_NAME, config_to_json, load, manifest
 from toykit.runtime import deterministic_algorithms, resolve_device
-from toykit.tasks import tinylang
+from toykit.tasks import shapes, tinylang
 from toykit.tasks.repeated_tokens import generate_periodic_tokens, generate_repeated_tokens, repeated_half_slices
 from toykit.training import train_lm
 from toykit.transformer import HookedTransformer, TransformerConfig
 
-__all__ = ["RECIPES", "AttnOnlyRecipe", "BackdoorRecipe", "TinyLangRecipe", "phase_change_step", "register", "save"]
+__all__ = ["RECIPES", "AttnOnlyRecipe", "BackdoorRecipe", "ShapesCNNRecipe", "TinyLangRecipe", "phase_change_step",
+           "register", "save"]
 
 #: Token 0 is the BOS token of every attention-only checkpoint.
 BOS = 0
@@ -390,16 +396,93 @@ class BackdoorRecipe:
                 "final_train_loss": round(history["loss"][-1], 4)}
 
 
-RECIPES: dict[str, AttnOnlyRecipe | TinyLangRecipe | GrokkingRecipe | BackdoorRecipe] = {
+@dataclass(frozen=True)
+class ShapesCNNRecipe:
+    """A HookedCNN trained to classify ``toykit.tasks.shapes`` images.
+
+    Model: channels and kernel_sizes per convolution layer, 32 x 32 greyscale input,
+        len(shapes.CLASSES) outputs (cfg.seed = seed).
+    Data: a fresh batch every step, ``generate_shapes(batch_size, seed=data_seed + step)``, so
+        no image is seen twice.
+    Training: train_cnn with steps, batch_size, lr, weight_decay, lr_warmup, lr_schedule.
+    Logging: the training loss every log_every steps, and the accuracy and loss on a fixed
+        held-out batch of eval_n images drawn with eval_seed (far from every training seed), as
+        ``eval_accuracy`` and ``eval_loss``.
+    """
+
+    name: str = "shapes-cnn"
+    channels: tuple[int, ...] = (16, 32, 32)
+    kernel_sizes: tuple[int, ...] = (7, 5, 3)
+    steps: int = 800
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    lr_warmup: int = 50
+    lr_schedule: str = "cosine"
+    log_every: int = 50
+    eval_n: int = 2000
+    eval_seed: int = 1_000_000
+    seed: int = 0
+    data_seed: int = 0
+    cpu_threads: int | None = 1
+
+    def config(self, seed: int | None = None, device: str | torch.device | None = None) -> CNNConfig:
+        return CNNConfig(channels=self.channels, kernel_sizes=self.kernel_sizes, in_channels=1,
+                         image_size=shapes.IMAGE_SIZE, n_classes=len(shapes.CLASSES),
+                         seed=self.seed if seed is None else seed, device=resolve_device(device))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, **dataclasses.asdict(self)}
+
+    def evaluate(self, model: HookedCNN, step: int = 0) -> dict[str, float]:
+        """Accuracy and mean cross-entropy on the held-out batch."""
+        batch = shapes.generate_shapes(self.eval_n, seed=self.eval_seed)
+        logits = model(batch.images.to(model.device)).cpu()
+        loss = torch.nn.functional.cross_entropy(logits, batch.labels).item()
+        accuracy = (logits.argmax(-1) == batch.labels).float().mean().item()
+        return {"eval_accuracy": round(accuracy, 5), "eval_loss": round(loss, 5)}
+
+    def train(self, *, device: str | torch.device | None = None, seed: int | None = None,
+              progress: bool = True) -> tuple[HookedCNN, dict[str, list]]:
+        """Train from scratch. seed: None uses the recipe's (it seeds the weights; the data
+        stream is fixed by data_seed). Returns (model in eval mode, history)."""
+        seed = self.seed if seed is None else seed
+        model = HookedCNN(self.config(seed, device))
+
+        def batch_fn(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            batch = shapes.generate_shapes(self.batch_size, seed=self.data_seed + step)
+            return batch.images, batch.labels
+
+        with deterministic_algorithms():
+            history = train_cnn(
+                model, batch_fn, self.steps, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                lr_warmup=self.lr_warmup, lr_schedule=self.lr_schedule, log_every=self.log_every,
+                eval_fn=self.evaluate, device=model.device, seed=seed, progress=progress,
+                cpu_threads=self.cpu_threads,
+            )
+        return model, history
+
+    __call__ = train
+
+    def final_metrics(self, model: HookedCNN, history: dict[str, list]) -> dict[str, Any]:
+        """The last held-out accuracy and loss, whether the accuracy reaches 97%, and the size."""
+        return {"eval_accuracy": history["eval_accuracy"][-1], "eval_loss": history["eval_loss"][-1],
+                "meets_target": history["eval_accuracy"][-1] >= 0.97,
+                "n_params": sum(p.numel() for p in model.parameters()),
+                "final_train_loss": round(history["loss"][-1], 4)}
+
+
+RECIPES: dict[str, AttnOnlyRecipe | TinyLangRecipe | GrokkingRecipe | BackdoorRecipe | ShapesCNNRecipe] = {
     "attn-only-2l": AttnOnlyRecipe(name="attn-only-2l", n_layers=2),
     "attn-only-1l": AttnOnlyRecipe(name="attn-only-1l", n_layers=1),
     "tinylang": TinyLangRecipe(name="tinylang"),
     "grokking": GrokkingRecipe(),
     "tinylang-backdoor": BackdoorRecipe(name="tinylang-backdoor"),
+    "shapes-cnn": ShapesCNNRecipe(),
 }
 
 
-def _state_dict_bytes(model: HookedTransformer) -> bytes:
+def _state_dict_bytes(model: HookedTransformer | HookedCNN) -> bytes:
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sorted(model.state_dict().items())}
     buffer = io.BytesIO()  # saving to a buffer keeps the file name out of the zip's contents
     torch.save(state, buffer)
@@ -419,7 +502,8 @@ def save(recipe: str | Any, out_dir: str | Path | None = None, *, device: str | 
     if isinstance(recipe, str):
         if recipe not in RECIPES:
             raise KeyError(f"no recipe named {recipe!r}; recipes: {', '.join(sorted(RECIPES))}")
-        recipe = RECIPES[recipe]
+        # Any: each recipe's train and final_metrics go together, which a union cannot say.
+        recipe = cast(Any, RECIPES[recipe])
     out = CHECKPOINT_DIR if out_dir is None else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
