@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 from toykit.cnn import HookedCNN
 from toykit.hooks import check_model
-from toykit.progress import tqdm
 from toykit.runtime import cpu_thread_count, make_generator, resolve_device
 from toykit.schedules import lr_factor
+from toykit.training import fit
 from toykit.validation import check_non_negative_int, check_positive_int, check_positive_number, check_tensor
 
 __all__ = ["train_cnn"]
@@ -86,9 +86,19 @@ def train_cnn(
     batch_fn = _batch_fn(data, batch_size)
     device = resolve_device(device)
     model.to(device)
+
+    def step_loss(step: int, generator: torch.Generator) -> torch.Tensor:
+        batch = batch_fn(step, generator)
+        if not isinstance(batch, tuple) or len(batch) != 2:
+            raise TypeError(f"batch_fn(step, generator) must return (images, labels), got {type(batch).__name__}")
+        dims = check_tensor("batch_fn's images", batch[0], ["batch", None, None, None], dtype="float")
+        check_tensor("batch_fn's labels", batch[1], ["batch"], dtype="int", dims=dims)
+        return F.cross_entropy(model(batch[0].to(device)), batch[1].to(device))
+
     with cpu_thread_count(cpu_threads, device):
-        return _train(model, batch_fn, steps, lr, weight_decay, betas, lr_warmup, lr_schedule, log_every, eval_fn,
-                      device, generator, progress)
+        return fit(model, step_loss, steps, lr=lr, weight_decay=weight_decay, betas=betas, lr_warmup=lr_warmup,
+                   lr_schedule=lr_schedule, log_every=log_every, eval_fn=eval_fn, generator=generator,
+                   progress=progress)
 
 
 def _batch_fn(data: object, batch_size: int) -> BatchFn:
@@ -109,48 +119,3 @@ def _batch_fn(data: object, batch_size: int) -> BatchFn:
         return images[idx], labels[idx]
 
     return batch_fn
-
-
-def _train(model: HookedCNN, batch_fn: BatchFn, steps: int, lr: float, weight_decay: float,
-           betas: tuple[float, float], lr_warmup: int, lr_schedule: str | Callable, log_every: int,
-           eval_fn: EvalFn | None, device: torch.device, generator: torch.Generator,
-           progress: bool) -> dict[str, list]:
-    decay = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1].startswith("W")]
-    no_decay = [p for n, p in model.named_parameters() if not n.rsplit(".", 1)[-1].startswith("W")]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # foreach=False: the same per-parameter kernels on every device and torch build.
-    optimiser = torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=False)
-    history: dict[str, list] = {"step": [], "loss": [], "lr": []}
-    bar = tqdm(range(steps), disable=not progress, desc="training", dynamic_ncols=True)
-    for step in bar:
-        step_lr = lr * lr_factor(lr_schedule, step, steps, lr_warmup)
-        for group in optimiser.param_groups:
-            group["lr"] = step_lr
-        batch = batch_fn(step, generator)
-        if not isinstance(batch, tuple) or len(batch) != 2:
-            raise TypeError(f"batch_fn(step, generator) must return (images, labels), got {type(batch).__name__}")
-        dims = check_tensor("batch_fn's images", batch[0], ["batch", None, None, None], dtype="float")
-        check_tensor("batch_fn's labels", batch[1], ["batch"], dtype="int", dims=dims)
-        model.train()
-        loss = F.cross_entropy(model(batch[0].to(device)), batch[1].to(device))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if step % log_every == 0 or step == steps - 1:
-            loss_value = loss.item()
-            history["step"].append(step)
-            history["loss"].append(loss_value)
-            history["lr"].append(step_lr)
-            if eval_fn is not None:
-                model.eval()
-                with torch.no_grad():
-                    metrics = eval_fn(model, step)
-                if not isinstance(metrics, dict):
-                    raise TypeError(f"eval_fn must return a dict, got {type(metrics).__name__}")
-                for key, value in metrics.items():
-                    if key in ("step", "loss", "lr"):
-                        raise ValueError(f"eval_fn returned the reserved key {key!r}; name it differently")
-                    history.setdefault(key, []).append(value.tolist() if isinstance(value, torch.Tensor) else value)
-            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
-    model.eval()
-    return history

@@ -21,7 +21,7 @@ from toykit.schedules import lr_factor
 from toykit.transformer import HookedTransformer
 from toykit.validation import check_non_negative_int, check_positive_int, check_tensor
 
-__all__ = ["lr_factor", "train_lm"]
+__all__ = ["fit", "lr_factor", "train_lm"]
 
 BatchFn = Callable[[int, torch.Generator], torch.Tensor]
 EvalFn = Callable[[HookedTransformer, int], dict[str, Any]]
@@ -110,17 +110,32 @@ def train_lm(
 
     device = resolve_device(device)
     model.to(device)
+
+    def step_loss(step: int, generator: torch.Generator) -> torch.Tensor:
+        tokens = batch_fn(step, generator)
+        check_tensor("batch_fn(step, generator)", tokens, ["batch", "pos"], dtype="int")
+        return model(tokens.to(device), return_type="loss")
+
     with cpu_thread_count(cpu_threads, device):
-        return _train(model, batch_fn, steps, lr, weight_decay, betas, lr_warmup, lr_schedule, log_every, eval_fn,
-                      device, generator, progress, grad_clip)
+        return fit(model, step_loss, steps, lr=lr, weight_decay=weight_decay, betas=betas, lr_warmup=lr_warmup,
+                   lr_schedule=lr_schedule, log_every=log_every, eval_fn=eval_fn, generator=generator,
+                   progress=progress, grad_clip=grad_clip)
 
 
-def _train(model: HookedTransformer, batch_fn: BatchFn, steps: int, lr: float, weight_decay: float,
-           betas: tuple[float, float], lr_warmup: int, lr_schedule: str | Callable, log_every: int,
-           eval_fn: EvalFn | None, device: torch.device, generator: torch.Generator, progress: bool,
-           grad_clip: float | None) -> dict[str, list]:
-    decay = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1].startswith("W_")]
-    no_decay = [p for n, p in model.named_parameters() if not n.rsplit(".", 1)[-1].startswith("W_")]
+def fit(model: torch.nn.Module, step_loss: Callable[[int, torch.Generator], torch.Tensor], steps: int, *,
+        lr: float, weight_decay: float, betas: tuple[float, float], lr_warmup: int,
+        lr_schedule: str | Callable[[int, int], float], log_every: int,
+        eval_fn: Callable[[Any, int], dict[str, Any]] | None, generator: torch.Generator, progress: bool,
+        grad_clip: float | None = None) -> dict[str, list]:
+    """The AdamW loop every toykit trainer shares (its arguments already checked by the trainer).
+
+    step_loss(step, generator) -> a scalar loss tensor: draw the step's batch (from generator)
+    and run the model on it; it is called with the model in train mode. Weight decay applies to
+    parameters whose own name starts with "W" (W_E, W_Q, ..., a conv's W), not to biases or
+    LayerNorm weights. Logging, eval_fn and the returned history are as ``train_lm`` documents.
+    """
+    decay = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1].startswith("W")]
+    no_decay = [p for n, p in model.named_parameters() if not n.rsplit(".", 1)[-1].startswith("W")]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # foreach=False: the same per-parameter kernels on every device and torch build.
     optimiser = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas, foreach=False)
@@ -130,10 +145,8 @@ def _train(model: HookedTransformer, batch_fn: BatchFn, steps: int, lr: float, w
         step_lr = lr * lr_factor(lr_schedule, step, steps, lr_warmup)
         for group in optimiser.param_groups:
             group["lr"] = step_lr
-        tokens = batch_fn(step, generator)
-        check_tensor("batch_fn(step, generator)", tokens, ["batch", "pos"], dtype="int")
         model.train()
-        loss = model(tokens.to(device), return_type="loss")
+        loss = step_loss(step, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
