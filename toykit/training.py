@@ -1,4 +1,5 @@
-"""A small, deterministic training loop for HookedTransformer language models.
+"""A small, deterministic training loop: ``fit`` (the AdamW loop every trainer shares) and
+``train_lm``, which uses it for HookedTransformer language models.
 
 ``train_lm`` trains with AdamW on next-token cross-entropy. Data is either a fixed tensor of
 token sequences (batches are sampled from it) or a function that makes a fresh batch each
