@@ -51,6 +51,7 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("sae", "sparse autoencoder training (issue 4)"),
     ("probes", "probe fitting (issue 5)"),
     ("patching", "the residual patching sweep (issue 5)"),
+    ("discovery", "automated circuit discovery: ACDC, EAP and edge patching (issue 21)"),
     ("grokking", "the grokking epoch rate (issue 6)"),
     ("grading", "toykit grade throughput (issue 7)"),
     ("course", "every solution notebook, executed (issue 8)"),

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from toykit.ranks import spearman
 from toykit.runtime import make_generator
 from toykit.validation import check_bool, check_tensor
 
@@ -151,18 +152,6 @@ def shuffled_labels(labels: torch.Tensor, *, seed: int | None = None,
 # ---------------------------------------------------------------- similarity of maps
 
 
-def _ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks 1..n of a 1-D tensor, ties given their average rank (as scipy.stats.rankdata)."""
-    order = x.argsort()
-    sorted_x = x[order]
-    _, inverse, counts = torch.unique_consecutive(sorted_x, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).to(torch.float64)  # last rank of each tie group
-    average = ends - (counts - 1) / 2.0
-    ranks = torch.empty_like(average[inverse])
-    ranks[order] = average[inverse]
-    return ranks
-
-
 def spearman_rank_correlation(a: torch.Tensor, b: torch.Tensor, *, absolute: bool = True) -> torch.Tensor:
     """Spearman rank correlation between two maps, per image: [batch].
 
@@ -181,12 +170,7 @@ def spearman_rank_correlation(a: torch.Tensor, b: torch.Tensor, *, absolute: boo
     a, b = a.detach().flatten(1).double(), b.detach().flatten(1).double()
     if absolute:
         a, b = a.abs(), b.abs()
-    out = []
-    for row_a, row_b in zip(a, b):
-        ra, rb = _ranks(row_a), _ranks(row_b)
-        ra, rb = ra - ra.mean(), rb - rb.mean()
-        out.append((ra * rb).sum() / (ra.norm() * rb.norm()))
-    return torch.stack(out).float()
+    return torch.tensor([spearman(row_a, row_b) for row_a, row_b in zip(a, b)])
 
 
 def structural_similarity(a: torch.Tensor, b: torch.Tensor, *, window: int = 7) -> torch.Tensor:

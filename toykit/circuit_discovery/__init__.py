@@ -20,12 +20,13 @@ One module per idea:
 Scores and edge masks are tensors [n_edges] aligned with ``graph.edges``.
 """
 
-from toykit.circuit_discovery.acdc import ACDCResult, acdc, acdc_sweep
+from toykit.circuit_discovery.acdc import ACDCResult, acdc, acdc_sweep, sweep_is_nested, sweep_scores
 from toykit.circuit_discovery.eap import eap, eap_ig, edge_scores, receiver_gradients
 from toykit.circuit_discovery.edge_patching import EdgePatcher, graph_switches, patch_edges, sender_outputs
 from toykit.circuit_discovery.evaluation import (
     all_subsets,
     faithfulness_curve,
+    frontier_auc,
     incompleteness_scores,
     minimality_score,
     precision_recall_at_k,
@@ -65,6 +66,7 @@ __all__ = [
     "edge_count",
     "edge_scores",
     "faithfulness_curve",
+    "frontier_auc",
     "graph_switches",
     "incompleteness_scores",
     "induction_predictions",
@@ -78,5 +80,7 @@ __all__ = [
     "roc_auc",
     "roc_curve",
     "sender_outputs",
+    "sweep_is_nested",
+    "sweep_scores",
     "tinylang_ioi_truth",
 ]

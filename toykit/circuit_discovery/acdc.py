@@ -34,7 +34,7 @@ from toykit.metrics import as_number
 from toykit.patching import kl_divergence
 from toykit.validation import check_bool
 
-__all__ = ["ACDCResult", "acdc", "acdc_sweep"]
+__all__ = ["ACDCResult", "acdc", "acdc_sweep", "sweep_is_nested", "sweep_scores"]
 
 #: Setup passes of every ACDC run: the clean run (reference logits) and the corrupted run
 #: (sender outputs to patch in).
@@ -193,3 +193,25 @@ def acdc_sweep(
     abs_change, skip_dead_nodes = check_bool("abs_change", abs_change), check_bool("skip_dead_nodes", skip_dead_nodes)
     patcher, fn, full_value = _setup(model, clean_tokens, corrupted_tokens, metric, pos, graph)
     return [_prune(patcher, fn, full_value, tau, abs_change, skip_dead_nodes) for tau in values]
+
+
+def sweep_scores(results: Sequence[ACDCResult]) -> torch.Tensor:
+    """One ranking from a τ sweep: per edge, the largest τ at which ACDC kept it, −1 where no
+    run kept it. float64 [n_edges], aligned with ``graph.edges``.
+
+    Conmy et al. (2023, Section 4) draw ACDC's ROC curve from the kept sets of a sweep; when
+    those sets are nested (``sweep_is_nested``), this score's ROC curve passes exactly through
+    each run's (FPR, TPR) point, so ``evaluation.roc_auc`` of it is the sweep's AUC.
+    """
+    if not isinstance(results, Sequence) or not results or not all(isinstance(r, ACDCResult) for r in results):
+        raise TypeError(f"results must be a non-empty list of ACDCResult (from acdc_sweep), got {results!r:.80}")
+    score = torch.full((len(results[0].kept),), -1.0, dtype=torch.float64)
+    for result in results:
+        score[result.kept] = torch.clamp(score[result.kept], min=result.tau)
+    return score
+
+
+def sweep_is_nested(results: Sequence[ACDCResult]) -> bool:
+    """Whether each larger τ of a sweep keeps a subset of what every smaller τ kept."""
+    ordered = sorted(results, key=lambda r: r.tau)
+    return all(bool((b.kept <= a.kept).all()) for a, b in zip(ordered, ordered[1:]))

@@ -46,11 +46,12 @@ import torch
 from toykit.circuit_discovery.graph import Edge
 from toykit.metrics import as_number, normalize_metric
 from toykit.runtime import make_generator
-from toykit.validation import check_non_negative_int, check_positive_int, check_probability
+from toykit.validation import check_non_negative_int, check_positive_int, check_probability, check_tensor
 
 __all__ = [
     "all_subsets",
     "faithfulness_curve",
+    "frontier_auc",
     "incompleteness_scores",
     "minimality_score",
     "precision_recall_at_k",
@@ -182,6 +183,31 @@ def roc_auc(scores: Scores, ground_truth: Iterable[Edge], edges: Sequence[Edge] 
     """
     fpr, tpr, _ = roc_curve(scores, ground_truth, edges)
     return torch.trapezoid(tpr, fpr).item()
+
+
+def frontier_auc(kept: Sequence[torch.Tensor], ground_truth: Iterable[Edge], edges: Sequence[Edge]) -> float:
+    """The AUC of a sweep of circuits as the ACDC authors' code computes it: each circuit's
+    (FPR, TPR) point plus (0, 0) and (1, 1), their Pareto frontier, and the area under its
+    staircase (right, then up). A lower bound on ``roc_auc`` of ``acdc.sweep_scores``, equal
+    when the circuits are nested.
+
+    kept: the circuits, each a bool mask [n_edges] aligned with ``edges``.
+    """
+    truth = set(ground_truth)
+    is_true = torch.tensor([e in truth for e in edges])
+    n_true, n_false = int(is_true.sum()), int((~is_true).sum())
+    if n_true == 0 or n_false == 0:
+        raise ValueError(f"ground_truth must hold some but not all of the {len(edges)} edges, got {n_true}")
+    points = {(0.0, 0.0), (1.0, 1.0)}
+    for i, mask in enumerate(kept):
+        check_tensor(f"kept[{i}]", mask, [len(edges)], dtype="bool")
+        points.add((int((mask.cpu() & ~is_true).sum()) / n_false, int((mask.cpu() & is_true).sum()) / n_true))
+    frontier, best = [], -1.0
+    for fpr, tpr in sorted(points):  # by FPR; keep the points that raise the TPR
+        if tpr > best:
+            frontier.append((fpr, tpr))
+            best = tpr
+    return sum((1 - fpr) * (tpr - prev) for (_, prev), (fpr, tpr) in zip([(0.0, 0.0)] + frontier, frontier))
 
 
 def precision_recall_at_k(scores: Scores, ground_truth: Iterable[Edge], k: int,
