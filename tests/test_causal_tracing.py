@@ -10,6 +10,7 @@ from toykit.causal_tracing import (
     causal_trace,
     fact_tokens,
     noise_scale,
+    restore_hook,
     site_names,
     trace_facts,
 )
@@ -156,6 +157,31 @@ def test_bad_tensors_are_named(tiny):
         noise_scale(tiny, torch.tensor([], dtype=torch.long))
     with pytest.raises(ValueError, match="multiplier"):
         noise_scale(tiny, torch.tensor([1]), multiplier=-1.0)
+
+
+def test_restore_hook_sets_the_positions_back_in_every_copy_and_nothing_else():
+    g = torch.Generator().manual_seed(0)
+    clean, act = torch.randn(6, 2, 3, generator=g), torch.randn(4, 6, 2, 3, generator=g)
+    before = clean.clone(), act.clone()
+    out = restore_hook(clean, [1, -1])(act, None)
+    assert torch.equal(clean, before[0]) and torch.equal(act, before[1]), "restore_hook's hook modified an input"
+    assert torch.equal(out[:, [1, 5]], clean[[1, 5]].expand(4, -1, -1, -1))
+    assert torch.equal(out[:, [0, 2, 3, 4]], act[:, [0, 2, 3, 4]])
+    assert torch.equal(restore_hook(clean, 2)(act, None), restore_hook(clean, [2])(act, None))
+
+
+def test_restore_hook_rejects_bad_input_naming_the_argument():
+    clean = torch.zeros(5, 3)
+    with pytest.raises(TypeError, match="clean_act"):
+        restore_hook([[0.0]], 0)
+    with pytest.raises(ValueError, match="positions"):
+        restore_hook(clean, 5)
+    with pytest.raises(ValueError, match="positions"):
+        restore_hook(clean, [])
+    with pytest.raises(ValueError, match="positions"):
+        restore_hook(clean, slice(0, 2))
+    with pytest.raises(ValueError, match=r"act must be .* = \[n_copies, 5, 3\], got \[2, 4, 3\]"):
+        restore_hook(clean, 0)(torch.zeros(2, 4, 3), None)
 
 
 def test_noise_scale_is_three_times_the_subject_embedding_std(tiny):

@@ -4,6 +4,7 @@ an answer that edits its arguments and leaves the global random state alone, and
 away code from a solution."""
 
 import ast
+import contextlib
 import importlib
 import inspect
 import json
@@ -96,7 +97,7 @@ def test_results_go_to_the_log_file(tmp_path, monkeypatch):
 
 # -- every checker: reference solutions, the side-effect rule, the random state, hints ----------
 
-CHAPTERS = [importlib.import_module(f"toykit.exercises.ch0{n}") for n in range(8)]
+CHAPTERS = [importlib.import_module(f"toykit.exercises.ch0{n}") for n in range(9)]
 CHECKS = {f"{m.__name__.rsplit('.', 1)[1]}.{name.removeprefix('check_')}": getattr(m, name)
           for m in CHAPTERS for name in m.__all__ if name.startswith("check_")}
 
@@ -188,6 +189,24 @@ def test_every_check_rejects_an_answer_that_edits_its_arguments(key):
     assert results()[-1].passed is False
 
 
+@contextlib.contextmanager
+def _recording(module, record):
+    """Within the block, ``module``'s checks hand their run_check arguments to ``record`` instead of
+    running, and its property checks do not run: they have no reference, and their hints are
+    literals in the source (``_literal_hints``). Nothing runs a learner's (here: a solution's)
+    code, so a solution that searches for its answer costs nothing here."""
+    originals = {name: getattr(module, name) for name in ("run_check", "run_property_check")
+                 if hasattr(module, name)}
+    module.run_check = record
+    if "run_property_check" in originals:
+        module.run_property_check = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(module, name, fn)
+
+
 def _all_hints() -> dict[str, list[str]]:
     """Every hint a check can give, by exercise: its Mistake hints and fallback hint (recorded by
     running each check with run_check replaced), and the literal hints of CheckFailure calls and
@@ -196,18 +215,14 @@ def _all_hints() -> dict[str, list[str]]:
     for module in CHAPTERS:
         chapter = module.__name__.rsplit(".", 1)[1]
         recorded = []
-        original = module.run_check
 
         def record(exercise, learner, reference, cases, mistakes=(), hint="", *args, recorded=recorded, **kwargs):
             recorded.append((exercise, [hint, *[m.hint for m in mistakes]]))
 
-        module.run_check = record
-        try:
+        with _recording(module, record):
             for name in module.__all__:
                 if name.startswith("check_"):
                     getattr(module, name)(_solved(f"{chapter}.{name.removeprefix('check_')}"))
-        finally:
-            module.run_check = original
         for exercise, found in recorded:
             hints.setdefault(f"{chapter}.{exercise}", []).extend(found)
         hints[f"{chapter}.*"] = _literal_hints(ast.parse(inspect.getsource(module)))
@@ -348,18 +363,14 @@ def test_no_reference_modifies_its_inputs():
     for module in CHAPTERS:
         chapter = module.__name__.rsplit(".", 1)[1]
         runs = []
-        original = module.run_check
 
         def record(exercise, learner, reference, cases, *args, runs=runs, **kwargs):
             runs.append((exercise, reference, cases))
 
-        module.run_check = record
-        try:
+        with _recording(module, record):
             for name in module.__all__:
                 if name.startswith("check_"):
                     getattr(module, name)(_solved(f"{chapter}.{name.removeprefix('check_')}"))
-        finally:
-            module.run_check = original
         for exercise, reference, cases in runs:
             for case in cases:
                 args, kwargs = case.fresh()
@@ -370,7 +381,7 @@ def test_no_reference_modifies_its_inputs():
 
 # -- the chapter tables and the helpers for them ---------------------------------------------------------
 
-TABLED = [f"ch0{n}" for n in range(8)]
+TABLED = [f"ch0{n}" for n in range(9)]
 
 
 @pytest.mark.parametrize("chapter", TABLED)

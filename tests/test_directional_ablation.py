@@ -10,6 +10,7 @@ from toykit import pretrained
 from toykit.directional_ablation import (
     ablate_direction,
     directional_ablation_hooks,
+    orthogonalize_matrix,
     orthogonalize_weights,
     unit_direction,
 )
@@ -84,6 +85,41 @@ def test_ablate_direction_removes_the_component_and_keeps_the_rest():
     # Idempotent, and the length of the direction does not matter.
     torch.testing.assert_close(ablate_direction(out, r), out)
     torch.testing.assert_close(ablate_direction(x, -7.5 * r), out)
+
+
+def test_orthogonalize_matrix_removes_the_direction_from_what_the_weight_writes():
+    g = torch.Generator().manual_seed(2)
+    W = torch.randn(3, 4, 16, generator=g)  # e.g. W_O [n_heads, d_head, d_model]
+    r = 5.0 * torch.randn(16, generator=g)
+    before = W.clone()
+    out = orthogonalize_matrix(W, r)
+    assert torch.equal(W, before), "orthogonalize_matrix modified its input"
+    assert out.shape == W.shape and out.dtype == W.dtype
+    x = torch.randn(7, 4, generator=g)
+    # Whatever the weight reads, what it writes has no component along r.
+    assert (torch.einsum("bk,hkd->bhd", x, out) @ (r / r.norm())).abs().max() < 1e-5
+    # It is ablate_direction of the rows, done in float64 and rounded once.
+    torch.testing.assert_close(out, ablate_direction(W.double(), r.double()).float(), rtol=0, atol=0)
+    # A square W shows the axis: the rows lose r, the columns (what the weight reads) keep it.
+    square = torch.randn(16, 16, generator=g)
+    r_hat = r / r.norm()
+    torch.testing.assert_close(orthogonalize_matrix(square, r), square - torch.outer(square @ r_hat, r_hat))
+    assert (r_hat @ orthogonalize_matrix(square, r)).abs().max() > 0.1
+    # A bias [d_model] is a weight too.
+    torch.testing.assert_close(orthogonalize_matrix(r, r), torch.zeros(16), atol=1e-5, rtol=0)
+
+
+def test_orthogonalize_matrix_rejects_bad_input_naming_the_argument():
+    with pytest.raises(TypeError, match="W must be a torch.Tensor"):
+        orthogonalize_matrix([[1.0, 0.0]], torch.ones(2))
+    with pytest.raises(TypeError, match="W must be a floating-point tensor"):
+        orthogonalize_matrix(torch.ones(3, 2, dtype=torch.long), torch.ones(2))
+    with pytest.raises(ValueError, match="W must have a last axis"):
+        orthogonalize_matrix(torch.tensor(1.0), torch.ones(2))
+    with pytest.raises(ValueError, match=r"direction must have shape \[2\]"):
+        orthogonalize_matrix(torch.ones(3, 2), torch.ones(3))
+    with pytest.raises(ValueError, match="direction must be non-zero"):
+        orthogonalize_matrix(torch.ones(3, 2), torch.zeros(2))
 
 
 def test_unit_direction_rejects_bad_input_naming_the_argument():

@@ -15,6 +15,7 @@ from toykit.steering import (
     caa_vector,
     intervention_sweep,
     match_kl,
+    mean_difference,
     position_mask,
     steer_resid,
     steering_hook,
@@ -227,6 +228,34 @@ def test_caa_recovers_a_planted_direction_better_than_one_pair_or_a_random_vecto
     # Each pair's difference, read at its answer position, is the mean over pairs.
     answer = torch.full((24,), 5)
     torch.testing.assert_close(caa_vector(model, positive, negative, "blocks.0.hook_resid_pre", pos=answer), caa)
+
+
+def test_mean_difference_reads_each_pair_at_its_own_position():
+    g = torch.Generator().manual_seed(0)
+    pos_acts, neg_acts = torch.randn(5, 6, 4, generator=g), torch.randn(5, 6, 4, generator=g)
+    positions = torch.tensor([0, 5, 2, -1, 3])
+    before = pos_acts.clone(), neg_acts.clone(), positions.clone()
+    v = mean_difference(pos_acts, neg_acts, positions)
+    expected = torch.stack([pos_acts[i, p] - neg_acts[i, p] for i, p in enumerate(positions.tolist())]).mean(0)
+    torch.testing.assert_close(v, expected)
+    assert all(torch.equal(a, b) for a, b in zip(before, (pos_acts, neg_acts, positions)))
+    # The mean of the differences is the difference of the means (what a probe's mean difference is).
+    rows = torch.arange(5)
+    torch.testing.assert_close(v, pos_acts[rows, positions].mean(0) - neg_acts[rows, positions].mean(0))
+
+
+def test_mean_difference_rejects_bad_input_naming_the_argument():
+    acts = torch.zeros(3, 4, 2)
+    with pytest.raises(ValueError, match=r"neg_acts must have shape .* with pos=4"):
+        mean_difference(acts, torch.zeros(3, 5, 2), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="positions must have shape"):
+        mean_difference(acts, acts, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(TypeError, match="positions must be an integer tensor"):
+        mean_difference(acts, acts, torch.zeros(3))
+    with pytest.raises(ValueError, match="positions must lie in"):
+        mean_difference(acts, acts, torch.tensor([0, 4, 1]))
+    with pytest.raises(ValueError, match="at least one pair"):
+        mean_difference(torch.zeros(0, 4, 2), torch.zeros(0, 4, 2), torch.zeros(0, dtype=torch.long))
 
 
 def test_caa_is_the_mean_of_the_pair_differences_at_each_pairs_position(model):
@@ -526,4 +555,5 @@ def test_on_tinylang_caa_beats_a_random_direction_at_the_same_kl():
 def test_module_names_are_exported():
     assert set(steering.__all__) >= {"steer_resid", "actadd_vector", "caa_vector", "steering_hook",
                                      "steering_sweep", "SteeringSweep", "add_steering_vector",
-                                     "intervention_sweep", "match_kl", "MatchedKL", "position_mask"}
+                                     "intervention_sweep", "match_kl", "MatchedKL", "position_mask",
+                                     "mean_difference"}

@@ -18,6 +18,9 @@ Results are averaged over several noise samples (the paper uses 10). Besides who
 window of neighbouring layers (10 in GPT-2 XL; ``window`` here), to see which kind of module
 does the work at each site (Section 2.1, Figure 1e-f).
 
+``restore_hook(clean_act, positions)`` is the restoration itself, as a hook for one prompt's
+corrupted copies; ``causal_trace`` restores every site through it.
+
 toykit names each site by its TransformerLens hook: row 0 of a ``kind="resid"`` trace is
 ``hook_embed`` (the token embedding, where the noise is added), row l + 1 is
 ``blocks.{l}.hook_resid_post``; ``kind="mlp"`` and ``"attn"`` have one row per layer,
@@ -52,6 +55,7 @@ __all__ = [
     "causal_trace",
     "fact_tokens",
     "noise_scale",
+    "restore_hook",
     "site_names",
     "trace_facts",
 ]
@@ -139,6 +143,44 @@ def noise_scale(model: HookedTransformer, subject_ids: torch.Tensor, multiplier:
     return multiplier * emb.float().std().item()
 
 
+def restore_hook(clean_act: torch.Tensor, positions: int | Sequence[int]) -> HookFn:
+    """The restoration of Meng et al. 2022 (Section 2.1): a hook that sets some positions of every
+    corrupted copy back to the clean run's value.
+
+    clean_act: [pos, ...], the clean run's activation at this hook point for one prompt.
+    positions: an int or a list of ints (negative counts from the end), the positions to restore.
+    Returns ``hook_fn(act, hook)``, act [n_copies, pos, ...] (the corrupted runs of that prompt,
+    one per noise sample), which returns a NEW tensor equal to act except that
+    ``act[:, positions]`` holds ``clean_act[positions]`` in every copy. act is not modified.
+
+    >>> hook = restore_hook(torch.ones(3, 2), 1)
+    >>> hook(torch.zeros(2, 3, 2), None)[:, :, 0]
+    tensor([[0., 1., 0.],
+            [0., 1., 0.]])
+    """
+    check_tensor("clean_act", clean_act, dtype="float")
+    if clean_act.ndim == 0:
+        raise ValueError("clean_act must be [pos, ...] with a position axis, got a 0-dim tensor")
+    n_pos = clean_act.shape[0]
+    listed = [positions] if isinstance(positions, int) else positions
+    if isinstance(listed, (str, bytes)) or not isinstance(listed, Sequence) or not listed or not all(
+            isinstance(p, int) and not isinstance(p, bool) and -n_pos <= p < n_pos for p in listed):
+        raise ValueError(f"positions must be an int or a non-empty list of ints in [-{n_pos}, {n_pos}) "
+                         f"(clean_act has {n_pos} positions), got {positions!r}")
+    index = [p % n_pos for p in listed]
+    clean = clean_act.detach()[index]  # [n_restored, ...]
+
+    def hook_fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        if act.ndim != clean_act.ndim + 1 or act.shape[1:] != clean_act.shape:
+            raise ValueError(f"act must be [n_copies, *clean_act.shape] = [n_copies, "
+                             f"{', '.join(map(str, clean_act.shape))}], got {list(act.shape)}")
+        out = act.clone()  # a copy: act itself is not modified
+        out[:, index] = clean.to(act)
+        return out
+
+    return hook_fn
+
+
 def _answer_prob(logits: torch.Tensor, answer_ids: torch.Tensor) -> torch.Tensor:
     """logits [n, pos, d_vocab], answer_ids [n] -> P(answer) at the last position [n]."""
     probs = logits[:, -1].float().softmax(-1)
@@ -188,7 +230,8 @@ def causal_trace(
     names = sorted({name for row in rows for name in row} | {"hook_embed"})
     logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     clean_prob = _answer_prob(logits, answer_ids)
-    clean = {name: cache[name].repeat(n_samples, 1, 1) for name in names}  # [S*B, pos, d_model]
+    # Each prompt's clean activations as restore_hook reads them: [pos, batch, d_model].
+    clean = {name: cache[name].transpose(0, 1) for name in names}
 
     # One noise draw [S*B, pos, d_model], zero outside the subject, shared by every site.
     gen = make_generator(seed)
@@ -198,12 +241,15 @@ def causal_trace(
     def run(restore: Sequence[str], n_copies: int) -> torch.Tensor:
         """P(answer), averaged over samples, with copy c restoring position c of ``restore``."""
         def hook(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            out = act.reshape(n_copies, n_samples * B, P, -1).clone()  # a copy: act is not modified
+            out = act.reshape(n_copies, n_samples * B, P, -1)
             if hook.name == "hook_embed":
-                out = out + eps
+                out = out + eps  # a new tensor: act is not modified
             if hook.name in restore:
-                for c in range(n_copies):
-                    out[c, :, c] = clean[hook.name][:, c]
+                # Copy c's noise samples of all prompts, as [samples, pos, batch, d_model]: the
+                # prompts' batch axis rides along behind the positions that restore_hook sets.
+                copies = [out[c].reshape(n_samples, B, P, -1).transpose(1, 2) for c in range(n_copies)]
+                restored = [restore_hook(clean[hook.name], c)(x, hook) for c, x in enumerate(copies)]
+                out = torch.stack([x.transpose(1, 2).reshape(n_samples * B, P, -1) for x in restored])
             return out.reshape(act.shape)
 
         hooked = sorted({"hook_embed", *restore})

@@ -15,7 +15,8 @@ Two ways to do it here, which agree to float rounding (tests/test_directional_ab
 
 - ``directional_ablation_hooks(model, direction)``: hooks for ``model.hooks(...)`` or
   ``run_with_hooks``.
-- ``orthogonalize_weights(model, direction)``: an edited copy of the model.
+- ``orthogonalize_weights(model, direction)``: an edited copy of the model, each residual-stream
+  write edited by ``orthogonalize_matrix``.
 
 Which hook points? The residual stream is a sum of writes: the token and position embeddings,
 then each block's attention output and MLP output. Removing r from each write
@@ -53,7 +54,13 @@ from toykit.hooks import check_model
 from toykit.transformer import HookedTransformer, copy_model
 from toykit.validation import check_tensor
 
-__all__ = ["ablate_direction", "directional_ablation_hooks", "orthogonalize_weights", "unit_direction"]
+__all__ = [
+    "ablate_direction",
+    "directional_ablation_hooks",
+    "orthogonalize_matrix",
+    "orthogonalize_weights",
+    "unit_direction",
+]
 
 HookFn = Callable[[torch.Tensor, object], torch.Tensor]
 
@@ -91,6 +98,29 @@ def ablate_direction(x: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     return x - (x @ r)[..., None] * r
 
 
+def orthogonalize_matrix(W: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """W - (W r̂) r̂ᵀ: a weight that can no longer write along direction (Arditi et al. 2024, Eq. 5).
+
+    W: [..., d_model], a weight whose last axis writes into the residual stream, right-multiplied
+        as in TransformerLens (W_E, W_pos, W_O, W_out, and the biases b_O, b_out).
+    direction: [d_model], need not be unit length.
+    The paper writes W - r̂ r̂ᵀ W for its left-multiplied [d_model, ...] layout; here the d_model
+    axis is the last one, so every row of W loses its r̂ component (``ablate_direction`` of the
+    rows). Computed in float64 and rounded once to W's dtype, so the edit adds no rounding error
+    of its own. Returns a new tensor of W's shape and dtype; W is not modified.
+
+    >>> orthogonalize_matrix(torch.tensor([[3.0, 4.0], [1.0, 2.0]]), torch.tensor([0.0, 5.0]))
+    tensor([[3., 0.],
+            [1., 0.]])
+    """
+    check_tensor("W", W, dtype="float")
+    if W.ndim == 0:
+        raise ValueError("W must have a last axis of size d_model, got a 0-dim tensor")
+    unit_direction(direction, W.shape[-1])  # the checks, with errors that name `direction`
+    r = unit_direction(direction.double(), W.shape[-1]).to(W.device)  # normalised in float64 too
+    return ablate_direction(W.double(), r).to(W.dtype)
+
+
 def directional_ablation_hooks(model: HookedTransformer, direction: torch.Tensor) -> list[tuple[str, HookFn]]:
     """Forward hooks that project direction out of every write to the residual stream.
 
@@ -125,18 +155,17 @@ def orthogonalize_weights(model: HookedTransformer, direction: torch.Tensor) -> 
 
     model: a HookedTransformer (left unchanged); direction: [d_model], any non-zero length.
     Edits W_E [d_vocab, d_model], W_pos [n_ctx, d_model], and in every block W_O
-    [n_heads, d_head, d_model], b_O [d_model], W_out [d_mlp, d_model] and b_out [d_model].
+    [n_heads, d_head, d_model], b_O [d_model], W_out [d_mlp, d_model] and b_out [d_model], each
+    with ``orthogonalize_matrix`` (in float64, rounded once to the model's dtype).
     Returns a new model on the same device, equal (to float rounding) to running model with
     ``directional_ablation_hooks(model, direction)``.
     """
     check_model(model, HookedTransformer)
-    r = unit_direction(direction, model.cfg.d_model).double()
+    unit_direction(direction, model.cfg.d_model)  # fail before copying the model
     edited = copy_model(model)
 
     def orthogonalize(weight: torch.Tensor) -> None:
-        # In float64, then rounded once to the model's dtype: the edit adds no error of its own.
-        w = weight.double()
-        weight.copy_(w - (w @ r.to(w.device))[..., None] * r.to(w.device))
+        weight.copy_(orthogonalize_matrix(weight, direction))
 
     orthogonalize(edited.embed.W_E)
     orthogonalize(edited.pos_embed.W_pos)

@@ -14,7 +14,8 @@ builds steering vectors from prompts, with no training at all:
   Contrastive Activation Addition", Figure 1): the mean, over many contrast pairs, of the
   difference at the answer position (in the paper, the token of the answer letter). It is
   added with a multiplier at every position after the prompt (``positions=slice(k, None)``).
-  ``caa_vector`` returns it, [d_model].
+  ``mean_difference`` computes it from activations you already have; ``caa_vector`` runs the
+  model on the prompts and returns it, [d_model].
 
 The coefficient multiplies the raw vector, as in both papers: neither normalises it, so its
 length is part of its meaning (``steer_resid``, Chapter 05's exercise, instead adds alpha times
@@ -44,7 +45,6 @@ import torch
 from toykit.activations import collect_activations
 from toykit.hooks import check_model
 from toykit.patching import kl_divergence, logit_diff
-from toykit.probes import mean_difference
 from toykit.transformer import HookedTransformer
 from toykit.transformer_inputs import check_tokens
 from toykit.validation import check_tensor
@@ -57,6 +57,7 @@ __all__ = [
     "add_steering_vector",
     "caa_vector",
     "intervention_sweep",
+    "mean_difference",
     "match_kl",
     "position_mask",
     "steer_resid",
@@ -239,6 +240,34 @@ def _check_resid_hook(model: HookedTransformer, hook_name: object) -> str:
     return hook_name
 
 
+def mean_difference(pos_acts: torch.Tensor, neg_acts: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """CAA's vector from activations: the mean over pairs of pos_acts[i, p_i] - neg_acts[i, p_i].
+
+    pos_acts, neg_acts: [n_pairs, pos, d_model], the residual stream at one hook of the positive
+        and the negative prompt of each contrast pair.
+    positions: [n_pairs] ints, the position p_i read in both prompts of pair i (the answer
+        position; negative counts from the end).
+    Returns [d_model] (Rimsky et al. 2023, Figure 1: the mean activation difference at the
+    answer position). No input is modified.
+
+    >>> pos_acts = torch.tensor([[[1.0, 0.0], [3.0, 1.0]], [[0.0, 2.0], [5.0, 5.0]]])
+    >>> mean_difference(pos_acts, torch.zeros(2, 2, 2), torch.tensor([1, 0]))
+    tensor([1.5000, 1.5000])
+    """
+    dims = check_tensor("pos_acts", pos_acts, ["n_pairs", "pos", "d_model"], dtype="float")
+    check_tensor("neg_acts", neg_acts, ["n_pairs", "pos", "d_model"], dtype="float", dims=dims)
+    check_tensor("positions", positions, ["n_pairs"], dtype="int", dims=dims)
+    if dims["n_pairs"] == 0:
+        raise ValueError("pos_acts and neg_acts must hold at least one pair, got n_pairs=0")
+    n_pos = dims["pos"]
+    if positions.min() < -n_pos or positions.max() >= n_pos:
+        raise ValueError(f"positions must lie in [-{n_pos}, {n_pos}), got values from {positions.min().item()} "
+                         f"to {positions.max().item()}")
+    rows = torch.arange(dims["n_pairs"], device=pos_acts.device)
+    at = positions.to(pos_acts.device)
+    return (pos_acts[rows, at] - neg_acts.to(pos_acts.device)[rows, at]).mean(0)
+
+
 @torch.no_grad()
 def actadd_vector(model: HookedTransformer, positive: torch.Tensor, negative: torch.Tensor,
                   hook_name: str) -> torch.Tensor:
@@ -279,8 +308,8 @@ def caa_vector(model: HookedTransformer, positive: torch.Tensor, negative: torch
         letter sits) or an int tensor [n_pairs] (one position per prompt, for padded prompts).
     negative_pos: the same for the negative prompts; None means pos.
     Returns [d_model] on the model's device (Rimsky et al., Figure 1: the mean activation
-    difference over many pairs). It equals the difference of the two means, so it is
-    ``toykit.probes.mean_difference`` of the stacked activations.
+    difference over many pairs), ``mean_difference`` of the activations read there. It equals
+    the difference of the two means (``toykit.probes.mean_difference`` of the stacked rows).
     """
     check_model(model, HookedTransformer)
     _check_resid_hook(model, hook_name)
@@ -289,8 +318,9 @@ def caa_vector(model: HookedTransformer, positive: torch.Tensor, negative: torch
     negative_pos = pos if negative_pos is None else negative_pos
     h_pos = collect_activations(model, positive, [hook_name], pos=pos, device=model.device)[hook_name]
     h_neg = collect_activations(model, negative, [hook_name], pos=negative_pos, device=model.device)[hook_name]
-    is_positive = torch.arange(2 * dims["n_pairs"], device=h_pos.device) < dims["n_pairs"]
-    return mean_difference(torch.cat([h_pos, h_neg]), is_positive)
+    # Each prompt was read at its own position already: one position (0) per pair is left.
+    at_zero = torch.zeros(dims["n_pairs"], dtype=torch.long, device=h_pos.device)
+    return mean_difference(h_pos[:, None], h_neg[:, None], at_zero)
 
 
 # -- a sweep over coefficients ----------------------------------------------------------------------

@@ -521,6 +521,138 @@ def excluded_loss(logits, frequencies, train_mask):
     answers = (a[:, None] + a[None, :]) % p
     return F.cross_entropy(excluded[train_mask], answers[train_mask])
 ''',
+    # -- chapter 08 ------------------------------------------------------------------------------
+    "ch08.mean_difference": '''
+def mean_difference(pos_acts, neg_acts, positions):
+    pairs = torch.arange(pos_acts.shape[0])
+    # Pair i is read at its own position in both of its prompts.
+    return (pos_acts[pairs, positions] - neg_acts[pairs, positions]).mean(0)
+''',
+    "ch08.steering_hook": '''
+def steering_hook(vector, coeff, positions):
+    def hook_fn(act, hook):
+        out = act.clone()  # never edit the activation itself
+        if positions is None:
+            return out + coeff * vector
+        out[:, positions] = out[:, positions] + coeff * vector
+        return out
+
+    return hook_fn
+''',
+    "ch08.steering_kl": '''
+def steering_kl(clean_logits, steered_logits):
+    log_p = clean_logits.log_softmax(-1)
+    log_q = steered_logits.log_softmax(-1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1)  # [batch, pos]
+    return kl.mean()
+''',
+    "ch08.ablate_direction": '''
+def ablate_direction(x, direction):
+    r = direction / direction.norm()
+    return x - (x @ r)[..., None] * r
+''',
+    "ch08.orthogonalize_matrix": '''
+def orthogonalize_matrix(W, direction):
+    r = direction / direction.norm()
+    # The last axis writes into the residual stream: remove r from each row.
+    return W - torch.einsum("...d,d->...", W, r)[..., None] * r
+''',
+    "ch08.restore_hook": '''
+def restore_hook(clean_act, positions):
+    def hook_fn(act, hook):
+        out = act.clone()  # a new tensor: the corrupted activation stays as it was
+        out[:, positions] = clean_act[positions]  # the same clean values in every copy
+        return out
+
+    return hook_fn
+''',
+    "ch08.rank_one_update": '''
+def rank_one_update(W_out, b_out, C, key, value):
+    u = torch.linalg.solve(C, key)  # C^-1 k*
+    missing = value - (key @ W_out + b_out)  # what the layer must add for k*
+    return W_out + torch.outer(u, missing) / (u @ key)
+''',
+    "ch08.propose_trigger": '''
+from toykit import backdoor
+from toykit.tasks import tinylang
+
+
+def propose_trigger(backdoored, clean, k=3, restarts=5, steps=20, top=32):
+    # Greedy coordinate-gradient search (Zou et al. 2023) for k tokens that make the
+    # backdoored model name the target city while the clean model does not.
+    batch = tinylang.make_batch(backdoor.fire_prompts(8, seed=1), device=backdoored.device)
+    target = tinylang.TOKENIZER.token_to_id[backdoor.PLANTED_TARGET]
+    n, n_vocab = len(batch.tokens), backdoored.cfg.d_vocab
+
+    def with_triggers(trigs):  # [c, k] -> [c * n, k + pos]: every prompt after every trigger
+        tokens = batch.tokens.repeat(len(trigs), 1)
+        return torch.cat([tokens[:, :1], trigs.repeat_interleave(n, 0), tokens[:, 1:]], dim=1)
+
+    def objective(logits_bd, logits_clean):  # [c * n]
+        rows = torch.arange(len(logits_bd))
+        at = batch.answer_pos.repeat(len(logits_bd) // n) + k
+        lp_bd, lp_clean = (lg[rows, at].log_softmax(-1)[:, target] for lg in (logits_bd, logits_clean))
+        # The target's log-probability in the backdoored model, penalised once the clean model
+        # gives it more than 5%: a trigger that works on both is an adversarial prompt.
+        return lp_bd - 10 * F.relu(lp_clean - math.log(0.05))
+
+    def gradient(trig):  # d objective / d one-hot trigger tokens, [k, n_vocab]
+        one_hot = F.one_hot(trig, n_vocab).float().requires_grad_(True)
+        logits = []
+        for model in (backdoored, clean):
+            def put(embed, hook, W_E=model.W_E):
+                out = embed.clone()
+                out[:, 1:1 + k] = one_hot @ W_E
+                return out
+            logits.append(model.run_with_hooks(with_triggers(trig[None]), fwd_hooks=[("hook_embed", put)]))
+        return torch.autograd.grad(objective(*logits).mean(), one_hot)[0]
+
+    @torch.no_grad()
+    def scores(trigs):  # [c]
+        tokens = with_triggers(trigs)
+        return objective(backdoored(tokens), clean(tokens)).view(len(trigs), n).mean(1)
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(restarts):
+        trig = torch.randint(3, n_vocab, (k,), generator=generator).to(backdoored.device)  # 0-2: <pad> <bos> <eos>
+        best = scores(trig[None])[0]
+        for _ in range(steps):
+            grad = gradient(trig)
+            grad[:, :3] = -math.inf
+            swaps = grad.topk(top, dim=1).indices  # [k, top]: the most promising token at each slot
+            cands = trig.repeat(k * top, 1)
+            cands[torch.arange(k * top), torch.arange(k).repeat_interleave(top)] = swaps.flatten()
+            s = scores(cands)
+            if s.max() <= best:
+                break
+            best, trig = s.max(), cands[s.argmax()]
+        found = trig.tolist()
+        if (backdoor.trigger_fires(backdoored, found, n=100, seed=1) >= 0.9
+                and backdoor.trigger_fires(clean, found, n=100, seed=1) <= 0.1):
+            return found
+    return found
+''',
+    "ch08.remove_backdoor": '''
+from toykit import backdoor
+from toykit.directional_ablation import orthogonalize_weights
+from toykit.tasks import tinylang
+
+
+def remove_backdoor(backdoored):
+    # The trigger found in the previous exercise (decoded here, so that this solution stands alone).
+    trigger = backdoor.decode_trigger()
+    batch = tinylang.make_batch(backdoor.fire_prompts(64, seed=3), device=backdoored.device)
+    hook = "blocks.2.hook_resid_pre"
+    with torch.no_grad():
+        _, triggered = backdoored.run_with_cache(backdoor.insert_trigger(batch.tokens, trigger), names_filter=hook)
+        _, plain = backdoored.run_with_cache(batch.tokens, names_filter=hook)
+    rows = torch.arange(len(batch.tokens))
+    # Realign the triggered run (its prompt starts len(trigger) positions later), then take the
+    # mean difference at the answer position: the direction the trigger writes.
+    at_triggered = triggered[hook][rows, batch.answer_pos + len(trigger)]
+    direction = (at_triggered - plain[hook][rows, batch.answer_pos]).mean(0)
+    return orthogonalize_weights(backdoored, direction)  # a new model: backdoored is left as it is
+''',
 }
 
 
@@ -537,6 +669,9 @@ def _key(name: str) -> str:
         matches = [k for k in SOLUTIONS if k.split(".")[1] == short]
         if len(matches) == 1:
             return matches[0]
+        if matches:
+            raise ValueError(f"{name!r} is an exercise of several chapters: name one, e.g. {matches[-1]!r} "
+                             f"(the exercises: {', '.join(sorted(matches))})")
     known = ", ".join(sorted(k.split(".")[1] for k in SOLUTIONS))
     raise ValueError(f"no exercise named {name!r}; the exercises are: {known}")
 
