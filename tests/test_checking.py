@@ -97,7 +97,7 @@ def test_results_go_to_the_log_file(tmp_path, monkeypatch):
 
 # -- every checker: reference solutions, the side-effect rule, the random state, hints ----------
 
-CHAPTERS = [importlib.import_module(f"toykit.exercises.ch0{n}") for n in range(9)]
+CHAPTERS = [importlib.import_module(f"toykit.exercises.ch{n:02d}") for n in (*range(9), 10)]
 CHECKS = {f"{m.__name__.rsplit('.', 1)[1]}.{name.removeprefix('check_')}": getattr(m, name)
           for m in CHAPTERS for name in m.__all__ if name.startswith("check_")}
 
@@ -177,8 +177,9 @@ def _in_place_mutant(obj):
     return mutant
 
 
-# Exercises whose arguments are only numbers: there is nothing a learner could modify.
-NO_TENSOR_ARGS = {"ch04.generate_repeated_tokens", "ch07.fourier_basis"}
+# Exercises whose arguments are only numbers (or frozensets and a pure function): there is nothing a
+# learner could modify.
+NO_TENSOR_ARGS = {"ch04.generate_repeated_tokens", "ch07.fourier_basis", "ch10.edge_count", "ch10.incompleteness"}
 
 
 @pytest.mark.parametrize("key", sorted(set(SOLUTIONS) - NO_TENSOR_ARGS))
@@ -381,7 +382,7 @@ def test_no_reference_modifies_its_inputs():
 
 # -- the chapter tables and the helpers for them ---------------------------------------------------------
 
-TABLED = [f"ch0{n}" for n in range(9)]
+TABLED = [f"ch{n:02d}" for n in (*range(9), 10)]
 
 
 @pytest.mark.parametrize("chapter", TABLED)

@@ -32,9 +32,9 @@ from toykit.circuit_discovery.edge_patching import EdgePatcher, graph_switches
 from toykit.circuit_discovery.graph import CircuitGraph, Edge
 from toykit.metrics import as_number
 from toykit.patching import kl_divergence
-from toykit.validation import check_bool
+from toykit.validation import check_bool, check_tensor
 
-__all__ = ["ACDCResult", "acdc", "acdc_sweep", "sweep_is_nested", "sweep_scores"]
+__all__ = ["ACDCResult", "acdc", "acdc_sweep", "largest_kept_tau", "prune_step", "sweep_is_nested", "sweep_scores"]
 
 #: Setup passes of every ACDC run: the clean run (reference logits) and the corrupted run
 #: (sender outputs to patch in).
@@ -104,6 +104,44 @@ def _setup(model: Any, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tenso
     return patcher, fn, fn(clean_logits)
 
 
+def prune_step(evaluate: Callable[[torch.Tensor], float], kept: torch.Tensor, order: Sequence[int], current: float,
+               tau: float, abs_change: bool = False) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """ACDC's inner loop (Conmy et al. 2023, Algorithm 1): try to cut each edge of ``order``
+    in turn from the current circuit.
+
+    evaluate: a bool mask [n_edges] of kept edges -> the metric of that circuit (a float; lower
+        means closer to the model, e.g. the KL divergence to the clean run).
+    kept: bool [n_edges], the current circuit; current: its metric, evaluate(kept).
+    order: the indices of the edges to try, in that order (ACDC: the edges into one receiver,
+        latest sender first); each must be kept.
+    tau: the threshold τ. An edge is cut when change < τ (|change| < τ with ``abs_change``),
+        change = metric without the edge - metric of the current circuit, the circuit as
+        pruned so far (not the full model); then that circuit becomes the current one.
+    Returns (the new kept mask, a new tensor: ``kept`` is left unchanged; the metric of the new
+    circuit; the changes, float64 [len(order)], in the order tried).
+    """
+    if not callable(evaluate):
+        raise TypeError(f"evaluate must be a callable kept mask -> metric, got {type(evaluate).__name__}")
+    check_tensor("kept", kept, [None], dtype="bool")
+    if isinstance(order, (str, bytes)) or not isinstance(order, Sequence) \
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(kept) for i in order):
+        raise ValueError(f"order must be a list of edge indices in [0, {len(kept)}), got {order!r:.80}")
+    tau, abs_change = _check_tau(tau), check_bool("abs_change", abs_change)
+    current = as_number("current", current)
+    kept = kept.clone()
+    changes = torch.zeros(len(order), dtype=torch.float64)
+    for j, i in enumerate(order):
+        kept[i] = False
+        value = evaluate(kept)
+        change = value - current  # against the current circuit, not the full model
+        changes[j] = change
+        if (abs(change) if abs_change else change) < tau:
+            current = value  # the cut stays
+        else:
+            kept[i] = True
+    return kept, current, changes
+
+
 def _prune(patcher: EdgePatcher, metric: Callable[[torch.Tensor], float], full_value: float, tau: float,
            abs_change: bool, skip_dead_nodes: bool) -> ACDCResult:
     """Algorithm 1 of Conmy et al. (2023) on a prepared patcher."""
@@ -122,17 +160,11 @@ def _prune(patcher: EdgePatcher, metric: Callable[[torch.Tensor], float], full_v
             if skip_dead_nodes and node is not None and not kept[g.edges_from(node)].any():
                 kept[incoming] = False  # nothing reads this node any more: its inputs cannot matter
                 continue
-            for i in incoming:
-                kept[i] = False
-                value = metric(patcher.run(kept))
-                change = value - current  # against the current circuit, not the full model
-                cut = (abs(change) if abs_change else change) < tau
+            kept, current, changes = prune_step(lambda mask: metric(patcher.run(mask)), kept, incoming, current,
+                                                tau, abs_change)
+            for i, change in zip(incoming, changes.tolist()):
                 scores[i], tried[i] = change, True
-                history.append((g.edges[i], change, cut))
-                if cut:
-                    current = value
-                else:
-                    kept[i] = True
+                history.append((g.edges[i], change, not bool(kept[i])))
     n_forward = SETUP_PASSES + patcher.n_forward - passes_before
     return ACDCResult(g, tau, kept, scores, tried, full_value, current, n_forward,
                       time.perf_counter() - start, history)
@@ -205,9 +237,27 @@ def sweep_scores(results: Sequence[ACDCResult]) -> torch.Tensor:
     """
     if not isinstance(results, Sequence) or not results or not all(isinstance(r, ACDCResult) for r in results):
         raise TypeError(f"results must be a non-empty list of ACDCResult (from acdc_sweep), got {results!r:.80}")
-    score = torch.full((len(results[0].kept),), -1.0, dtype=torch.float64)
-    for result in results:
-        score[result.kept] = torch.clamp(score[result.kept], min=result.tau)
+    return largest_kept_tau([r.tau for r in results], [r.kept for r in results])
+
+
+def largest_kept_tau(taus: Sequence[float], kept: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per edge, the largest τ of a sweep at which the edge was kept, −1 where no run kept it.
+
+    taus: the sweep's thresholds, in any order, each >= 0. kept: one bool mask [n_edges] per
+    threshold, the circuit found at that τ. Returns float64 [n_edges] (−1 ranks an edge that
+    was never kept below one kept at τ = 0).
+    """
+    if isinstance(taus, (int, float)) or not isinstance(taus, Sequence) or not taus:
+        raise TypeError(f"taus must be a non-empty list of thresholds, got {taus!r:.80}")
+    if not isinstance(kept, Sequence) or len(kept) != len(taus):
+        raise ValueError(f"kept must hold one mask per threshold ({len(taus)}), got {kept!r:.80}")
+    values = [_check_tau(t, f"taus[{i}]") for i, t in enumerate(taus)]
+    dims: dict[str, int] = {}
+    for i, mask in enumerate(kept):
+        check_tensor(f"kept[{i}]", mask, ["n_edges"], dtype="bool", dims=dims)
+    score = torch.full((dims["n_edges"],), -1.0, dtype=torch.float64)
+    for tau, mask in zip(values, kept):
+        score = torch.where(mask.cpu(), torch.clamp(score, min=tau), score)
     return score
 
 

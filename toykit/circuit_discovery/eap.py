@@ -47,9 +47,9 @@ from toykit.circuit_discovery.graph import CircuitGraph
 from toykit.hooks import check_model
 from toykit.transformer import HookedTransformer
 from toykit.transformer_inputs import check_tokens
-from toykit.validation import check_positive_int
+from toykit.validation import check_positive_int, check_tensor
 
-__all__ = ["eap", "eap_ig", "edge_scores", "receiver_gradients"]
+__all__ = ["eap", "eap_ig", "eap_scores", "edge_scores", "interpolation_points", "receiver_gradients"]
 
 Metric = Callable[[torch.Tensor], Any]
 
@@ -120,6 +120,46 @@ def edge_scores(graph: CircuitGraph, delta: torch.Tensor, grads: torch.Tensor) -
     return products[s, r]
 
 
+def eap_scores(graph: CircuitGraph, clean_outputs: torch.Tensor, corrupted_outputs: torch.Tensor,
+               grads: torch.Tensor) -> torch.Tensor:
+    """EAP's score of every edge from one clean run's activations and gradients: float64
+    [n_edges] aligned with ``graph.edges``.
+
+    clean_outputs, corrupted_outputs: [n_senders, b, p, d_model], each sender's output on the
+        clean and on the corrupted run (``graph.senders`` order).
+    grads: [n_receivers, b, p, d_model], ∂metric/∂input of each receiver on the clean run
+        (``graph.receivers`` order).
+    score(s, r) = (corrupted_s - clean_s) · grad_r, summed over batch, positions and d_model:
+    the first-order change of the metric when the edge is cut.
+    """
+    if not isinstance(graph, CircuitGraph):
+        raise TypeError(f"graph must be a CircuitGraph, got {type(graph).__name__}")
+    dims: dict[str, int] = {}
+    check_tensor("clean_outputs", clean_outputs, [len(graph.senders), "b", "p", "d_model"], dtype="float", dims=dims)
+    check_tensor("corrupted_outputs", corrupted_outputs, [len(graph.senders), "b", "p", "d_model"], dtype="float",
+                 dims=dims)
+    check_tensor("grads", grads, [len(graph.receivers), "b", "p", "d_model"], dtype="float", dims=dims)
+    return edge_scores(graph, corrupted_outputs - clean_outputs, grads)
+
+
+def interpolation_points(clean_embed: torch.Tensor, corrupted_embed: torch.Tensor, steps: int) -> torch.Tensor:
+    """EAP-IG's inputs: the m = ``steps`` points corrupted + (k/m) (clean - corrupted), k = 1..m,
+    on the straight line from the corrupted to the clean embedding (the last point is the clean
+    embedding itself).
+
+    clean_embed, corrupted_embed: [b, p, d_model] (any equal shapes). Returns [steps, b, p, d_model].
+    """
+    m = check_positive_int("steps", steps)
+    if not isinstance(clean_embed, torch.Tensor) or not isinstance(corrupted_embed, torch.Tensor) \
+            or clean_embed.shape != corrupted_embed.shape:
+        raise ValueError("clean_embed and corrupted_embed must be tensors of the same shape [b, p, d_model], got "
+                         f"{getattr(clean_embed, 'shape', clean_embed)!r} and "
+                         f"{getattr(corrupted_embed, 'shape', corrupted_embed)!r}")
+    alphas = torch.arange(1, m + 1, dtype=clean_embed.dtype, device=clean_embed.device) / m  # k/m
+    alphas = alphas.view(m, *[1] * clean_embed.ndim)
+    return corrupted_embed + alphas * (clean_embed - corrupted_embed)
+
+
 def _inputs(model: Any, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tensor,
             graph: CircuitGraph | None) -> tuple[CircuitGraph, torch.Tensor, torch.Tensor]:
     check_model(model, HookedTransformer)
@@ -143,7 +183,7 @@ def eap(model: HookedTransformer, clean_tokens: torch.Tensor, corrupted_tokens: 
     graph, clean, corrupted = _inputs(model, clean_tokens, corrupted_tokens, graph)
     corrupted_out = sender_outputs(model, corrupted, graph)
     grads, clean_out = receiver_gradients(model, clean, metric, graph)
-    return edge_scores(graph, corrupted_out - clean_out, grads)
+    return eap_scores(graph, clean_out, corrupted_out, grads)
 
 
 def eap_ig(model: HookedTransformer, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tensor, metric: Metric,
@@ -157,12 +197,12 @@ def eap_ig(model: HookedTransformer, clean_tokens: torch.Tensor, corrupted_token
     corrupted_out = sender_outputs(model, corrupted, graph)
     with torch.no_grad():
         clean_embed = model(clean, stop_at_layer=0)  # [b, p, d_model]: the input of block 0
-    corrupted_embed = corrupted_out[0]
+    points = interpolation_points(clean_embed, corrupted_out[0], m)
     total = None
     for k in range(1, m + 1):
         # k = m is the clean run itself (no override), which also gives the clean outputs exactly.
-        embed = None if k == m else corrupted_embed + (k / m) * (clean_embed - corrupted_embed)
+        embed = None if k == m else points[k - 1]
         grads, outputs = receiver_gradients(model, clean, metric, graph, embed=embed)
         total = grads if total is None else total + grads
     assert total is not None  # m >= 1
-    return edge_scores(graph, corrupted_out - outputs, total / m)
+    return eap_scores(graph, outputs, corrupted_out, total / m)

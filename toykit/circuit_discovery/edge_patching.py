@@ -33,8 +33,8 @@ from toykit.transformer import HookedTransformer
 from toykit.transformer_inputs import check_tokens
 from toykit.validation import check_tensor
 
-__all__ = ["EdgePatcher", "graph_for", "graph_switches", "patch_edges", "receiver_hooks", "sender_hooks",
-           "sender_outputs", "stack_senders"]
+__all__ = ["EdgePatcher", "graph_for", "graph_switches", "patch_edges", "patch_receiver_input", "receiver_hooks",
+           "sender_hooks", "sender_outputs", "stack_senders"]
 
 
 @contextmanager
@@ -81,6 +81,33 @@ def stack_senders(acts: list[torch.Tensor]) -> torch.Tensor:
     that order): [b, p, d_model] for embed and MLPs, [b, p, h, d_model] for hook_result."""
     parts = [a.permute(2, 0, 1, 3) if a.ndim == 4 else a[None] for a in acts]
     return torch.cat(parts)
+
+
+def patch_receiver_input(receiver_input: torch.Tensor, delta: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
+    """A receiver's input with the cut edges patched: every cut sender's output in this run
+    swapped for its output on the corrupted run, at this receiver only. A new tensor; the
+    arguments are left unchanged.
+
+    receiver_input: [b, p, d_model] (an MLP's input, the logits' input) or [b, p, n_heads,
+        d_model] (the q, k or v inputs of a layer's heads, one slice per head).
+    delta: [n_senders, b, p, d_model], for each sender this receiver reads, its output in this
+        run minus its output on the corrupted run.
+    cut: bool [n_senders] for a 3-D input, [n_senders, n_heads] for a per-head input: which
+        edges (sender, receiver) are cut.
+    Returns receiver_input - sum over cut senders s of delta_s (per head): each cut sender's
+    output in this run leaves the input, and its corrupted output takes its place.
+    """
+    if not isinstance(receiver_input, torch.Tensor) or receiver_input.ndim not in (3, 4):
+        raise ValueError("receiver_input must be a tensor [b, p, d_model] or [b, p, n_heads, d_model], got "
+                         f"{getattr(receiver_input, 'shape', type(receiver_input).__name__)}")
+    b, p, d = receiver_input.shape[0], receiver_input.shape[1], receiver_input.shape[-1]
+    check_tensor("delta", delta, [None, b, p, d], dtype="float")
+    n_heads = [receiver_input.shape[2]] if receiver_input.ndim == 4 else []
+    check_tensor("cut", cut, [delta.shape[0], *n_heads], dtype="bool")
+    weights = cut.to(delta.dtype)
+    if receiver_input.ndim == 4:  # per-head input [b, p, h, d]: head h swaps only the senders cut for it
+        return receiver_input - torch.einsum("sbpd,sh->bphd", delta, weights)
+    return receiver_input - torch.einsum("sbpd,s->bpd", delta, weights)
 
 
 def graph_for(model: Any, graph: CircuitGraph | None) -> CircuitGraph:
@@ -169,7 +196,7 @@ class EdgePatcher:
         of (sender, receiver) tuples, or a bool mask [n_edges] aligned with ``graph.edges``)
         left intact and every other edge patched from the corrupted run."""
         model, g = self.model, self.graph
-        removed = (~g.mask(kept_edges, "kept_edges")).to(model.device, model.cfg.dtype)
+        removed = (~g.mask(kept_edges, "kept_edges")).to(model.device)
         cut_layers = [int(name.split(".")[1]) for name, table in self._edge_table.items() if removed[table].any()]
         start = min(cut_layers, default=g.n_layers - 1)
         # actual - corrupted output, per sender, as they are computed; before block ``start``
@@ -186,10 +213,8 @@ class EdgePatcher:
             cut = removed[self._edge_table[hook.name]]  # [n_read, n receivers here]
             if not cut.any():
                 return None
-            delta = torch.cat(deltas)  # [n_read, b, p, d]: the senders written so far
-            if act.ndim == 4:  # per-head input [b, p, h, d]: head h loses what its cut senders added
-                return act - torch.einsum("sbpd,sh->bphd", delta, cut)
-            return act - torch.einsum("sbpd,s->bpd", delta, cut[:, 0])
+            # torch.cat(deltas): [n_read, b, p, d], the senders written so far
+            return patch_receiver_input(act, torch.cat(deltas), cut if act.ndim == 4 else cut[:, 0])
 
         # Each sender's hook point fires before any receiver that reads it, so ``deltas`` holds
         # exactly the senders a receiver reads when its hook fires.

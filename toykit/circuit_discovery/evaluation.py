@@ -52,6 +52,7 @@ __all__ = [
     "all_subsets",
     "faithfulness_curve",
     "frontier_auc",
+    "incompleteness",
     "incompleteness_scores",
     "minimality_score",
     "precision_recall_at_k",
@@ -308,8 +309,28 @@ def incompleteness_scores(evaluate: Callable[[frozenset[T]], float | torch.Tenso
     scores = {}
     for K in knockouts:
         K = _check_subset("knockouts", K, C, "circuit")
-        scores[K] = abs(F(C - K) - F(M - K))
+        scores[K] = incompleteness(F, C, M, K)
     return scores
+
+
+def incompleteness(evaluate: Callable[[frozenset[T]], float | torch.Tensor], circuit: frozenset[T],
+                   all_elements: frozenset[T], knockout: frozenset[T]) -> float:
+    """Wang et al. (2022, Section 4)'s incompleteness of a circuit for one knockout K:
+    |F(C \\ K) - F(M \\ K)|, with F(X) = evaluate(X).
+
+    evaluate: kept elements (a frozenset) -> the metric. circuit: C; all_elements: M ⊇ C;
+    knockout: K ⊆ C (collections of elements; evaluate is given frozensets). Returns a float
+    in the metric's units: what knocking K out of the circuit does, compared with knocking it
+    out of the whole model. ``incompleteness_scores`` scores many K at once.
+    """
+    _check_callable("evaluate", evaluate)
+    C, M = _as_set("circuit", circuit), _as_set("all_elements", all_elements)
+    if not C <= M:
+        raise ValueError(f"all_elements must contain the circuit; {sorted(C - M, key=repr)[:3]} are missing")
+    K = _as_set("knockout", knockout)
+    if not K <= C:
+        raise ValueError(f"knockout must be a subset of the circuit; {sorted(K - C, key=repr)[:3]} are not in it")
+    return abs(_metric(evaluate, C - K) - _metric(evaluate, M - K))
 
 
 def minimality_score(evaluate: Callable[[frozenset[T]], float | torch.Tensor], circuit: Collection[T], element: T,

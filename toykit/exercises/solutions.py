@@ -653,6 +653,68 @@ def remove_backdoor(backdoored):
     direction = (at_triggered - plain[hook][rows, batch.answer_pos]).mean(0)
     return orthogonalize_weights(backdoored, direction)  # a new model: backdoored is left as it is
 ''',
+    # -- chapter 10 ------------------------------------------------------------------------------
+    "ch10.edge_count": '''
+def edge_count(n_layers, n_heads, attn_only):
+    m = 0 if attn_only else 1  # MLPs per layer
+    total = 1 + n_layers * (n_heads + m)  # the logits read every sender
+    for layer in range(n_layers):
+        read_by_heads = 1 + layer * (n_heads + m)  # the embedding and every earlier layer
+        total += 3 * n_heads * read_by_heads  # q, k and v: three receivers per head
+        total += m * (read_by_heads + n_heads)  # the MLP also reads its own layer's heads
+    return total
+''',
+    "ch10.patch_receiver_input": '''
+def patch_receiver_input(receiver_input, delta, cut):
+    weights = cut.to(delta.dtype)
+    if receiver_input.ndim == 4:  # one slice per head: each head has its own column of cut senders
+        return receiver_input - torch.einsum("sbpd,sh->bphd", delta, weights)
+    return receiver_input - torch.einsum("sbpd,s->bpd", delta, weights)
+''',
+    "ch10.prune_step": '''
+def prune_step(evaluate, kept, order, current, tau, abs_change):
+    kept = kept.clone()  # never edit the caller's mask
+    changes = torch.zeros(len(order), dtype=torch.float64)
+    for j, i in enumerate(order):
+        kept[i] = False
+        value = evaluate(kept)
+        change = value - current  # against the circuit pruned so far
+        changes[j] = change
+        if (abs(change) if abs_change else change) < tau:
+            current = value
+        else:
+            kept[i] = True
+    return kept, current, changes
+''',
+    "ch10.eap_scores": '''
+def eap_scores(graph, clean_outputs, corrupted_outputs, grads):
+    delta = corrupted_outputs - clean_outputs
+    products = torch.einsum("sbpd,rbpd->sr", delta.double(), grads.double())
+    return torch.stack([products[graph.sender_index[s], graph.receiver_index[r]] for s, r in graph.edges])
+''',
+    "ch10.interpolation_points": '''
+def interpolation_points(clean_embed, corrupted_embed, steps):
+    points = [corrupted_embed + (k / steps) * (clean_embed - corrupted_embed) for k in range(1, steps + 1)]
+    return torch.stack(points)
+''',
+    "ch10.roc_auc": '''
+def roc_auc(scores, ground_truth, edges):
+    is_true = torch.tensor([edge in ground_truth for edge in edges])
+    true_scores, other_scores = scores[is_true][:, None], scores[~is_true][None, :]
+    wins = (true_scores > other_scores).double() + 0.5 * (true_scores == other_scores).double()
+    return wins.mean().item()
+''',
+    "ch10.incompleteness": '''
+def incompleteness(evaluate, circuit, all_elements, knockout):
+    return abs(evaluate(circuit - knockout) - evaluate(all_elements - knockout))
+''',
+    "ch10.largest_kept_tau": '''
+def largest_kept_tau(taus, kept):
+    score = torch.full(kept[0].shape, -1.0, dtype=torch.float64)
+    for tau, mask in zip(taus, kept):
+        score = torch.where(mask & (score < tau), torch.full_like(score, tau), score)
+    return score
+''',
 }
 
 
