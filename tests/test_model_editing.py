@@ -114,6 +114,22 @@ def test_compute_key_and_value_leave_the_model_and_inputs_alone():
     assert no_hooks_left(model)
 
 
+def test_compute_value_optimises_even_with_gradients_turned_off():
+    """Notebooks run under torch.set_grad_enabled(False); v* is still found by gradient descent."""
+    model = make_model()
+    tokens = random_tokens()
+    subject, answer = torch.tensor([1, 1, 2, 2]), torch.tensor([5, 5, 5, 5])
+    args = (model, 0, tokens, subject, answer, 7)
+    kwargs = dict(steps=5, lr=0.2, kl_weight=0.0, weight_decay=0.0)
+    expected = compute_value(*args, **kwargs)
+    with torch.no_grad():
+        got = compute_value(*args, **kwargs)
+    torch.testing.assert_close(got, expected)
+    with torch.no_grad():
+        compute_value(*args, **kwargs)
+        assert not torch.is_grad_enabled()  # the caller's setting comes back
+
+
 def test_bad_arguments_are_named():
     model = make_model()
     tokens = random_tokens()

@@ -200,7 +200,9 @@ def compute_value(
 
     opt = torch.optim.Adam([z], lr=lr)
     requires = [p.requires_grad for p in model.parameters()]
-    with eval_mode(model):
+    # enable_grad: z is optimised by gradient descent even when the caller turned gradients off
+    # (notebooks often run under torch.set_grad_enabled(False)).
+    with eval_mode(model), torch.enable_grad():
         try:
             for p in model.parameters():
                 p.requires_grad_(False)
