@@ -2,7 +2,7 @@ import pytest
 import torch
 from vision_helpers import TinyCNN, line_detector_net
 
-from toykit.feature_vis import fourier_scale, visualise_feature
+from toykit.feature_vis import channel_objective, fourier_scale, gradient_ascent_step, visualise_feature
 from toykit.image_statistics import high_frequency_fraction, spectral_orientation, total_variation
 from toykit.runtime import make_generator
 from toykit.unit_activations import channel_response, read_activation
@@ -144,3 +144,41 @@ def test_bad_model_and_hook_are_named():
         visualise_feature(torch.nn.Conv2d(1, 1, 3), "conv.0.hook_post", 0)
     with pytest.raises(KeyError, match="conv.0.hook_post"):
         visualise_feature(TinyCNN(0), "conv.0.hook_pst", 0)
+
+
+def test_channel_objective_is_the_channels_mean_response_and_carries_gradients():
+    model = TinyCNN(0)
+    images = _noise(4).requires_grad_(True)
+    objective = channel_objective(model, images, "conv.1.hook_post", 5)
+    _, cache = model.run_with_cache(images.detach())
+    assert torch.allclose(objective.detach(), cache["conv.1.hook_post"][:, 5].mean(dim=(-2, -1)))
+    assert objective.shape == (4,) and objective.requires_grad
+    centre = channel_objective(model, images.detach(), "conv.1.hook_post", 5, where="centre")
+    assert torch.equal(centre, cache["conv.1.hook_post"][:, 5, 8, 8])
+
+
+def test_one_ascent_step_raises_the_objective_and_leaves_everything_else_alone():
+    model = TinyCNN(0)
+    model.train()
+    images = _noise(3) * 0.5 + 0.25  # inside (0, 1): a small step is not clipped
+    before = images.clone()
+    stepped = gradient_ascent_step(model, images, "conv.1.hook_post", 2, lr=0.05)
+    with torch.no_grad():
+        gain = channel_objective(model, stepped, "conv.1.hook_post", 2) - channel_objective(
+            model, images, "conv.1.hook_post", 2)
+    assert (gain > 0).all()  # baseline: a step of the same size against the gradient lowers it
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(channel_objective(model, x, "conv.1.hook_post", 2).sum(), [x])
+    assert torch.allclose(stepped, (images + 0.05 * grad).clamp(0, 1))
+    with torch.no_grad():
+        down = channel_objective(model, (images - 0.05 * grad).clamp(0, 1), "conv.1.hook_post", 2)
+    assert (down < channel_objective(model, images, "conv.1.hook_post", 2).detach()).all()
+    assert torch.equal(images, before) and not images.requires_grad
+    assert model.training and all(p.grad is None for p in model.parameters())
+    big = gradient_ascent_step(model, images, "conv.1.hook_post", 2, lr=1e4, value_range=(0.1, 0.9))
+    assert big.min() >= 0.1 and big.max() <= 0.9
+    assert ((big == 0.1) | (big == 0.9))[grad.abs() > 1e-3].all() and torch.equal(big[grad == 0], images[grad == 0])
+    with pytest.raises(ValueError, match="lr"):
+        gradient_ascent_step(model, images, "conv.1.hook_post", 2, lr=0.0)
+    with pytest.raises(ValueError, match="value_range"):
+        gradient_ascent_step(model, images, "conv.1.hook_post", 2, lr=0.1, value_range=(1.0, 0.0))

@@ -27,6 +27,10 @@ Regularised (the defaults)::
     visualise_feature(model, "conv.1.hook_post", 3, seed=0)
 
 ``toykit.image_statistics.high_frequency_fraction`` measures the difference.
+
+The objective itself is ``channel_objective``; ``gradient_ascent_step`` takes one plain
+gradient-ascent step on the pixels (Erhan et al. 2009), the simplest form of the
+method, with no optimiser state and no regulariser.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from toykit.runtime import cpu_thread_count, eval_mode, make_generator
 from toykit.unit_activations import Where, channel_response, check_where, read_activation
 from toykit.validation import check_bool, check_non_negative_int, check_positive_int, check_positive_number
 
-__all__ = ["FeatureVisualisation", "fourier_scale", "visualise_feature"]
+__all__ = ["FeatureVisualisation", "channel_objective", "fourier_scale", "gradient_ascent_step", "visualise_feature"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,41 @@ def fourier_scale(height: int, width: int, decay_power: float = 1.0) -> torch.Te
     fx = torch.fft.rfftfreq(width)[None, :]
     f = (fy**2 + fx**2).sqrt().clamp(min=1 / max(height, width))
     return f.pow(-float(decay_power))
+
+
+def channel_objective(model: HookedRootModule, images: torch.Tensor, hook_name: str, channel: int,
+                      where: Where = "mean") -> torch.Tensor:
+    """What activation maximisation maximises: one channel's response at ``hook_name``, per image.
+
+    images: [batch, channels, height, width]. Returns [batch]:
+    ``channel_response(read_activation(model, images, hook_name), channel, where)``; for a conv
+    activation, where="mean" is the mean of the channel over positions (the channel objective of
+    Olah et al. 2017). Differentiable with respect to images when gradients are enabled; the
+    model runs only up to the hook point, in whatever mode the caller set.
+    """
+    return channel_response(read_activation(model, images, hook_name), channel, where)
+
+
+def gradient_ascent_step(model: HookedRootModule, images: torch.Tensor, hook_name: str, channel: int, *,
+                         lr: float, where: Where = "mean",
+                         value_range: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """One step of naive activation maximisation in pixel space (Erhan et al. 2009).
+
+    Returns new images, images + lr · ∂objective/∂images clipped to ``value_range``, with the
+    objective ``channel_objective(model, images, hook_name, channel, where)`` of each image (the
+    gradient of their sum: each image follows its own objective). images: [batch, channels,
+    height, width]; returns the same shape. ``images`` is not modified, the model's parameters
+    get no ``.grad`` and its mode is restored (it runs in eval mode).
+    """
+    check_model(model, HookedRootModule, [hook_name])
+    check_positive_number("lr", lr)
+    low, high = _check_range("value_range", value_range, allow_equal=False)
+    x = images.detach().clone().requires_grad_(True)  # a new leaf: the caller's tensor never needs grad
+    with eval_mode(model), torch.enable_grad():
+        objective = channel_objective(model, x, hook_name, channel, where)
+        # autograd.grad, not backward(): only the images get a gradient
+        (grad,) = torch.autograd.grad(objective.sum(), [x])
+    return (x.detach() + lr * grad).clamp(low, high)
 
 
 def visualise_feature(
@@ -176,7 +215,7 @@ def visualise_feature(
         for _ in range(steps):
             image = to_image(param)
             seen = _random_transform(image, jitter, scale, rotate, gen) if transforms else image
-            objective = channel_response(read_activation(model, seen, hook_name), channel, where)
+            objective = channel_objective(model, seen, hook_name, channel, where)
             loss = -objective.sum()
             if tv_weight > 0:
                 loss = loss + tv_weight * total_variation(image).sum()
@@ -186,7 +225,7 @@ def visualise_feature(
             trace.append(objective.detach())
         with torch.no_grad():
             final = to_image(param)
-            activation = channel_response(read_activation(model, final, hook_name), channel, where)
+            activation = channel_objective(model, final, hook_name, channel, where)
     return FeatureVisualisation(images=final.detach(), trace=torch.stack(trace), activation=activation.detach())
 
 

@@ -653,6 +653,151 @@ def remove_backdoor(backdoored):
     direction = (at_triggered - plain[hook][rows, batch.answer_pos]).mean(0)
     return orthogonalize_weights(backdoored, direction)  # a new model: backdoored is left as it is
 ''',
+    # -- chapter 09 ------------------------------------------------------------------------------
+    "ch09.preferred_orientation": """
+from toykit.tuning_curves import OrientationTuning
+
+
+def preferred_orientation(angles, responses):
+    doubled = torch.deg2rad(2 * torch.as_tensor(angles, dtype=responses.dtype))
+    doubled = doubled.reshape(-1, *([1] * (responses.ndim - 1)))  # one row per condition
+    c = (responses * torch.cos(doubled)).sum(0)
+    s = (responses * torch.sin(doubled)).sum(0)
+    total = responses.sum(0)
+    preferred = torch.rad2deg(torch.atan2(s, c)) / 2 % 180
+    variance = 1 - torch.sqrt(c**2 + s**2) / total
+    silent = total == 0
+    preferred = torch.where(silent, float("nan"), preferred)
+    variance = torch.where(silent, 1.0, variance)
+    return OrientationTuning(preferred=preferred, circular_variance=variance)
+""",
+    "ch09.vanilla_gradient": """
+def vanilla_gradient(model, images, target):
+    target = torch.as_tensor(target).expand(images.shape[0])
+    was_training = model.training
+    model.eval()
+    x = images.detach().clone().requires_grad_(True)
+    chosen = model(x).gather(1, target[:, None]).sum()  # each image's own target logit
+    (grad,) = torch.autograd.grad(chosen, [x])  # no .grad on the parameters
+    model.train(was_training)
+    return grad
+""",
+    "ch09.integrated_gradients": """
+def integrated_gradients(model, images, target, *, baseline=None, n_steps=50):
+    target = torch.as_tensor(target).expand(images.shape[0])
+    start = torch.zeros_like(images) if baseline is None else torch.broadcast_to(
+        torch.as_tensor(baseline, dtype=images.dtype), images.shape)
+    was_training = model.training
+    model.eval()
+    mean_grad = torch.zeros_like(images)
+    for k in range(n_steps + 1):
+        weight = (0.5 if k in (0, n_steps) else 1.0) / n_steps  # the trapezoid rule
+        x = (start + k / n_steps * (images - start)).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), [x])
+        mean_grad = mean_grad + weight * grad
+    model.train(was_training)
+    return (images - start) * mean_grad
+""",
+    "ch09.occlusion": """
+def occlusion(model, images, target, *, patch_size=4, stride=None, fill=None):
+    stride = patch_size if stride is None else stride
+    batch, channels, height, width = images.shape
+    target = torch.as_tensor(target).expand(batch)
+    filled = torch.zeros_like(images) if fill is None else torch.broadcast_to(
+        torch.as_tensor(fill, dtype=images.dtype), images.shape)
+
+    def starts(length):
+        found = list(range(0, length - patch_size + 1, stride))
+        return found if found[-1] == length - patch_size else found + [length - patch_size]
+
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(batch, height, width)
+    count = torch.zeros(height, width)
+    with torch.no_grad():
+        clean = model(images).gather(1, target[:, None])[:, 0]
+        for top in starts(height):
+            for left in starts(width):
+                patch = torch.zeros(height, width, dtype=torch.bool)
+                patch[top:top + patch_size, left:left + patch_size] = True
+                covered = model(torch.where(patch, filled, images)).gather(1, target[:, None])[:, 0]
+                total = total + (clean - covered)[:, None, None] * patch
+                count = count + patch
+    model.train(was_training)
+    return (total / count)[:, None].expand(batch, channels, height, width).clone()
+""",
+    "ch09.shapley_kernel_weight": """
+def shapley_kernel_weight(n_segments, size):
+    size = torch.as_tensor(size, dtype=torch.float64)
+    binom = torch.tensor([math.comb(n_segments, int(k)) for k in size.flatten().tolist()],
+                         dtype=torch.float64).view(size.shape)
+    return (n_segments - 1) / (binom * size * (n_segments - size))  # 1/0 = inf at the two ends
+""",
+    "ch09.smoothgrad": """
+def smoothgrad(model, images, target, *, n_samples=50, noise_level=0.15, seed=None):
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+    target = torch.as_tensor(target).expand(images.shape[0])
+    flat = images.flatten(1)
+    sigma = noise_level * (flat.max(1).values - flat.min(1).values)  # one σ per image
+    was_training = model.training
+    model.eval()
+    total = torch.zeros_like(images)
+    for _ in range(n_samples):
+        noise = torch.randn(images.shape, generator=generator)
+        x = (images + sigma.view(-1, 1, 1, 1) * noise).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), [x])
+        total = total + grad
+    model.train(was_training)
+    return total / n_samples
+""",
+    "ch09.mask_mass_fraction": """
+def mask_mass_fraction(attributions, mask):
+    heat = attributions.abs()
+    if heat.ndim == 4:
+        heat = heat.sum(1)  # |a| per channel, then summed: one mass per pixel
+    inside = (heat * mask).flatten(1).sum(1)
+    return inside / heat.flatten(1).sum(1)
+""",
+    "ch09.spearman_rank_correlation": """
+def _ranks(x):
+    order = x.argsort()
+    ranks = torch.empty_like(x)
+    ranks[order] = torch.arange(1, len(x) + 1, dtype=x.dtype)
+    for value in x.unique():  # tied values share their average rank
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman_rank_correlation(a, b, *, absolute=True):
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    if absolute:
+        a, b = a.abs(), b.abs()
+    out = []
+    for row_a, row_b in zip(a, b):
+        ra, rb = _ranks(row_a), _ranks(row_b)
+        ra, rb = ra - ra.mean(), rb - rb.mean()
+        out.append((ra * rb).sum() / (ra.norm() * rb.norm()))
+    return torch.stack(out)
+""",
+    "ch09.gradient_ascent_step": """
+def gradient_ascent_step(model, images, hook_name, channel, *, lr):
+    was_training = model.training
+    model.eval()
+    x = images.detach().clone().requires_grad_(True)
+    store = {}
+
+    def save(activation, hook):
+        store["act"] = activation  # kept attached to the graph, so that it can be differentiated
+
+    model.run_with_hooks(x, fwd_hooks=[(hook_name, save)])
+    objective = store["act"][:, channel].mean(dim=(-2, -1))  # [batch]
+    (grad,) = torch.autograd.grad(objective.sum(), [x])  # each image climbs its own objective
+    model.train(was_training)
+    return (images + lr * grad).clamp(0.0, 1.0)
+""",
     # -- chapter 10 ------------------------------------------------------------------------------
     "ch10.edge_count": '''
 def edge_count(n_layers, n_heads, attn_only):
