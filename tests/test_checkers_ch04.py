@@ -9,13 +9,12 @@ import einops
 import pytest
 import torch
 import torch.nn.functional as F
-from checker_helpers import accepts, not_done, rejects
+from checker_helpers import accepts, rejects
 
 from toykit import circuits
 from toykit.ablation import head_ablation_hook
 from toykit.circuits import top_1_accuracy
 from toykit.exercises import ch04
-from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 from toykit.factored_matrix import FactoredMatrix
 from toykit.logit_attribution import next_token_attribution
 from toykit.patching import logit_diff
@@ -25,35 +24,6 @@ from toykit.tasks.repeated_tokens import generate_repeated_tokens
 @pytest.fixture(autouse=True)
 def one_thread():
     torch.set_num_threads(1)
-
-
-
-
-
-ALL_CHECKS = [
-    ch04.check_generate_repeated_tokens,
-    ch04.check_per_token_log_probs,
-    ch04.check_previous_token_score,
-    ch04.check_duplicate_token_score,
-    ch04.check_prefix_matching_score,
-    ch04.check_head_ablation_hook,
-    ch04.check_logit_diff,
-    ch04.check_head_logit_attribution,
-    ch04.check_top_1_accuracy,
-    ch04.check_composition_score,
-    ch04.check_k_composition_scores,
-]
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_not_implemented_gets_the_not_done_hint(check):
-    err = rejects(check, not_done, NOT_IMPLEMENTED_HINT)
-    assert "NotImplementedError" in err.detail
-
-
-def test_checks_want_the_function_itself():
-    with pytest.raises(TypeError, match="expects your function itself"):
-        ch04.check_logit_diff(torch.zeros(3))
 
 
 # -- generate_repeated_tokens ---------------------------------------------------------------------------

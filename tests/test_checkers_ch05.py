@@ -10,28 +10,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from checker_helpers import not_done, rejects
+from checker_helpers import rejects
 
 from toykit import circular_features, probes, steering
 from toykit.exercises import ch05
-from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
-
-ALL_CHECKS = [
-    ch05.check_probe_accuracy,
-    ch05.check_mean_difference,
-    ch05.check_top_components,
-    ch05.check_logit_lens,
-    ch05.check_steer_resid,
-    ch05.check_angular_order,
-    ch05.check_gradient_x_input,
-]
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_not_implemented_gets_the_not_done_hint(check):
-    err = rejects(check, not_done, NOT_IMPLEMENTED_HINT)
-    assert "NotImplementedError" in err.detail
-
 
 # -- probe_accuracy ----------------------------------------------------------------------------
 

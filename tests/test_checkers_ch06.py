@@ -7,10 +7,9 @@ Mistake functions inside the checks, so that a check is tested on real code, not
 
 import pytest
 import torch
-from checker_helpers import accepts, not_done, rejects
+from checker_helpers import accepts, rejects
 
 from toykit.exercises import ch06
-from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 
 IN_PLACE = "modified one of its inputs in place"
 
@@ -18,32 +17,6 @@ IN_PLACE = "modified one of its inputs in place"
 @pytest.fixture(autouse=True)
 def one_thread():
     torch.set_num_threads(1)
-
-
-
-ALL_CHECKS = [
-    ch06.check_ioi_logit_diff,
-    ch06.check_normalized_patching_metric,
-    ch06.check_patch_residual_hook,
-    ch06.check_patch_head_hook,
-    ch06.check_mean_ablate_head,
-    ch06.check_resample_ablate_head,
-    ch06.check_freeze_heads_hook,
-    ch06.check_attribution_per_head,
-    ch06.check_fraction_recovered,
-]
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_not_implemented_gets_the_not_done_hint(check):
-    err = rejects(check, not_done, NOT_IMPLEMENTED_HINT)
-    assert "NotImplementedError" in err.detail
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_checks_want_the_function_itself(check):
-    with pytest.raises(TypeError, match="expects your function itself"):
-        check(torch.zeros(3))
 
 
 # -- ioi_logit_diff ----------------------------------------------------------------------------------

@@ -11,34 +11,12 @@ import einops
 import pytest
 import torch
 import torch.nn.functional as F
-from checker_helpers import not_done, rejects
+from checker_helpers import rejects
 
 from toykit import fourier as ref
 from toykit.exercises import ch07
-from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 
 torch.set_num_threads(1)
-
-
-
-
-
-ALL_CHECKS = [
-    ch07.check_fourier_basis,
-    ch07.check_fourier_embedding,
-    ch07.check_key_frequencies,
-    ch07.check_cos_sin_of_sum,
-    ch07.check_neuron_frequency_fractions,
-    ch07.check_reconstruct_logits,
-    ch07.check_restricted_loss,
-    ch07.check_excluded_loss,
-]
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_not_implemented_gets_the_not_done_hint(check):
-    err = rejects(check, not_done, NOT_IMPLEMENTED_HINT)
-    assert "NotImplementedError" in err.detail
 
 
 # -- fourier_basis ---------------------------------------------------------------------------------

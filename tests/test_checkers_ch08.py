@@ -11,12 +11,11 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from checker_helpers import accepts, not_done, rejects
+from checker_helpers import accepts, rejects
 
 from toykit import backdoor, pretrained
 from toykit.directional_ablation import ablate_direction, orthogonalize_matrix, orthogonalize_weights
 from toykit.exercises import ch08, clear_results
-from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 from toykit.model_editing import rank_one_update
 from toykit.steering import caa_vector, mean_difference, steering_hook
 from toykit.tasks import tinylang
@@ -42,18 +41,6 @@ ALL_CHECKS = [
     ch08.check_propose_trigger,
     ch08.check_remove_backdoor,
 ]
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_not_implemented_gets_the_not_done_hint(check):
-    err = rejects(check, not_done, NOT_IMPLEMENTED_HINT)
-    assert "NotImplementedError" in err.detail
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_checks_want_the_function_itself(check):
-    with pytest.raises(TypeError, match="expects your function itself"):
-        check(torch.zeros(3))
 
 
 def test_the_table_holds_every_check():

@@ -7,7 +7,7 @@ Mistake functions inside the checks, so that a check is tested on real code, not
 
 import pytest
 import torch
-from checker_helpers import accepts, not_done, rejects
+from checker_helpers import accepts, rejects
 
 from toykit.circuit_discovery import (
     CircuitGraph,
@@ -21,7 +21,6 @@ from toykit.circuit_discovery import (
     roc_auc,
 )
 from toykit.exercises import ch10, clear_results
-from toykit.exercises.checking import NOT_IMPLEMENTED_HINT
 
 IN_PLACE = "modified one of its inputs in place"
 
@@ -42,18 +41,6 @@ ALL_CHECKS = [
     ch10.check_incompleteness,
     ch10.check_largest_kept_tau,
 ]
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_not_implemented_gets_the_not_done_hint(check):
-    err = rejects(check, not_done, NOT_IMPLEMENTED_HINT)
-    assert "NotImplementedError" in err.detail
-
-
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-def test_checks_want_the_function_itself(check):
-    with pytest.raises(TypeError, match="expects your function itself"):
-        check(torch.zeros(3))
 
 
 def test_the_table_holds_every_check_with_its_library_reference():

@@ -12,9 +12,10 @@ import re
 
 import pytest
 import torch
+from checker_helpers import not_done, rejects
 
 from toykit.exercises import CheckFailure, clear_results, results, show_solution
-from toykit.exercises.checking import Case, Mistake, check_unchanged, run_check, snapshot
+from toykit.exercises.checking import NOT_IMPLEMENTED_HINT, Case, Mistake, check_unchanged, run_check, snapshot
 from toykit.exercises.solutions import SOLUTIONS, solution
 
 CASES = [Case("small", (torch.randn(2, 3, generator=torch.Generator().manual_seed(0)),)),
@@ -405,6 +406,13 @@ def test_each_chapter_table_lists_every_check_and_the_grader_finds_them_there(ch
 def test_each_reference_in_a_table_passes_its_own_check(entry, capsys):
     entry.check(entry.reference)
     assert results()[-1].passed and results()[-1].exercise == entry.id
+
+
+@pytest.mark.parametrize("entry", [e for c in TABLED for e in importlib.import_module(f"toykit.exercises.{c}")
+                                   .EXERCISES.values()], ids=lambda e: e.id)
+def test_an_unfinished_exercise_gets_the_not_done_hint(entry):
+    err = rejects(entry.check, not_done, NOT_IMPLEMENTED_HINT)
+    assert "NotImplementedError" in err.detail
 
 
 @pytest.mark.parametrize("chapter", TABLED)
