@@ -64,6 +64,7 @@ __all__ = [
     "shapley_coalitions",
     "shapley_kernel_weight",
     "smoothgrad",
+    "superpixels",
     "target_logits",
     "vanilla_gradient",
 ]
@@ -387,6 +388,18 @@ def grid_segments(height: int, width: int, cell_size: int | tuple[int, int]) -> 
     return rows[:, None] * (-(-width // cw)) + cols[None, :]
 
 
+def superpixels(segments: torch.Tensor | None, cell_size: int | tuple[int, int] | None,
+                images: torch.Tensor) -> torch.Tensor:
+    """The superpixel label map a caller asked for: ``segments`` as given, or the square grid of
+    ``cell_size`` over images [batch, channels, height, width]. Exactly one of the two is given."""
+    if (segments is None) == (cell_size is None):
+        raise ValueError("give exactly one of segments (a label map) and cell_size (square superpixels)")
+    if segments is None:
+        assert cell_size is not None
+        return grid_segments(images.shape[2], images.shape[3], cell_size)
+    return segments
+
+
 def check_segments(segments: object, images: torch.Tensor) -> tuple[torch.Tensor, int]:
     """segments: an int label map [height, width] (shared) or [batch, height, width], labels
     0..n_segments−1. Returns the [batch, height, width] map on images' device, and n_segments."""
@@ -503,12 +516,7 @@ def kernel_shap_values(model: Model, images: torch.Tensor, target: int | torch.T
     """
     model, images, target = _setup(model, images, target, batch_size)
     check_positive_int("n_samples", n_samples)
-    if (segments is None) == (cell_size is None):
-        raise ValueError("give exactly one of segments (a label map) and cell_size (square superpixels)")
-    if segments is None:
-        assert cell_size is not None
-        segments = grid_segments(images.shape[2], images.shape[3], cell_size)
-    seg, m = check_segments(segments, images)
+    seg, m = check_segments(superpixels(segments, cell_size, images), images)
     filled = check_fill("fill", fill, images)
     gen = make_generator(seed, generator)
     everyone = torch.ones(1, m, dtype=torch.bool)
@@ -546,10 +554,7 @@ def kernel_shap(model: Model, images: torch.Tensor, target: int | torch.Tensor, 
     """
     values = kernel_shap_values(model, images, target, segments=segments, cell_size=cell_size, n_samples=n_samples,
                                 fill=fill, seed=seed, generator=generator, batch_size=batch_size)
-    if segments is None:
-        assert cell_size is not None
-        segments = grid_segments(images.shape[2], images.shape[3], cell_size)
-    return segments_to_pixels(values, segments.to(images.device), images.shape[1])
+    return segments_to_pixels(values, superpixels(segments, cell_size, images).to(images.device), images.shape[1])
 
 
 def lime_values(model: Model, images: torch.Tensor, target: int | torch.Tensor, *,
@@ -576,12 +581,7 @@ def lime_values(model: Model, images: torch.Tensor, target: int | torch.Tensor, 
     check_positive_number("kernel_width", kernel_width)
     if not isinstance(ridge, (int, float)) or isinstance(ridge, bool) or ridge < 0:
         raise ValueError(f"ridge must be a number >= 0, got {ridge!r}")
-    if (segments is None) == (cell_size is None):
-        raise ValueError("give exactly one of segments (a label map) and cell_size (square superpixels)")
-    if segments is None:
-        assert cell_size is not None
-        segments = grid_segments(images.shape[2], images.shape[3], cell_size)
-    seg, m = check_segments(segments, images)
+    seg, m = check_segments(superpixels(segments, cell_size, images), images)
     filled = check_fill("fill", fill, images)
     gen = make_generator(seed, generator)
     # the full image first, as LIME does, then uniform random coalitions
