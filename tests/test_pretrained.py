@@ -281,3 +281,13 @@ def test_tinylang_recipe_runs_and_repeats(tmp_path):
     assert pretrained.load("tiny-lang", device="cpu", root=tmp_path / "a").cfg.d_vocab == tinylang.TOKENIZER.vocab_size
     with pytest.raises(ValueError, match="eval_every must be a multiple of log_every"):
         TinyLangRecipe(name="x", log_every=50, eval_every=120)
+
+
+def test_available_filters_by_architecture():
+    transformers = pretrained.available(architecture="transformer")
+    cnns = pretrained.available(architecture="cnn")
+    assert "shapes-cnn" in cnns and "shapes-cnn" not in transformers
+    assert "tinylang" in transformers and "tinylang" not in cnns
+    assert sorted(transformers + cnns) == pretrained.available()
+    with pytest.raises(ValueError, match="architecture"):
+        pretrained.available(architecture="rnn")

@@ -82,9 +82,23 @@ def manifest(root: str | Path | None = None) -> dict[str, dict[str, Any]]:
     return data
 
 
-def available(root: str | Path | None = None) -> list[str]:
-    """The names of the shipped checkpoints, sorted."""
-    return sorted(manifest(root))
+ARCHITECTURES = ("transformer", "cnn")
+
+
+def available(root: str | Path | None = None, architecture: str | None = None) -> list[str]:
+    """The names of the shipped checkpoints, sorted.
+
+    architecture: "transformer" or "cnn" keeps only checkpoints of that kind; None keeps all.
+    """
+    if architecture is not None and architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES} or None, got {architecture!r}")
+    entries = manifest(root)
+    return sorted(name for name, entry in entries.items()
+                  if architecture is None or _architecture(entry) == architecture)
+
+
+def _architecture(entry: dict[str, Any]) -> str:
+    return entry.get("config", {}).get("architecture", "transformer")
 
 
 def _entry(name: str, root: str | Path | None) -> dict[str, Any]:

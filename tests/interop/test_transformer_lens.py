@@ -16,7 +16,8 @@ transformer_lens = pytest.importorskip("transformer_lens")
 
 # TL 3.9 marks HookedTransformer deprecated (in favour of TransformerBridge); it is the class toykit matches.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-CHECKPOINTS = pretrained.available()
+# TransformerLens has no CNNs: the shapes CNN has no counterpart there.
+CHECKPOINTS = pretrained.available(architecture="transformer")
 # Absolute tolerances. Float32 rounding grows with a tensor's size (tinylang's mlp_out entries
 # reach ~30 and differ by up to ~8e-5), so activations may also differ by 1e-5 of their value.
 TOL = {torch.float32: 1e-4, torch.float64: 1e-10}
