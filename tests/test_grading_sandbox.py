@@ -246,7 +246,24 @@ def test_sigterm_to_the_grader_stops_workers_kernels_and_their_children(tmp_path
             grader.kill()
     time.sleep(1)
     assert [p for p in leftovers() if f"{TOKEN}-{tag}" in p] == []
-    assert processes_under(scratch) == []
+    left = processes_under(scratch)
+    assert left == [], (left, [process_state(p.split(":")[0]) for p in left], worker_logs(scratch))
+
+
+def process_state(pid: str) -> str:
+    """A process's state, parent and signal masks, for a failure message."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return f"{pid}: gone"
+    keys = ("State", "PPid", "SigBlk", "SigIgn", "SigCgt")
+    return f"{pid}: " + "; ".join(line for line in lines if line.split(":")[0] in keys)
+
+
+def worker_logs(scratch: Path) -> str:
+    """The end of every grading worker's log under ``scratch``, for a failure message."""
+    return "\n".join(f"{log.name}: {log.read_text(errors='replace')[-2000:]}"
+                     for log in sorted(scratch.glob("toykit-grade-*/worker-*.log")))
 
 
 def test_a_grader_killed_outright_takes_its_workers_with_it(tmp_path):

@@ -85,3 +85,42 @@ def test_die_with_parent_ends_a_child_whose_parent_is_already_gone():
 
     assert in_child(expected_parent_gone) == -signal.SIGKILL
     assert in_child(expected_parent_alive) == 7
+
+
+def test_exit_with_parent_ends_a_process_whose_main_thread_is_blocked():
+    """The death signal's Python handler waits for the main thread; exit_with_parent does not:
+    a process blocked in a read that never returns still runs on_exit and ends when its parent dies."""
+    import select
+
+    def check() -> int:
+        sandbox.become_subreaper()  # the orphaned grandchild comes back to us, to be reaped
+        said_r, said_w = os.pipe()
+        never_r, _never_w = os.pipe()
+        if os.fork() == 0:  # the parent that will die
+            parent = os.getpid()
+            if os.fork() == 0:  # the process that must not outlive it
+                sandbox.exit_with_parent(parent, on_exit=lambda: os.write(said_w, b"cleaned"), interval=0.01)
+                os.read(never_r, 1)  # blocks for good: no handler would ever run here
+                os._exit(0)
+            time.sleep(0.2)
+            os._exit(0)
+        os.close(said_w)
+        ready, _, _ = select.select([said_r], [], [], 30)
+        said = os.read(said_r, 16) if ready else b""
+        if not said:  # it lived on: kill it, so that the test fails rather than hangs
+            sandbox.kill_children()
+        codes = []
+        while True:
+            try:
+                codes.append(os.waitstatus_to_exitcode(os.wait()[1]))
+            except ChildProcessError:
+                break
+        return 0 if said == b"cleaned" and sorted(codes) == [0, 1] else 2
+
+    assert in_child(check) == 0
+
+
+@pytest.mark.parametrize("parent", [0, -3, True, "12"])
+def test_exit_with_parent_rejects_a_bad_pid(parent):
+    with pytest.raises(ValueError, match="parent"):
+        sandbox.exit_with_parent(parent)

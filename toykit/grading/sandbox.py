@@ -36,7 +36,9 @@ import platform
 import signal
 import struct
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
@@ -73,6 +75,34 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> Non
     _prctl(_PR_SET_PDEATHSIG, sig)
     if parent is not None and os.getppid() != parent:
         os.kill(os.getpid(), sig)
+
+
+def exit_with_parent(parent: int, on_exit: Callable[[], None] | None = None,
+                     interval: float = 0.25) -> threading.Thread:
+    """End this process soon after ``parent`` dies, whatever its main thread is doing.
+
+    A thread checks every ``interval`` seconds whether this process's parent is still
+    ``parent`` (a dead parent's children are re-parented); when it is not, it runs ``on_exit``
+    and calls ``os._exit(1)``. This backs up ``die_with_parent``, whose signal reaches a Python
+    handler only when the main thread next runs Python code: a main thread blocked in a long
+    wait (say, for a child process) would keep the handler, and the process, waiting.
+    Returns the (daemon) thread.
+    """
+    if not isinstance(parent, int) or isinstance(parent, bool) or parent <= 0:
+        raise ValueError(f"parent must be a positive process id, got {parent!r}")
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        try:
+            if on_exit is not None:
+                on_exit()
+        finally:
+            os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def become_subreaper() -> bool:

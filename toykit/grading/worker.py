@@ -614,13 +614,15 @@ def decide_outside(job: dict, ctl: Path, results: Path, exercises: list[dict]) -
               "out": str(ctl / "verdict.json")}
     _write_json(ctl / "verdict-job.json", config)
     env = {k: v for k, v in os.environ.items() if k not in ("TOYKIT_CHECK_LOG", "PYTHONPATH", "PYTHONHOME")}
-    boot = ("import sys; sys.path.insert(0, sys.argv[1]); from toykit.grading.verdict import main; "
-            "sys.exit(main(sys.argv[2:]))")
-    die_with_worker = partial(sandbox.die_with_parent, parent=os.getpid())  # never outlive a killed worker
+    # never outlive a killed worker: a death signal, and a thread that checks (see exit_with_parent)
+    boot = ("import sys; sys.path.insert(0, sys.argv[1]); from toykit.grading import sandbox; "
+            "sandbox.exit_with_parent(int(sys.argv[2])); from toykit.grading.verdict import main; "
+            "sys.exit(main(sys.argv[3:]))")
+    die_with_worker = partial(sandbox.die_with_parent, parent=os.getpid())
     try:
         proc = subprocess.run([sys.executable, "-I", "-c", boot, os.path.dirname(job["toykit_dir"]),
-                               str(ctl / "verdict-job.json")], cwd=ctl, env=env, stdin=subprocess.DEVNULL,
-                              preexec_fn=die_with_worker,
+                               str(os.getpid()), str(ctl / "verdict-job.json")],
+                              cwd=ctl, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_worker,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               timeout=(len(exercises) + 1) * max(60, 4 * job["cell_timeout"]) + 120)
     except subprocess.TimeoutExpired:
@@ -686,11 +688,16 @@ def _same_process(pid: int, pids: dict) -> bool:
     return "time" not in pids or started <= pids["time"] + 5
 
 
-def _on_signal(signum, _frame) -> None:
-    """The batch grader is gone or asks us to stop: take the kernel's tree with us."""
+def _kill_everything() -> None:
+    """Kill the running kernel's tree and every child of ours (a verdict process included)."""
     if "ctl" in _CURRENT:
         kill_kernel(_CURRENT["ctl"])
     sandbox.kill_children()
+
+
+def _on_signal(signum, _frame) -> None:
+    """The batch grader is gone or asks us to stop: take the kernel's tree with us."""
+    _kill_everything()
     os._exit(128 + signum)
 
 
@@ -709,6 +716,8 @@ def main(argv: list[str]) -> int:
     sandbox.die_with_parent(signal.SIGTERM)
     if argv and os.getppid() != int(argv[0]):
         return 1  # the grader died before we could ask to die with it
+    if argv:  # in case the death signal's handler waits on a blocked main thread
+        sandbox.exit_with_parent(int(argv[0]), on_exit=_kill_everything)
     sandbox.become_subreaper()
     sandbox.set_inspectable(False)  # our environment is the grader's: keep it from kernels
     for line in sys.stdin:
