@@ -625,6 +625,100 @@ def test_replay_keeps_whether_a_loss_carries_a_gradient():
     assert not verdict(line, "check_lm_cross_entropy_loss", "ch03")["passed"]
 
 
+def test_replay_of_returned_hooks_records_and_replays_their_calls():
+    # a hook factory (ch08) returns a function: its calls are recorded and replayed in order
+    from toykit.causal_tracing import restore_hook
+    from toykit.exercises import ch08
+    from toykit.steering import steering_hook
+
+    for check, right in (("check_steering_hook", steering_hook), ("check_restore_hook", restore_hook)):
+        line = record(getattr(ch08, check), right)
+        assert any("fn" in call for call in line["calls"]), check
+        assert verdict(line, check, "ch08")["passed"], check
+
+    def unscaled(vector, coeff, positions):  # forgets the coefficient
+        return steering_hook(vector, 1.0, positions)
+    wrong = verdict(record(ch08.check_steering_hook, unscaled), "check_steering_hook", "ch08")
+    assert not wrong["passed"] and "coeff" in wrong["hint"]
+
+
+def test_replay_of_result_records_rebuilds_the_graders_own_class():
+    # ch09's preferred_orientation returns an OrientationTuning, a frozen dataclass of tensors
+    import torch
+
+    from toykit.exercises import ch09
+    from toykit.tuning_curves import OrientationTuning, preferred_orientation
+
+    line = record(ch09.check_preferred_orientation, preferred_orientation)
+    assert verdict(line, "check_preferred_orientation", "ch09")["passed"]
+
+    def undoubled(angles, responses):  # a plain circular mean: wrong for orientations
+        a = torch.deg2rad(torch.as_tensor(angles, dtype=responses.dtype)).reshape(-1, *[1] * (responses.ndim - 1))
+        c, s = (responses * a.cos()).sum(0), (responses * a.sin()).sum(0)
+        return OrientationTuning(torch.rad2deg(torch.atan2(s, c)) % 180,
+                                 1 - (c.hypot(s) / responses.sum(0)).clamp(max=1))
+    assert not verdict(record(ch09.check_preferred_orientation, undoubled), "check_preferred_orientation", "ch09")[
+        "passed"]
+
+
+def test_wire_rebuilds_only_known_records_with_their_own_fields():
+    import torch
+
+    from toykit.grading.wire import WireError, decode, encode
+    from toykit.tuning_curves import OrientationTuning
+
+    good = encode(OrientationTuning(torch.zeros(3), torch.ones(3)))
+    assert isinstance(decode(json.loads(json.dumps(good))), OrientationTuning)
+    name, fields = good["R"]
+    for forged in ({"R": ["os.system", fields]},  # not a known record
+                   {"R": [["x"], fields]},
+                   {"R": [name, fields[:1]]},  # a field missing
+                   {"R": [name, [[k + "_", v] for k, v in fields]]},  # other field names
+                   {"R": [name, fields + [["extra", 1]]]}):
+        with pytest.raises(WireError):
+            decode(forged)
+
+
+def test_replay_of_a_returned_model_loads_its_weights_into_a_copy_of_the_argument():
+    # ch08's remove_backdoor returns an edited copy of the model it was given
+    import torch
+
+    from toykit.grading.replay import Recorder, Replayer
+    from toykit.transformer import HookedTransformer, TransformerConfig, copy_model
+
+    given = HookedTransformer(TransformerConfig(n_layers=1, d_model=8, n_ctx=4, d_vocab=5, n_heads=2, seed=0))
+    tokens = torch.tensor([[1, 2, 3]])
+
+    def edit(model):
+        new = copy_model(model)
+        with torch.no_grad():
+            new.W_U.mul_(2)
+        return new
+
+    def hooked(model):
+        new = copy_model(model)
+        new.hook_dict["hook_embed"].add_hook(lambda act, hook: act * 0)
+        return new
+
+    def other(model):
+        return HookedTransformer(TransformerConfig(n_layers=2, d_model=8, n_ctx=4, d_vocab=5, n_heads=2, seed=1))
+
+    for fn, problem in ((edit, None), (hooked, "hooks attached"), (other, "not a copy of a model it was given")):
+        recorder = Recorder(fn)
+        kernel_model = recorder.learner(given)
+        data = json.loads(json.dumps({"meta": recorder.meta, "calls": recorder.events}))
+        replayer = Replayer(data["meta"], data["calls"])
+        grader_given = copy_model(given)
+        if problem is None:
+            rebuilt = replayer.learner(grader_given)
+            assert type(rebuilt) is HookedTransformer and rebuilt is not grader_given
+            torch.testing.assert_close(rebuilt(tokens), kernel_model(tokens))
+            torch.testing.assert_close(grader_given(tokens), given(tokens))  # the argument is untouched
+        else:
+            with pytest.raises(TypeError, match=problem):
+                replayer.learner(grader_given)
+
+
 def torch_ones(n):
     import torch
 
@@ -832,7 +926,7 @@ def filled_learner(stem: str) -> nbformat.NotebookNode:
     return nb
 
 
-CHAPTERS = sorted(p.stem for p in (ROOT / "solutions").glob("0[0-7]_*.ipynb"))
+CHAPTERS = sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.mark.parametrize("stem", CHAPTERS)

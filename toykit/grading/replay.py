@@ -19,11 +19,18 @@ real checker, unmodified, decides whether that claim is right.
 Three kinds of learner object are handled: functions (and hooks, any callable), ``nn.Module``
 classes (ch03: the check builds ``cls(cfg)``, loads weights, calls it), and module instances
 (which checks refuse where a function is expected, so they must arrive as modules).
+
+Two kinds of result that are not plain data are handled too. A function that returns a
+function (a hook factory, ch08) has the returned function recorded like the learner's own: its
+calls join the record, in order. A function that returns a model made from one it was given (an
+edited copy, ch08) has the model's weights recorded; the grader loads them into a copy of its
+own argument, so the check runs the grader's model code on the learner's weights.
 """
 
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 import keyword
 from collections.abc import Callable
@@ -239,7 +246,19 @@ class Recorder:
             raise
         event["mut"] = _changes(leaves, before)
         try:
-            event["out"] = result(out)
+            if op != "new" and _is_function(out):  # its own calls are recorded from here on
+                event["fn"] = clean_text(getattr(out, "__name__", "function"), 100)
+                self._add(event)
+                returned = out
+
+                def recorded(*args: Any, **kwargs: Any) -> Any:
+                    return self.call("call", returned, args, kwargs)
+                recorded.__name__ = recorded.__qualname__ = event["fn"]
+                return recorded
+            if op != "new" and isinstance(out, nn.Module):
+                event["model"] = _weights(out)
+            else:
+                event["out"] = result(out)
             if op != "new":
                 event["grad"] = _grad_carriers(out)
         except WireError as err:
@@ -269,6 +288,43 @@ class Recorder:
                 return self.call("forward", forward, a, k, extra=_module_state(module))
             module.forward = recorded_forward
         return module
+
+
+def _is_function(value: Any) -> bool:
+    """A callable that is neither a class nor a module: a function, a closure, a partial."""
+    return callable(value) and not isinstance(value, (type, nn.Module, torch.Tensor))
+
+
+def _weights(module: nn.Module) -> dict:
+    """A returned model as plain data: its class name, mode, weights and hooked submodules."""
+    return {"type": clean_text(type(module).__name__, 100), "training": bool(module.training),
+            "state": encode(dict(module.state_dict())), "hooked": hooked_modules(module)}
+
+
+def _rebuild(record: Any, args: tuple, kwargs: dict) -> nn.Module:
+    """The grader's copy of the model among ``args`` and ``kwargs`` that has the recorded
+    class and weight shapes, with the recorded weights loaded."""
+    if type(record) is not dict or set(record) != {"type", "training", "state", "hooked"} \
+            or type(record["training"]) is not bool or type(record["hooked"]) is not list:
+        raise WireError("a malformed model record")
+    state = decode(record["state"])
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WireError("a model record whose weights are not tensors")
+    if record["hooked"]:
+        where = ", ".join(map(str, record["hooked"]))[:300]
+        raise TypeError(f"your code returned a model with hooks attached ({where}); the grader takes a model's "
+                        "weights, not its hooks: put the change into the weights")
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for given in _leaves((args, kwargs), []):
+        if isinstance(given, nn.Module) and type(given).__name__ == record["type"] and \
+                {k: tuple(v.shape) for k, v in given.state_dict().items()} == shapes:
+            model = copy.deepcopy(given)
+            with torch.no_grad():
+                for name, value in model.state_dict(keep_vars=True).items():
+                    _assign(value, state[name])
+            return model.train(record["training"])
+    raise TypeError(f"your code returned a {clean_text(record['type'], 100)} that is not a copy of a model it was "
+                    "given (the same class and weight shapes), which the grader cannot rebuild")
 
 
 def _module_state(module: nn.Module) -> dict:
@@ -423,13 +479,21 @@ class Replayer:
             raise _rebuild_error(event["raise"])
         if "refused" in event:
             raise TypeError(clean_text(event["refused"], 2000))
-        if "out" not in event:
+        if not {"out", "fn", "model"} & set(event):
             raise ReplayBroken(f"call {self.pos} of the record has no result")
         return event
 
     def call(self, op: str, args: tuple, kwargs: dict, extra: Any = None) -> Any:
         event = self.next(op, args, kwargs, extra)
         try:
+            if "fn" in event:  # a returned function: its calls come next in the record
+                def replayed(*a: Any, **k: Any) -> Any:
+                    return self.call("call", a, k)
+                name = event["fn"] if type(event["fn"]) is str and event["fn"].isidentifier() else "function"
+                replayed.__name__ = replayed.__qualname__ = name
+                return replayed
+            if "model" in event:
+                return _carry_grad(_rebuild(event["model"], args, kwargs), event.get("grad", []))
             return _carry_grad(decode(event["out"]), event.get("grad", []))
         except WireError as err:
             raise ReplayBroken(f"call {self.pos} holds malformed data ({err})") from None

@@ -1,19 +1,24 @@
 """Plain data across the kernel boundary: encode in the kernel, decode and validate in the grader.
 
 Only these cross: ``None``, bools, ints, floats, strings, tensors (dtype, shape and raw bytes),
-and lists, tuples and dicts of them. Nothing is unpickled and no code or class comes back:
-a tensor is rebuilt from its bytes as a plain ``torch.Tensor`` after its dtype, shape and byte
-count are checked. Anything else is refused with a message that says what it was.
+and lists, tuples and dicts of them, plus the few toykit result records in ``RECORDS`` (frozen
+dataclasses of such values, which chapter functions return). Nothing is unpickled and no code
+or class comes back: a tensor is rebuilt from its bytes as a plain ``torch.Tensor`` after its
+dtype, shape and byte count are checked, and a record as the grader's own class, from its
+checked fields. Anything else is refused with a message that says what it was.
 
 JSON forms (tags are one-key dicts, so a learner's own dict can never pass for one):
 ``{"T": [dtype, shape, base64]}`` a tensor, ``{"L": [...]}`` a list, ``{"U": [...]}`` a tuple,
-``{"D": [[key, value], ...]}`` a dict, ``{"F": "nan"|"inf"|"-inf"}`` a float JSON cannot hold.
+``{"D": [[key, value], ...]}`` a dict, ``{"F": "nan"|"inf"|"-inf"}`` a float JSON cannot hold,
+``{"R": [name, [[field, value], ...]]}`` a record.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import importlib
 import math
 import struct
 from typing import Any
@@ -29,6 +34,9 @@ DTYPES = {str(d).removeprefix("torch."): d for d in (
 MAX_DEPTH = 32
 MAX_ITEMS = 100_000  # entries in one list, tuple or dict
 MAX_TENSOR_BYTES = 256 * 2**20
+# Result types that chapter functions return, by module and class name; the grader rebuilds each
+# from its own toykit. Every one is a frozen dataclass whose fields are plain values.
+RECORDS = frozenset({"toykit.tuning_curves.OrientationTuning"})
 
 
 class WireError(ValueError):
@@ -80,7 +88,27 @@ def encode(value: Any, depth: int = 0) -> Any:
                 raise WireError(f"a dict key of type {type(k).__name__}")
             out.append([encode(k, depth + 1), encode(v, depth + 1)])
         return {"D": out}
+    kind = type(value)
+    if f"{kind.__module__}.{kind.__qualname__}" in RECORDS and dataclasses.is_dataclass(value):
+        fields = [[f.name, encode(getattr(value, f.name), depth + 1)] for f in dataclasses.fields(value)]
+        return {"R": [f"{kind.__module__}.{kind.__qualname__}", fields]}
     raise WireError(f"an object of type {type(value).__name__}")
+
+
+def _record(body: Any, depth: int) -> Any:
+    """The grader's own record class, built from the checked fields of ``body``."""
+    if type(body) is not list or len(body) != 2 or type(body[0]) is not str or body[0] not in RECORDS \
+            or type(body[1]) is not list:
+        raise WireError("a record of a type the grader does not know")
+    module, _, name = body[0].rpartition(".")
+    kind = getattr(importlib.import_module(module), name)
+    names = [f.name for f in dataclasses.fields(kind)]
+    if [pair[0] if type(pair) is list and len(pair) == 2 else None for pair in body[1]] != names:
+        raise WireError(f"a {name} record whose fields are not {names}")
+    try:
+        return kind(**{key: decode(value, depth + 1) for key, value in body[1]})
+    except (TypeError, ValueError) as err:
+        raise WireError(f"a {name} record that cannot be rebuilt ({err})") from None
 
 
 def decode(data: Any, depth: int = 0) -> Any:
@@ -119,6 +147,8 @@ def decode(data: Any, depth: int = 0) -> Any:
                 raise WireError(f"a dict key of type {type(key).__name__}")
             out[key] = decode(pair[1], depth + 1)
         return out
+    if tag == "R":
+        return _record(body, depth)
     raise WireError(f"unknown tag {clean_text(tag, 40)!r} in the record")
 
 
