@@ -3,10 +3,10 @@
 Each output channel c of a conv layer computes, at every position, a sum over the previous
 layer's channels i of a small spatial kernel W[c, i] [k, k] applied to channel i's map. So the
 weights say which earlier features a channel builds on and where: a large positive kernel entry
-at tap (a, b) means "channel i, active at that offset, excites c". Cammarata et al. 2020,
-"Curve Detectors" (Distill), section "Reading off the weights" (and Olah et al. 2020, "An
-Overview of Early Vision in InceptionV1", Distill) read InceptionV1's curve detectors this way:
-edge detectors whose orientation follows the curve's tangent at each position of the kernel.
+at tap (a, b) means "channel i, active at that offset, excites c". Cammarata et al. 2021,
+"Curve Circuits" (Distill), read InceptionV1's curve detectors (found in Cammarata et al. 2020,
+"Curve Detectors") this way: earlier line and edge detectors, each weighted where its
+orientation follows the curve's tangent at that position of the kernel.
 
 This module gives the pieces, for a ``toykit.cnn.HookedCNN``:
 
