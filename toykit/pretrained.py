@@ -94,11 +94,12 @@ def available(root: str | Path | None = None, architecture: str | None = None) -
         raise ValueError(f"architecture must be one of {ARCHITECTURES} or None, got {architecture!r}")
     entries = manifest(root)
     return sorted(name for name, entry in entries.items()
-                  if architecture is None or _architecture(entry) == architecture)
+                  if architecture is None or _architecture(entry.get("config", {})) == architecture)
 
 
-def _architecture(entry: dict[str, Any]) -> str:
-    return entry.get("config", {}).get("architecture", "transformer")
+def _architecture(config: dict[str, Any]) -> str:
+    """The kind of model a config in JSON form describes (``config_to_json`` marks only CNNs)."""
+    return config.get("architecture", "transformer")
 
 
 def _entry(name: str, root: str | Path | None) -> dict[str, Any]:
@@ -145,7 +146,8 @@ def config_from_json(data: dict[str, Any], device: str | torch.device | None = N
     """The inverse of ``config_to_json``; the model will live on ``device`` (None: auto)."""
     data = dict(data)
     dtype = getattr(torch, data.pop("dtype", "float32"))
-    kind = CNNConfig if data.pop("architecture", "transformer") == "cnn" else TransformerConfig
+    kind = CNNConfig if _architecture(data) == "cnn" else TransformerConfig
+    data.pop("architecture", None)
     return kind(**data, dtype=dtype, device=resolve_device(device))
 
 
