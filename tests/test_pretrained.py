@@ -21,7 +21,7 @@ from toykit.tasks.repeated_tokens import generate_repeated_tokens, repeated_half
 from toykit.train_recipes import RECIPES, AttnOnlyRecipe, TinyLangRecipe, phase_change_step, register, save
 from toykit.transformer import HookedTransformer
 
-SHIPPED = ["attn-only-1l", "attn-only-2l", "grokking", "shapes-cnn", "tinylang", "tinylang-backdoor"]
+SHIPPED = ["attn-only-1l", "attn-only-2l", "grokking", "shapes-cnn", "strokes-cnn", "tinylang", "tinylang-backdoor"]
 SEQ_LEN = 32
 
 
@@ -286,7 +286,7 @@ def test_tinylang_recipe_runs_and_repeats(tmp_path):
 def test_available_filters_by_architecture():
     transformers = pretrained.available(architecture="transformer")
     cnns = pretrained.available(architecture="cnn")
-    assert "shapes-cnn" in cnns and "shapes-cnn" not in transformers
+    assert {"shapes-cnn", "strokes-cnn"} <= set(cnns) and "shapes-cnn" not in transformers
     assert "tinylang" in transformers and "tinylang" not in cnns
     assert sorted(transformers + cnns) == pretrained.available()
     with pytest.raises(ValueError, match="architecture"):

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from toykit.tasks.shapes import CLASSES, IMAGE_SIZE, ShapesBatch, generate_shapes, render_curve, render_line
+from toykit.tasks.shapes import (
+    CLASSES,
+    IMAGE_SIZE,
+    ShapesBatch,
+    generate_shapes,
+    generate_strokes,
+    render_curve,
+    render_line,
+)
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +150,88 @@ def test_curve_ground_truth_matches_its_symmetry(clean):
         p = cols * math.cos(a) - rows * math.sin(a)
         mean = (w * p).sum() / w.sum()
         assert (w * (p - mean) ** 3).sum() > 0, i
+
+
+# -- the stroke task --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strokes():
+    return generate_strokes(300, seed=5, noise=(0.0, 0.0))
+
+
+def test_strokes_shapes_balance_and_determinism(strokes):
+    assert isinstance(strokes, ShapesBatch) and len(strokes) == 300
+    assert strokes.images.shape == (300, 1, 32, 32) and strokes.masks.shape == (300, 32, 32)
+    assert torch.bincount(strokes.labels, minlength=3).tolist() == [100, 100, 100]
+    again = generate_strokes(300, generator=torch.Generator().manual_seed(5), noise=(0.0, 0.0))
+    for name in ("images", "labels", "masks", "orientations", "openings", "curvatures"):
+        torch.testing.assert_close(getattr(again, name), getattr(strokes, name), rtol=0, atol=0, equal_nan=True)
+    noisy = generate_strokes(300, seed=5)
+    assert torch.equal(noisy.masks, strokes.masks) and (noisy.images - strokes.images).abs().max() > 0.05
+
+
+def test_strokes_masks_stay_inside_and_match_the_ink(strokes):
+    images = strokes.images[:, 0]
+    assert torch.equal(images > images.flatten(1).amin(1)[:, None, None], strokes.masks)
+    border = strokes.masks.clone()
+    border[:, 1:-1, 1:-1] = False
+    assert not border.any()
+
+
+def test_stroke_classes_carry_the_same_ink(strokes):
+    # Equal length by construction: no class may be told apart by the amount of ink alone.
+    area = strokes.masks.flatten(1).sum(1).float()
+    means = [area[strokes.labels == c].mean().item() for c in range(3)]
+    assert max(means) / min(means) < 1.1, means
+
+
+def test_stroke_ground_truth(strokes):
+    arc, segment, corner = (strokes.labels == c for c in range(3))
+    assert ((strokes.orientations >= 0) & (strokes.orientations < 180)).all()
+    assert strokes.openings[~arc].isnan().all() and (strokes.curvatures[~arc] == 0).all()
+    assert torch.allclose(strokes.orientations[arc], (strokes.openings[arc] + 90) % 180, atol=1e-3)
+    assert ((strokes.curvatures[arc] >= 1 / 8 - 1e-6) & (strokes.curvatures[arc] <= 1 / 4 + 1e-6)).all()
+    for i in segment.nonzero().squeeze(1).tolist():  # a segment's direction is its principal axis
+        image = strokes.images[i, 0]
+        assert angle_gap(principal_axis_deg(image, image.min().item()), strokes.orientations[i].item(), 180) < 3, i
+    # An arc's and a corner's ink bends away from the straight line through its midpoint along
+    # its tangent; a segment's stays on it.
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    spread = []
+    for i in range(len(strokes)):
+        image = strokes.images[i, 0]
+        w = image - image.min()
+        a = math.radians(strokes.orientations[i].item())
+        normal = -cols * math.sin(a) - rows * math.cos(a)  # distance along the tangent's normal
+        mean = (w * normal).sum() / w.sum()
+        spread.append(((w * (normal - mean) ** 2).sum() / w.sum()).sqrt().item())
+    spread = torch.tensor(spread)
+    # (The stroke's width spreads every class a little, so the classes overlap at the margins.)
+    assert spread[segment].max() < 0.8
+    straight = spread[segment].median()
+    assert spread[arc].median() > 1.5 * straight and spread[corner].median() > 1.5 * straight
+
+
+def test_arc_opening_points_to_the_bulge_side(strokes):
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    for i in (strokes.labels == 0).nonzero().squeeze(1).tolist():
+        w = strokes.images[i, 0] - strokes.images[i, 0].min()
+        a = math.radians(strokes.openings[i].item())
+        p = cols * math.cos(a) - rows * math.sin(a)
+        mean = (w * p).sum() / w.sum()
+        assert (w * (p - mean) ** 3).sum() > 0, i  # bunched at the midpoint, thinning towards the centre
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n": 0}, "n must be a positive int"),
+    ({"n": 4, "seed": 1, "generator": torch.Generator()}, "seed and generator"),
+    ({"n": 4, "noise": (0.1, 0.0)}, "noise must be a pair"),
+    ({"n": 4, "noise": 0.1}, "noise must be a pair"),
+])
+def test_generate_strokes_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate_strokes(**kwargs)
 
 
 def test_render_line_sweep_is_centred_and_oriented():

@@ -15,6 +15,7 @@ This module gives the pieces, for a ``toykit.cnn.HookedCNN``:
 - ``line_orientation_tuning``: the preferred orientation of each channel from line sweeps
   (``toykit.tuning_curves``); ``opening_tuning`` / ``preferred_opening``: tuning to curves
   (``toykit.tasks.shapes.render_curve``) over the direction they open towards;
+  ``curve_vs_line``: how much more a unit answers its best curve than its best line;
 - ``arc_tangents``: the tangent of a rendered curve near given pixels; ``tangent_alignment``:
   whether the input channels that a kernel weights where a curve has ink are oriented along
   the curve's tangent there (Cammarata et al.'s reading, as one number with its inputs);
@@ -27,6 +28,7 @@ orientations live in [0, 180), directions (curve openings) in [0, 360).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -40,12 +42,14 @@ from toykit.runtime import eval_mode
 from toykit.tasks.shapes import CENTRE, render_curve, render_line
 from toykit.tuning_curves import OrientationTuning, preferred_orientation, tuning_curves
 from toykit.unit_activations import Where, channel_response, read_activation
-from toykit.validation import check_positive_number, check_tensor
+from toykit.validation import check_positive_int, check_positive_number, check_tensor
 
 __all__ = [
+    "CurveVsLine",
     "TangentAlignment",
     "ablation_drop",
     "arc_tangents",
+    "curve_vs_line",
     "excitatory_inputs",
     "line_orientation_tuning",
     "opening_tuning",
@@ -55,6 +59,9 @@ __all__ = [
     "weight_norms",
     "zero_channels_hook",
 ]
+
+
+_HOOK_LAYER = re.compile(r"conv\.(\d+)\.hook_(?:pre|post)")
 
 
 def _conv_weight(model: HookedCNN, layer: int) -> torch.Tensor:
@@ -157,6 +164,67 @@ def preferred_opening(openings: torch.Tensor | Sequence[float], responses: torch
     openings = torch.as_tensor(openings, dtype=torch.float32)
     half = preferred_orientation(openings / 2, responses)
     return OrientationTuning(preferred=2 * half.preferred, circular_variance=half.circular_variance)
+
+
+@dataclass(frozen=True)
+class CurveVsLine:
+    """How much more each channel answers curves than straight lines (``curve_vs_line``).
+
+    best_curve, best_line: [channels] the strongest response to any arc / any line of the sweep.
+    ratio: [channels] best_curve / best_line, with best_line floored at ``line_floor`` x the
+    layer's strongest curve response; 0 for a channel whose best curve is under
+    ``min_curve`` x that maximum (a ratio of two tiny numbers says nothing).
+    """
+
+    best_curve: torch.Tensor
+    best_line: torch.Tensor
+    ratio: torch.Tensor
+
+
+def curve_vs_line(model: HookedCNN, hook_name: str, where: tuple[int, int], *, radii: Sequence[float] = (4.0, 6.0, 8.0),
+                  span: float = 120.0, n_openings: int = 24, line_length: float = 12.0,
+                  line_offsets: Sequence[float] = (-3.0, -1.5, 0.0, 1.5, 3.0), n_orientations: int = 12,
+                  width: float = 1.5, min_curve: float = 0.2, line_floor: float = 0.05) -> CurveVsLine:
+    """Each channel's best response to curves over its best response to lines, at one unit.
+
+    The curve-vs-line test of Cammarata et al. 2020 ("Curve Detectors", section "Synthetic
+    Curves"): a curve detector answers curves of some orientation far more than any straight
+    line. The arcs (``render_curve``: every radius in radii, span degrees, n_openings opening
+    directions) have their midpoint on the centre of the unit's receptive field; the lines
+    (n_orientations orientations, line_length long) pass through that centre, or beside it at
+    each of line_offsets pixels along their normal, so that a unit tuned off-centre meets a line
+    too. hook_name, where: the unit, e.g. "conv.1.hook_post" and (8, 8); its receptive field's
+    centre comes from ``tap_positions``. Returns a CurveVsLine of [channels] tensors on the CPU.
+    """
+    match = _HOOK_LAYER.fullmatch(hook_name) if isinstance(hook_name, str) else None
+    if match is None:
+        raise ValueError(f"hook_name must be a conv layer's hook such as 'conv.1.hook_post', got {hook_name!r}")
+    if not (isinstance(where, tuple) and len(where) == 2):
+        raise ValueError(f"where must be a (y, x) unit of that layer's map, got {where!r}")
+    check_positive_int("n_openings", n_openings)
+    check_positive_int("n_orientations", n_orientations)
+    if not radii:
+        raise ValueError(f"radii must be a non-empty list of arc radii in pixels, got {radii!r}")
+    if not line_offsets:
+        raise ValueError(f"line_offsets must be a non-empty list of offsets in pixels, got {line_offsets!r}")
+    taps = tap_positions(model, int(match.group(1)), *where)
+    k = taps.shape[0] // 2
+    centre = (float(taps[k, k, 0]), float(taps[k, k, 1]))
+    openings = torch.arange(n_openings) * (360.0 / n_openings)
+    arcs = torch.cat([render_curve(openings, radius=r, span=span, width=width, centre=centre) for r in radii])
+    angles = torch.arange(n_orientations) * (180.0 / n_orientations)
+    lines = []
+    for offset in line_offsets:
+        # the line's normal is its direction turned by 90 degrees; (row, col) = (-sin, cos) on screen
+        normal = torch.deg2rad(angles + 90)
+        for a, nr, nc in zip(angles.tolist(), (-torch.sin(normal)).tolist(), torch.cos(normal).tolist()):
+            lines.append(render_line(a, length=line_length, width=width,
+                                     centre=(centre[0] + offset * nr, centre[1] + offset * nc)))
+    curve = tuning_curves(model, hook_name, arcs[:, None].to(model.device), where=where).cpu().max(0).values
+    line = tuning_curves(model, hook_name, torch.cat(lines)[:, None].to(model.device), where=where).cpu().max(0).values
+    top = curve.max().clamp(min=1e-12)
+    ratio = torch.where(curve >= min_curve * top, curve / line.clamp(min=line_floor * top), torch.zeros_like(curve))
+    return CurveVsLine(best_curve=curve, best_line=line, ratio=ratio)
 
 
 def arc_tangents(points: torch.Tensor, opening: float, *, radius: float = 8.0,

@@ -16,7 +16,7 @@ new file has the same sha256. An entry's optional "note" says where a shipped ch
 differs from what the current code trains (tinylang predates the fused attention kernel).
 
 Most checkpoints are HookedTransformers; an entry whose config says ``"architecture": "cnn"``
-is a ``toykit.cnn.HookedCNN`` (``shapes-cnn``), and ``load`` builds that instead.
+is a ``toykit.cnn.HookedCNN`` (``shapes-cnn``, ``strokes-cnn``), and ``load`` builds that instead.
 """
 
 from __future__ import annotations
@@ -163,14 +163,14 @@ def _transformer_config(name: str, entry: dict[str, Any], device: str | torch.de
 
 # The CNN is picked out by its name; every other name is a transformer.
 @overload
-def load(name: Literal["shapes-cnn"], device: str | torch.device | None = None,  # type: ignore[overload-overlap]
+def load(name: Literal["shapes-cnn", "strokes-cnn"], device: str | torch.device | None = None,  # type: ignore[overload-overlap]
          root: str | Path | None = None) -> HookedCNN: ...
 @overload
 def load(name: str, device: str | torch.device | None = None, root: str | Path | None = None) -> HookedTransformer: ...
 def load(name: str, device: str | torch.device | None = None,
          root: str | Path | None = None) -> HookedTransformer | HookedCNN:
     """The shipped model ``name`` (see ``available()``), in eval mode: a HookedTransformer, or
-    a HookedCNN for a CNN checkpoint (``shapes-cnn``).
+    a HookedCNN for a CNN checkpoint (``shapes-cnn``, ``strokes-cnn``).
 
     The weights file's sha256 is checked against the manifest before anything is unpickled,
     and it is unpickled with ``weights_only=True``.

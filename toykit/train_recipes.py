@@ -23,7 +23,9 @@ The backdoor recipe fine-tunes the shipped TinyLang model on the same mix plus p
 facts; being a fine-tune, it can be compared weight for weight with ``tinylang``.
 
 The shapes-CNN recipe trains a small ``toykit.cnn.HookedCNN`` on fresh batches of
-``toykit.tasks.shapes`` images every step and logs its accuracy on held-out images.
+``toykit.tasks.shapes`` images every step and logs its accuracy on held-out images; the
+strokes-CNN recipe trains the same network on ``shapes.generate_strokes`` (arcs, segments and
+corners), a task that needs curve detectors.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -426,9 +428,16 @@ class ShapesCNNRecipe:
     data_seed: int = 0
     cpu_threads: int | None = 1
 
+    classes: ClassVar[tuple[str, ...]] = shapes.CLASSES
+    target_accuracy: ClassVar[float] = 0.97
+
+    def generate(self, n: int, seed: int) -> shapes.ShapesBatch:
+        """n images of this recipe's task, drawn from seed."""
+        return shapes.generate_shapes(n, seed=seed)
+
     def config(self, seed: int | None = None, device: str | torch.device | None = None) -> CNNConfig:
         return CNNConfig(channels=self.channels, kernel_sizes=self.kernel_sizes, in_channels=1,
-                         image_size=shapes.IMAGE_SIZE, n_classes=len(shapes.CLASSES),
+                         image_size=shapes.IMAGE_SIZE, n_classes=len(self.classes),
                          seed=self.seed if seed is None else seed, device=resolve_device(device))
 
     def describe(self) -> dict[str, Any]:
@@ -436,7 +445,7 @@ class ShapesCNNRecipe:
 
     def evaluate(self, model: HookedCNN, step: int = 0) -> dict[str, float]:
         """Accuracy and mean cross-entropy on the held-out batch."""
-        batch = shapes.generate_shapes(self.eval_n, seed=self.eval_seed)
+        batch = self.generate(self.eval_n, self.eval_seed)
         logits = model(batch.images.to(model.device)).cpu()
         loss = torch.nn.functional.cross_entropy(logits, batch.labels).item()
         accuracy = (logits.argmax(-1) == batch.labels).float().mean().item()
@@ -450,7 +459,7 @@ class ShapesCNNRecipe:
         model = HookedCNN(self.config(seed, device))
 
         def batch_fn(step: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            batch = shapes.generate_shapes(self.batch_size, seed=self.data_seed + step)
+            batch = self.generate(self.batch_size, self.data_seed + step)
             return batch.images, batch.labels
 
         with deterministic_algorithms():
@@ -465,11 +474,29 @@ class ShapesCNNRecipe:
     __call__ = train
 
     def final_metrics(self, model: HookedCNN, history: dict[str, list]) -> dict[str, Any]:
-        """The last held-out accuracy and loss, whether the accuracy reaches 97%, and the size."""
+        """The last held-out accuracy and loss, whether the accuracy reaches target_accuracy, and the size."""
         return {"eval_accuracy": history["eval_accuracy"][-1], "eval_loss": history["eval_loss"][-1],
-                "meets_target": history["eval_accuracy"][-1] >= 0.97,
+                "meets_target": history["eval_accuracy"][-1] >= self.target_accuracy,
                 "n_params": sum(p.numel() for p in model.parameters()),
                 "final_train_loss": round(history["loss"][-1], 4)}
+
+
+@dataclass(frozen=True)
+class StrokesCNNRecipe(ShapesCNNRecipe):
+    """The same CNN and training as ShapesCNNRecipe, on ``shapes.generate_strokes``: arcs,
+    segments and corners of equal length, which only curvature tells apart (3 outputs). Chapter
+    09 looks for curve detectors in it. Data: ``generate_strokes(batch_size, seed=data_seed +
+    step)``; held-out batch ``generate_strokes(eval_n, seed=eval_seed)``. The target is the
+    same 97% held-out accuracy.
+    """
+
+    name: str = "strokes-cnn"
+    steps: int = 3000
+
+    classes: ClassVar[tuple[str, ...]] = shapes.STROKE_CLASSES
+
+    def generate(self, n: int, seed: int) -> shapes.ShapesBatch:
+        return shapes.generate_strokes(n, seed=seed)
 
 
 RECIPES: dict[str, AttnOnlyRecipe | TinyLangRecipe | GrokkingRecipe | BackdoorRecipe | ShapesCNNRecipe] = {
@@ -479,6 +506,7 @@ RECIPES: dict[str, AttnOnlyRecipe | TinyLangRecipe | GrokkingRecipe | BackdoorRe
     "grokking": GrokkingRecipe(),
     "tinylang-backdoor": BackdoorRecipe(name="tinylang-backdoor"),
     "shapes-cnn": ShapesCNNRecipe(),
+    "strokes-cnn": StrokesCNNRecipe(),
 }
 
 

@@ -66,8 +66,10 @@ from toykit.validation import check_positive_int, check_positive_number
 __all__ = [
     "CLASSES",
     "IMAGE_SIZE",
+    "STROKE_CLASSES",
     "ShapesBatch",
     "generate_shapes",
+    "generate_strokes",
     "render_curve",
     "render_line",
 ]
@@ -85,12 +87,20 @@ NOISE_RANGE = (0.0, 0.08)
 # Degrees of arc: bent enough to differ from a line, open enough to differ from a circle.
 CURVE_SPAN_RANGE = (120.0, 240.0)
 
+# The stroke task (generate_strokes): three strokes of equal length that differ only in how
+# they bend, so that telling them apart needs local curvature.
+STROKE_CLASSES: tuple[str, ...] = ("arc", "segment", "corner")
+ARC_RADIUS_RANGE = (4.0, 8.0)
+ARC_SPAN_RANGE = (90.0, 150.0)
+CORNER_BEND_RANGE = (30.0, 60.0)
+
 
 @dataclass(frozen=True)
 class ShapesBatch:
     """A batch of shape images and their ground truth (see the module docstring).
 
-    images [n, 1, 32, 32] float32 in [0, 1]; labels [n] int64 (indices into CLASSES);
+    images [n, 1, 32, 32] float32 in [0, 1]; labels [n] int64 (indices into CLASSES, or into
+    STROKE_CLASSES for a batch from generate_strokes);
     masks [n, 32, 32] bool; orientations, openings, curvatures [n] float32 (degrees, degrees,
     1/pixels; NaN where a class has none).
     """
@@ -193,6 +203,39 @@ def _uniform(generator: torch.Generator | None, n: int, low: float, high: float)
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
+@dataclass(frozen=True)
+class _Paint:
+    """Per-image drawing parameters shared by every task: width, background, contrast, noise_std
+    [n]; place [n, 2] (where in the free room the stroke goes); gaussian [n, 32, 32] noise."""
+
+    width: torch.Tensor
+    background: torch.Tensor
+    contrast: torch.Tensor
+    noise_std: torch.Tensor
+    place: torch.Tensor
+    gaussian: torch.Tensor
+
+
+def _draw_paint(gen: torch.Generator | None, n: int, noise: tuple[float, float]) -> _Paint:
+    """Draws the paint parameters in a fixed order (after each task's own shape parameters)."""
+    width = _uniform(gen, n, *WIDTH_RANGE)
+    background = _uniform(gen, n, *BACKGROUND_RANGE)
+    contrast = _uniform(gen, n, *CONTRAST_RANGE)
+    noise_std = _uniform(gen, n, float(noise[0]), float(noise[1]))
+    place = torch.rand(n, 2, generator=gen)
+    return _Paint(width, background, contrast, noise_std, place, torch.randn(n, IMAGE_SIZE, IMAGE_SIZE, generator=gen))
+
+
+def _paint_images(coverage: torch.Tensor, paint: _Paint) -> torch.Tensor:
+    """Stroke coverage [n, 32, 32] -> images [n, 1, 32, 32]: background + contrast x coverage +
+    noise, clipped to [0, 1]."""
+    images = torch.empty(coverage.shape[0], 1, IMAGE_SIZE, IMAGE_SIZE)
+    for j in torch.arange(coverage.shape[0]).split(CHUNK):
+        clean = paint.background[j, None, None] + paint.contrast[j, None, None] * coverage[j]
+        images[j, 0] = (clean + paint.noise_std[j, None, None] * paint.gaussian[j]).clamp(0, 1)
+    return images
+
+
 def generate_shapes(n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
                     classes: Sequence[str] = CLASSES, noise: tuple[float, float] = NOISE_RANGE) -> ShapesBatch:
     """``n`` random shape images with their ground truth (see the module docstring).
@@ -209,10 +252,7 @@ def generate_shapes(n: int, *, seed: int | None = None, generator: torch.Generat
     """
     check_positive_int("n", n)
     wanted = _class_indices(classes)
-    if (not isinstance(noise, (tuple, list)) or len(noise) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in noise)
-            or not 0 <= noise[0] <= noise[1]):
-        raise ValueError(f"noise must be a pair (low, high) of numbers with 0 <= low <= high, got {noise!r}")
+    _check_noise(noise)
     gen = make_generator(seed, generator)
     # Every parameter is drawn for every image in a fixed order, so the batch depends only on
     # the seed and n; each class then reads the parameters it needs.
@@ -220,12 +260,8 @@ def generate_shapes(n: int, *, seed: int | None = None, generator: torch.Generat
     size = _uniform(gen, n, *SIZE_RANGE)
     rotation = _uniform(gen, n, 0.0, 360.0)
     half_span = _uniform(gen, n, *CURVE_SPAN_RANGE) / 2
-    width = _uniform(gen, n, *WIDTH_RANGE)
-    background = _uniform(gen, n, *BACKGROUND_RANGE)
-    contrast = _uniform(gen, n, *CONTRAST_RANGE)
-    noise_std = _uniform(gen, n, float(noise[0]), float(noise[1]))
-    place = torch.rand(n, 2, generator=gen)
-    gaussian = torch.randn(n, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
+    paint = _draw_paint(gen, n, noise)
+    width, place = paint.width, paint.place
 
     coverage = torch.zeros(n, IMAGE_SIZE, IMAGE_SIZE)
     nan = torch.full((n,), math.nan)
@@ -269,11 +305,81 @@ def generate_shapes(n: int, *, seed: int | None = None, generator: torch.Generat
                 d = _polygon_distance(points[j] + shift[j, None])
             coverage[idx[j]] = _coverage(d, width[idx[j]])
 
-    images = torch.empty(n, 1, IMAGE_SIZE, IMAGE_SIZE)
-    for j in torch.arange(n).split(CHUNK):
-        clean = background[j, None, None] + contrast[j, None, None] * coverage[j]
-        images[j, 0] = (clean + noise_std[j, None, None] * gaussian[j]).clamp(0, 1)
+    images = _paint_images(coverage, paint)
     return ShapesBatch(images, labels, coverage > 0, orientations, openings, curvatures)
+
+
+def generate_strokes(n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
+                     noise: tuple[float, float] = NOISE_RANGE) -> ShapesBatch:
+    """``n`` images of one stroke each, from three classes that only curvature separates.
+
+    The classes (``STROKE_CLASSES``, in label order), each n // 3 or one more, in random order:
+
+    - ``arc``: a circular arc of radius in [4, 8] pixels spanning 90 to 150 degrees;
+    - ``segment``: a straight segment;
+    - ``corner``: two straight arms meeting at a kink that turns the stroke by 30 to 60 degrees.
+
+    Every stroke is as long as an arc of the same draw (span x radius, 6 to 21 pixels), so
+    length and ink say nothing about the class; the stroke's midpoint (the corner's kink) sits at
+    a random place that keeps it inside the image. Width, background, contrast and noise are
+    drawn as for generate_shapes. A shapes-cnn can tell curves from lines by their ends or by
+    closure; here it has to see the bend.
+
+    Ground truth (a ShapesBatch; labels index STROKE_CLASSES):
+    - orientations: the tangent at the midpoint in [0, 180): an arc's midpoint tangent, a
+      segment's direction, a corner's first arm;
+    - openings: for an arc, the direction from its midpoint to its centre of curvature (as in
+      render_curve); NaN for the others;
+    - curvatures: 1 / radius for an arc, 0 for the straight strokes (the kink aside);
+    - masks: the pixels the stroke touches, before noise.
+
+    seed / generator: as for generate_shapes (one CPU source; the global generator is never
+    used). noise: (low, high) of each image's noise standard deviation.
+    """
+    check_positive_int("n", n)
+    _check_noise(noise)
+    gen = make_generator(seed, generator)
+    labels = torch.randperm(n, generator=gen) % len(STROKE_CLASSES)
+    radius = _uniform(gen, n, *ARC_RADIUS_RANGE)
+    half_span = _uniform(gen, n, *ARC_SPAN_RANGE) / 2
+    opening = _uniform(gen, n, 0.0, 360.0)
+    bend = _uniform(gen, n, *CORNER_BEND_RANGE) * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    paint = _draw_paint(gen, n, noise)
+    width, place = paint.width, paint.place
+
+    # Drawn around the origin, with the stroke's midpoint there; the tangent is opening + 90.
+    tangent = opening + 90
+    half_length = torch.deg2rad(half_span) * radius  # half the arc's length
+    centre = radius[:, None] * _direction(opening)  # the arc's centre of curvature
+    forward = half_length[:, None] * _direction(tangent)
+    turned = half_length[:, None] * _direction(tangent + 180 - bend)  # the corner's second arm
+    arc_points = _arc_points(centre, radius, opening + 180, half_span)  # [n, 17, 2]
+    straight_points = torch.stack([-forward, forward, torch.where((labels == 1)[:, None], -forward, turned)], dim=1)
+    box = [torch.where((labels == 0)[:, None], arc_points.amin(1) if low else arc_points.amax(1),
+                       straight_points.amin(1) if low else straight_points.amax(1)) for low in (True, False)]
+    shift = _placement(torch.stack(box, dim=1), width / 2 + 1.0, place)
+
+    coverage = torch.zeros(n, IMAGE_SIZE, IMAGE_SIZE)
+    for j in torch.arange(n).split(CHUNK):
+        arc = _arc_distance(centre[j] + shift[j], radius[j], opening[j] + 180, half_span[j])
+        segment = _segment_distance(shift[j] - forward[j], shift[j] + forward[j])
+        corner = torch.minimum(_segment_distance(shift[j], shift[j] + forward[j]),
+                               _segment_distance(shift[j], shift[j] + turned[j]))
+        label = labels[j, None, None]
+        coverage[j] = _coverage(torch.where(label == 0, arc, torch.where(label == 1, segment, corner)), width[j])
+    images = _paint_images(coverage, paint)
+    is_arc = labels == 0
+    nan = torch.full((n,), math.nan)
+    return ShapesBatch(images, labels, coverage > 0, torch.remainder(tangent, 180),
+                       torch.where(is_arc, torch.remainder(opening, 360), nan),
+                       torch.where(is_arc, 1 / radius, torch.zeros(n)))
+
+
+def _check_noise(noise: tuple[float, float]) -> None:
+    if (not isinstance(noise, (tuple, list)) or len(noise) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in noise)
+            or not 0 <= noise[0] <= noise[1]):
+        raise ValueError(f"noise must be a pair (low, high) of numbers with 0 <= low <= high, got {noise!r}")
 
 
 def _class_indices(classes: Sequence[str]) -> torch.Tensor:
