@@ -50,19 +50,18 @@ from toykit.circuit_discovery import (
     eap_ig,
     faithfulness_curve,
     frontier_auc,
-    induction_predictions,
+    induction_logprob,
     planted_induction_circuit,
     roc_auc,
     roc_curve,
     sweep_is_nested,
     sweep_scores,
+    tinylang_ioi_prompts,
     tinylang_ioi_truth,
 )
 from toykit.patching import logit_diff_metric
 from toykit.ranks import spearman
 from toykit.tasks.repeated_tokens import generate_repeated_tokens
-from toykit.tasks.tinylang import generate_examples
-from toykit.tasks.tinylang.examples import make_batch
 from toykit.transformer import HookedTransformer
 
 #: τ sweeps (KL divergence in nats). The planted and induction models move the KL by whole
@@ -92,17 +91,6 @@ class Task:
     constant: frozenset
 
 
-def induction_logprob(tokens: torch.Tensor, seq_len: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Mean log-probability of the right next token where induction can predict it."""
-    where = induction_predictions(tokens.shape[1], seq_len)
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        logprobs = logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]  # [b, p - 1]
-        return logprobs[:, where].mean()
-
-    return metric
-
-
 def planted_task(batch: int = 32, seq_len: int = 4, d_vocab: int = 80) -> Task:
     planted = planted_induction_circuit(d_vocab, seq_len, device="cpu")
     clean = generate_repeated_tokens(batch, seq_len, d_vocab, seed=0)
@@ -124,9 +112,7 @@ def ioi_task(n_prompts: int = 40) -> Task:
     """TinyLang IOI prompts of one template (so one length) with their ABC corruptions, as in
     chapter 06; the metric is the logit difference (IO minus S) at the answer position."""
     model = pretrained.load("tinylang", device="cpu")
-    examples = [e for e in generate_examples("ioi", 15 * n_prompts, seed=0, split="test")
-                if e.labels["template_id"] == 0][:n_prompts]
-    clean, corrupted = make_batch(examples), make_batch(examples, corrupted=True)
+    clean, corrupted = tinylang_ioi_prompts(n_prompts)
     metric = logit_diff_metric(clean.label_ids("io"), clean.label_ids("s"), pos=clean.answer_pos)
     truth = tinylang_ioi_truth()
     return Task("TinyLang IOI", model, clean.tokens, corrupted.tokens, metric, clean.answer_pos,

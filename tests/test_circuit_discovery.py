@@ -15,10 +15,14 @@ from toykit.circuit_discovery import (
     eap,
     eap_ig,
     edge_count,
+    induction_logprob,
     patch_edges,
+    planted_induction_circuit,
     sender_outputs,
+    tinylang_ioi_prompts,
 )
 from toykit.patching import kl_divergence, logit_diff
+from toykit.tasks.repeated_tokens import generate_repeated_tokens
 from toykit.transformer import HookedTransformer, TransformerConfig
 
 B, POS, VOCAB = 4, 8, 24
@@ -439,3 +443,36 @@ def test_eap_rejects_bad_inputs(model64, prompts):
     with pytest.raises(ValueError, match="corrupted_tokens"):
         eap(model64, clean, corrupted[:2], lambda logits: logits[:, -1, 0].mean())
     assert no_hooks_left(model64) and switches(model64) == (False, False, False, False)
+
+
+# -- the tasks the ground truths are measured on ------------------------------------------------------
+
+
+def test_induction_logprob_reads_the_predictable_second_copy():
+    tokens = generate_repeated_tokens(3, 4, 20, seed=0)  # [3, 9]: BOS, a block of 4, the block again
+    metric = induction_logprob(tokens, 4)
+    perfect = torch.full((3, 9, 20), -30.0)
+    perfect[:, :-1].scatter_(-1, tokens[:, 1:, None], 30.0)  # every next token certain
+    assert metric(perfect).item() == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.zeros(3, 9, 20)
+    assert metric(uniform).item() == pytest.approx(-math.log(20), abs=1e-6)
+    # positions induction cannot predict do not count: ruin them and nothing changes
+    ruined = perfect.clone()
+    ruined[:, :5] = 0.0
+    assert metric(ruined).item() == pytest.approx(0.0, abs=1e-6)
+    planted = planted_induction_circuit(20, 4, device="cpu")
+    assert metric(planted.model(tokens)).item() > -0.1  # the planted circuit does induction
+    with pytest.raises(ValueError, match="tokens"):
+        induction_logprob(tokens.float(), 4)
+    with pytest.raises(ValueError, match="seq_len"):
+        induction_logprob(tokens, 0)
+
+
+def test_tinylang_ioi_prompts_are_aligned_abc_pairs():
+    clean, corrupted = tinylang_ioi_prompts(12)
+    assert clean.tokens.shape == corrupted.tokens.shape and clean.tokens.shape[0] == 12
+    differs = (clean.tokens != corrupted.tokens).any(0)
+    assert 0 < int(differs.sum()) < clean.tokens.shape[1]  # only the name slots change
+    assert torch.equal(clean.answer_pos, corrupted.answer_pos)
+    with pytest.raises(ValueError, match="n_prompts"):
+        tinylang_ioi_prompts(0)

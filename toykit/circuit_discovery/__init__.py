@@ -61,8 +61,10 @@ from toykit.circuit_discovery.planted import (
     GroundTruth,
     PlantedCircuit,
     attn_only_2l_induction_truth,
+    induction_logprob,
     induction_predictions,
     planted_induction_circuit,
+    tinylang_ioi_prompts,
     tinylang_ioi_truth,
 )
 
@@ -90,6 +92,7 @@ __all__ = [
     "graph_switches",
     "incompleteness",
     "incompleteness_scores",
+    "induction_logprob",
     "induction_predictions",
     "interpolation_points",
     "largest_kept_tau",
@@ -107,5 +110,6 @@ __all__ = [
     "sender_outputs",
     "sweep_is_nested",
     "sweep_scores",
+    "tinylang_ioi_prompts",
     "tinylang_ioi_truth",
 ]

@@ -11,6 +11,10 @@ This module gives three such circuits as sets of edges of the computational grap
   chapter 04 found it.
 - ``tinylang_ioi_truth``: the TinyLang IOI circuit of chapter 06, section 7.
 
+With the tasks they are measured on: ``induction_logprob`` (with ``induction_predictions``) is
+the induction metric on repeated random tokens; ``tinylang_ioi_prompts`` gives the IOI prompts
+and their ABC corruptions.
+
 Names of the graph (shared by the whole ``toykit.circuit_discovery`` package):
 
 - senders: ``"embed"`` (token plus positional embedding, ``blocks.0.hook_resid_pre``),
@@ -36,12 +40,14 @@ Each function's docstring says how its sets were derived, and where that was a c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from toykit.circuit_discovery.graph import Edge
 from toykit.runtime import resolve_device
+from toykit.tasks import tinylang
 from toykit.tasks.repeated_tokens import repeated_half_slices
 from toykit.transformer import HookedTransformer, TransformerConfig
 from toykit.validation import check_non_negative_int, check_positive_int, check_positive_number
@@ -52,8 +58,10 @@ __all__ = [
     "GroundTruth",
     "PlantedCircuit",
     "attn_only_2l_induction_truth",
+    "induction_logprob",
     "induction_predictions",
     "planted_induction_circuit",
+    "tinylang_ioi_prompts",
     "tinylang_ioi_truth",
 ]
 
@@ -227,6 +235,23 @@ def induction_predictions(n_tokens: int, seq_len: int) -> slice:
     return slice(repeated.start + 1, repeated.stop)
 
 
+def induction_logprob(tokens: torch.Tensor, seq_len: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The induction task's metric on ``generate_repeated_tokens`` rows (the clean ``tokens``
+    [b, 2 * seq_len + 1]): logits [b, p, d_vocab] -> the mean log-probability of the right next
+    token over the positions ``induction_predictions`` keeps, a 0-dim tensor (higher: more
+    induction). Differentiable, for EAP."""
+    check_positive_int("seq_len", seq_len)
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2 or tokens.dtype != torch.int64:
+        raise ValueError(f"tokens must be an int64 tensor [batch, positions], got {tokens!r:.80}")
+    where = induction_predictions(tokens.shape[1], seq_len)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        logprobs = logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None].to(logits.device))[..., 0]
+        return logprobs[:, where].mean()  # logprobs: [b, p - 1]
+
+    return metric
+
+
 # -- the shipped models' circuits ----------------------------------------------------------------
 
 
@@ -316,3 +341,16 @@ def tinylang_ioi_truth() -> GroundTruth:
     edges |= {("m0", "m1"), ("m0", "m2"), ("m1", "m2")}
     edges |= {(mlp, "logits") for mlp in mlps}
     return GroundTruth(frozenset(edges), frozenset({("embed", f"{head}.q") for head in heads}))
+
+
+def tinylang_ioi_prompts(n_prompts: int = 40, *, seed: int = 0) -> tuple[tinylang.Batch, tinylang.Batch]:
+    """The prompts ``tinylang_ioi_truth`` is measured on: n_prompts TinyLang IOI test prompts of
+    template 0 (so all of one length) and their ABC corruptions (three different names in the
+    same slots), as in chapter 06. Returns (clean, corrupted) batches, aligned row by row."""
+    check_positive_int("n_prompts", n_prompts)
+    pool = max(600, 15 * n_prompts)  # about one IOI prompt in fourteen uses template 0
+    examples = [e for e in tinylang.generate_examples("ioi", pool, seed=seed, split="test")
+                if e.labels["template_id"] == 0][:n_prompts]
+    if len(examples) < n_prompts:
+        raise ValueError(f"n_prompts: only {len(examples)} template-0 IOI prompts among {pool} drawn")
+    return tinylang.make_batch(examples), tinylang.make_batch(examples, corrupted=True)
