@@ -8,6 +8,7 @@ import torch
 from toykit import pretrained
 from toykit.cnn import CNNConfig, HookedCNN
 from toykit.cnn_training import train_cnn
+from toykit.dataset_examples import ReceptiveField, receptive_field
 from toykit.tasks.shapes import CLASSES, STROKE_CLASSES, generate_shapes, generate_strokes
 from toykit.train_recipes import RECIPES, ShapesCNNRecipe, StrokesCNNRecipe, save
 
@@ -166,6 +167,25 @@ def test_a_short_strokes_recipe_run_has_three_outputs(tmp_path):
     entry = save(recipe, tmp_path, device="cpu", progress=False)
     assert entry["recipe"]["kind"] == "StrokesCNNRecipe" and entry["config"]["n_classes"] == len(STROKE_CLASSES)
     assert pretrained.load("tiny-strokes", device="cpu", root=tmp_path).cfg.n_classes == 3
+
+
+def test_layer_geometry_lists_the_convs_and_the_pools_between_them():
+    model = HookedCNN(CNNConfig(seed=0, device="cpu"))  # kernels 7, 5, 3
+    assert model.layer_geometry(0) == [(7, 1, 3)]
+    assert model.layer_geometry(2) == [(7, 1, 3), (2, 2, 0), (5, 1, 2), (2, 2, 0), (3, 1, 1)]
+    # a conv.2 unit sees 7 + 1 + 4 x 2 + 1 x 2 + 2 x 4 = 26 pixels; an input pixel moves it by 4
+    assert receptive_field(model.layer_geometry(2)) == ReceptiveField(size=26, stride=4, padding=11)
+    # every input pixel that changes one conv.2 unit lies inside that field
+    images = torch.rand(1, 1, 32, 32, requires_grad=True)
+    seen = {}
+    model.run_with_hooks(images, fwd_hooks=[("conv.2.hook_pre", lambda act, hook: seen.setdefault("act", act))])
+    seen["act"][0, 0, 4, 4].backward()
+    rows, cols = images.grad[0, 0].abs().sum(1).nonzero(), images.grad[0, 0].abs().sum(0).nonzero()
+    start = 4 * 4 - 11  # stride x position - padding
+    assert rows.min() >= start and rows.max() < start + 26 and cols.min() >= start and cols.max() < start + 26
+    for bad in (-1, 3, 1.0, True):
+        with pytest.raises(ValueError, match="layer"):
+            model.layer_geometry(bad)
 
 
 # -- the shipped checkpoints ----------------------------------------------------------------------------

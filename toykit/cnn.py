@@ -159,6 +159,19 @@ class HookedCNN(HookedRootModule):
     def device(self) -> torch.device:
         return self.W_U.device
 
+    def layer_geometry(self, layer: int) -> list[tuple[int, int, int]]:
+        """(kernel, stride, padding) of every conv and pool from the input up to conv.{layer}'s
+        output (its hook points), input first: the stack ``toykit.dataset_examples.receptive_field``
+        takes. The pools are functions here, not modules, so they are listed from the layout."""
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.cfg.n_layers:
+            raise ValueError(f"layer must be a conv layer index in [0, {self.cfg.n_layers}), got {layer!r}")
+        geometry: list[tuple[int, int, int]] = []
+        for i, k in enumerate(self.cfg.kernel_sizes[:layer + 1]):
+            if i > 0:
+                geometry.append((2, 2, 0))  # the max-pool between layers
+            geometry.append((k, 1, k // 2))  # a conv that keeps the size
+        return geometry
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [b, in_channels, image_size, image_size] (float; moved to the model's device)
         -> logits [b, n_classes]."""

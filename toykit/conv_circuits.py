@@ -110,10 +110,8 @@ def tap_positions(model: HookedCNN, layer: int, y: int, x: int) -> torch.Tensor:
     h = model.cfg.image_size // 2**layer
     _check_channel("y", y, h)
     _check_channel("x", x, h)
-    geometry: list[tuple[int, int, int]] = []
-    for k in model.cfg.kernel_sizes[:layer]:
-        geometry += [(k, 1, k // 2), (2, 2, 0)]  # each earlier conv keeps the size, then a max-pool
-    field = receptive_field(geometry)
+    # the field of one cell of the map the kernel reads: the stack up to conv.{layer}, without it
+    field = receptive_field(model.layer_geometry(layer)[:-1])
     k = w.shape[-1]
     cells = torch.arange(k, dtype=torch.float32) - k // 2
     rows = (y + cells) * field.stride - field.padding + (field.size - 1) / 2
