@@ -25,7 +25,7 @@ facts; being a fine-tune, it can be compared weight for weight with ``tinylang``
 The shapes-CNN recipe trains a small ``toykit.cnn.HookedCNN`` on fresh batches of
 ``toykit.tasks.shapes`` images every step and logs its accuracy on held-out images; the
 strokes-CNN recipe trains the same network on ``shapes.generate_strokes`` (arcs, segments and
-corners), a task that needs curve detectors.
+corners of one length), where only the way a stroke bends tells the classes apart.
 """
 
 from __future__ import annotations

@@ -42,6 +42,11 @@ Ground truth per image (``ShapesBatch``):
 - ``masks`` [n, 32, 32] bool: the pixels the stroke touches (anti-aliased coverage > 0), before
   noise. Everything the shape adds to the image lies inside it.
 
+A second task, ``generate_strokes``, draws one stroke per image from ``STROKE_CLASSES``: an
+arc, a straight segment or a corner, all of the same length, so that only the way the stroke
+bends tells them apart (chapter 09 looks for curve detectors in a network trained on it). Its
+batches carry the same ground truth.
+
 Images are drawn on the CPU from one torch generator, so a seed gives the same batch on every
 machine; ``render_line`` and ``render_curve`` draw single noise-free strokes at chosen angles
 (for orientation tuning curves, say).
@@ -322,8 +327,10 @@ def generate_strokes(n: int, *, seed: int | None = None, generator: torch.Genera
     Every stroke is as long as an arc of the same draw (span x radius, 6 to 21 pixels), so
     length and ink say nothing about the class; the stroke's midpoint (the corner's kink) sits at
     a random place that keeps it inside the image. Width, background, contrast and noise are
-    drawn as for generate_shapes. A shapes-cnn can tell curves from lines by their ends or by
-    closure; here it has to see the bend.
+    drawn as for generate_shapes. What separates the classes is how the stroke bends: not at
+    all, smoothly (an arc turns its direction by 90 to 150 degrees along its length), or at one
+    point. In generate_shapes a curve can also be told from a line or a circle by its ends,
+    closure or extent.
 
     Ground truth (a ShapesBatch; labels index STROKE_CLASSES):
     - orientations: the tangent at the midpoint in [0, 180): an arc's midpoint tangent, a
