@@ -211,13 +211,11 @@ def curve_vs_line(model: HookedCNN, hook_name: str, where: tuple[int, int], *, r
     openings = torch.arange(n_openings) * (360.0 / n_openings)
     arcs = torch.cat([render_curve(openings, radius=r, span=span, width=width, centre=centre) for r in radii])
     angles = torch.arange(n_orientations) * (180.0 / n_orientations)
-    lines = []
-    for offset in line_offsets:
-        # the line's normal is its direction turned by 90 degrees; (row, col) = (-sin, cos) on screen
-        normal = torch.deg2rad(angles + 90)
-        for a, nr, nc in zip(angles.tolist(), (-torch.sin(normal)).tolist(), torch.cos(normal).tolist()):
-            lines.append(render_line(a, length=line_length, width=width,
-                                     centre=(centre[0] + offset * nr, centre[1] + offset * nc)))
+    # each line's normal is its direction turned by 90 degrees; (row, col) = (-sin, cos) on screen
+    normal = torch.deg2rad(angles + 90)
+    normals = list(zip((-torch.sin(normal)).tolist(), torch.cos(normal).tolist()))
+    lines = [render_line(a, length=line_length, width=width, centre=(centre[0] + offset * nr, centre[1] + offset * nc))
+             for offset in line_offsets for a, (nr, nc) in zip(angles.tolist(), normals)]
     curve = tuning_curves(model, hook_name, arcs[:, None].to(model.device), where=where).cpu().max(0).values
     line = tuning_curves(model, hook_name, torch.cat(lines)[:, None].to(model.device), where=where).cpu().max(0).values
     top = curve.max().clamp(min=1e-12)

@@ -362,9 +362,9 @@ def generate_strokes(n: int, *, seed: int | None = None, generator: torch.Genera
     turned = half_length[:, None] * _direction(tangent + 180 - bend)  # the corner's second arm
     arc_points = _arc_points(centre, radius, opening + 180, half_span)  # [n, 17, 2]
     straight_points = torch.stack([-forward, forward, torch.where((labels == 1)[:, None], -forward, turned)], dim=1)
-    box = [torch.where((labels == 0)[:, None], arc_points.amin(1) if low else arc_points.amax(1),
-                       straight_points.amin(1) if low else straight_points.amax(1)) for low in (True, False)]
-    shift = _placement(torch.stack(box, dim=1), width / 2 + 1.0, place)
+    arc_box = torch.stack([arc_points.amin(1), arc_points.amax(1)], dim=1)  # [n, 2 corners, 2]
+    straight_box = torch.stack([straight_points.amin(1), straight_points.amax(1)], dim=1)
+    shift = _placement(torch.where((labels == 0)[:, None, None], arc_box, straight_box), width / 2 + 1.0, place)
 
     coverage = torch.zeros(n, IMAGE_SIZE, IMAGE_SIZE)
     for j in torch.arange(n).split(CHUNK):
